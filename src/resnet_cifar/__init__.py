@@ -1,0 +1,1 @@
+"""He et al. (2016) CIFAR ResNets with PyTorch Lightning and Hydra."""
