@@ -1,0 +1,109 @@
+"""Callbacks for the paper's protocol that Lightning does not ship."""
+
+import time
+from collections import deque
+from typing import Any
+
+import lightning as L
+import torch
+
+
+class ValidateAtEnd(L.Callback):
+    """Validate after the last training step even when it falls in the middle of an epoch.
+
+    Lightning validates at epoch ends; when ``max_steps`` stops training mid-epoch the final
+    weights would go unvalidated (and unchecked by ModelCheckpoint). Requesting a stop at the
+    last step makes the epoch loop validate before it exits.
+    """
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps:
+            trainer.should_stop = True
+
+
+class LrWarmupUntilTrainError(L.Callback):
+    """ResNet-110's warm-up: train at ``factor`` x lr until training error < ``max_train_err`` %.
+
+    The error is averaged over the last ``window`` steps. The learning rate is scaled in place,
+    so any chainable scheduler keeps working underneath.
+    """
+
+    def __init__(self, factor: float = 0.1, max_train_err: float = 80.0, window: int = 20) -> None:
+        self.factor = factor
+        self.max_train_err = max_train_err
+        self.window = window
+        self.state = "pending"  # -> "warming" -> "done"
+        self.recent_errors: deque[torch.Tensor] = deque(maxlen=window)
+
+    def _scale_lr(self, trainer: L.Trainer, factor: float) -> None:
+        for optimizer in trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] *= factor
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.state == "pending":
+            self._scale_lr(trainer, self.factor)
+            self.state = "warming"
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self.state != "warming":
+            return
+        # The same decision on every process: average the batch error over all of them.
+        self.recent_errors.append(trainer.strategy.reduce(outputs["err"], reduce_op="mean"))
+        if len(self.recent_errors) == self.window and torch.stack(list(self.recent_errors)).mean() < self.max_train_err:
+            self._scale_lr(trainer, 1 / self.factor)
+            self.state = "done"
+            pl_module.log("warmup_end_step", float(trainer.global_step), rank_zero_only=True)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"state": self.state}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.state = state_dict["state"]
+
+
+class TrainingClock(L.Callback):
+    """Wall time of the whole fit and training throughput (images/s, validation excluded)."""
+
+    def __init__(self) -> None:
+        self.images = 0
+        self.train_seconds = 0.0
+        self.fit_seconds = 0.0
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._fit_started = time.perf_counter()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._resume_clock()
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._pause_clock(pl_module)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._resume_clock()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.images += len(batch[1]) * trainer.world_size
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._pause_clock(pl_module)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.fit_seconds = time.perf_counter() - self._fit_started
+
+    def _resume_clock(self) -> None:
+        self._since = time.perf_counter()
+
+    def _pause_clock(self, pl_module: L.LightningModule) -> None:
+        if getattr(self, "_since", None) is None:
+            return
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)  # count the queued work as training time
+        self.train_seconds += time.perf_counter() - self._since
+        self._since = None
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.train_seconds if self.train_seconds > 0 else 0.0

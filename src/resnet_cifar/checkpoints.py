@@ -1,0 +1,54 @@
+"""Reading checkpoints safely: no code from the file runs, and it must fit the configuration."""
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from resnet_cifar.errors import CheckpointError
+
+MODEL_KEYS = ("depth", "shortcut", "residual", "num_classes")
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a Lightning checkpoint with ``weights_only=True`` (tensors and plain containers)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; pass the path of a run's checkpoints/last.ckpt")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"checkpoint {path} was refused: it holds Python objects other than tensors and plain "
+            f"containers, which could run code when loaded ({str(error).splitlines()[0]}); "
+            "only use checkpoints written by resnet-cifar from a source you trust"
+        ) from None
+    except Exception as error:  # torch raises several types for truncated or foreign files
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read ({type(error).__name__}: {error}); "
+            "it is truncated or not a PyTorch checkpoint: use another checkpoint of the run"
+        ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"checkpoint {path} is not a Lightning checkpoint (it has no state_dict)")
+    return checkpoint
+
+
+def checkpoint_config(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """The composed run config that a resnet-cifar checkpoint carries."""
+    config = checkpoint.get("hyper_parameters", {}).get("run_config")
+    if not isinstance(config, dict) or "model" not in config:
+        raise CheckpointError(f"checkpoint {path} was not written by resnet-cifar's train (it has no run config)")
+    return config
+
+
+def check_same_model(checkpoint: dict[str, Any], path: str | Path, model_config: dict[str, Any]) -> None:
+    """Refuse a checkpoint of another depth, shortcut or variant than ``model_config``."""
+    saved = checkpoint_config(checkpoint, path)["model"]
+    differences = [key for key in MODEL_KEYS if saved.get(key) != model_config.get(key)]
+    if differences:
+        describe = lambda model: ", ".join(f"{key}={model.get(key)}" for key in MODEL_KEYS)  # noqa: E731
+        raise CheckpointError(
+            f"checkpoint {path} holds model ({describe(saved)}) but this run is configured for "
+            f"model ({describe(model_config)}); resume with the checkpoint's settings or start a new run"
+        )

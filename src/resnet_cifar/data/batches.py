@@ -1,0 +1,93 @@
+"""Whole batches drawn from tensors in memory: one index tensor per batch, no per-image calls.
+
+The order of an epoch (and its augmentation) depends only on the seed and the epoch, never on
+the number of processes: every step has the same global batch whether one process takes it or
+N processes take one slice each.
+"""
+
+import math
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from resnet_cifar.data.augment import CropFlip, draw_crop_flip
+
+
+class BatchPlan(NamedTuple):
+    """Which images make up this process's share of one batch, and how to augment them."""
+
+    indices: torch.Tensor
+    crop_flip: CropFlip | None
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """A generator for one epoch, independent of every other (seed, epoch) pair."""
+    state = np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+class EpochBatchSampler(Sampler[BatchPlan]):
+    """Yields this process's slice of each global batch of an epoch.
+
+    ``shuffle`` draws a new permutation per epoch; ``augment_padding`` (pixels, or None) draws
+    crop offsets and flips for every image of the epoch. Lightning calls ``set_epoch``.
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        augment_padding: int | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.num_items = num_items
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.augment_padding = augment_padding
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(self.num_items / self.batch_size)
+
+    def __iter__(self) -> Iterator[BatchPlan]:
+        generator = epoch_generator(self.seed, self.epoch)
+        order = torch.randperm(self.num_items, generator=generator) if self.shuffle else torch.arange(self.num_items)
+        crop_flip = None
+        if self.augment_padding is not None:
+            crop_flip = draw_crop_flip(self.num_items, self.augment_padding, generator)
+        for start in range(0, self.num_items, self.batch_size):
+            # The global batch split in world_size near-equal slices, this process taking one.
+            positions = torch.arange(start, min(start + self.batch_size, self.num_items))
+            positions = positions.tensor_split(self.world_size)[self.rank]
+            share = None if crop_flip is None else CropFlip(*(t[positions] for t in crop_flip))
+            yield BatchPlan(order[positions], share)
+
+
+class ImageBatches(Dataset):
+    """uint8 images and labels indexed by a whole :class:`BatchPlan` at a time."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        self.images = images
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, plan: BatchPlan) -> dict:
+        batch = {"images": self.images[plan.indices], "labels": self.labels[plan.indices]}
+        if plan.crop_flip is not None:
+            batch["crop_flip"] = plan.crop_flip
+        return batch

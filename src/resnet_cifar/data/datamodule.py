@@ -1,0 +1,156 @@
+"""CIFAR-10/100 as a LightningDataModule with the paper's split, input and augmentation.
+
+Files are decoded once into uint8 tensors (see ``sources``). Batches leave the loader as uint8
+images with their augmentation parameters; cropping, flipping and mean subtraction happen on
+the training device, batch-wise, in ``on_after_batch_transfer``.
+"""
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from resnet_cifar.data.augment import apply_crop_flip
+from resnet_cifar.data.batches import EpochBatchSampler, ImageBatches
+from resnet_cifar.data.sources import CifarArrays, load_cifar, synthetic_cifar
+from resnet_cifar.errors import ConfigError
+
+DATASETS = ("cifar10", "cifar100", "synthetic")
+NUM_TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000}
+
+
+def split_train_val(num_images: int, val_size: int, split_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of a seeded train/val split of the training images (``val_size`` held out)."""
+    if not 0 <= val_size < num_images:
+        raise ConfigError(
+            f"data.val_size={val_size} must be between 0 and {num_images - 1} "
+            f"(the training set has {num_images} images); the paper holds out 5000"
+        )
+    order = torch.randperm(num_images, generator=torch.Generator().manual_seed(split_seed))
+    return order[val_size:].sort().values, order[:val_size].sort().values
+
+
+def per_device_batch_size(batch_size: int, world_size: int, key: str = "data.batch_size") -> int:
+    """The batch each of ``world_size`` processes takes so that together they take ``batch_size``."""
+    if batch_size < 1 or batch_size % world_size != 0:
+        raise ConfigError(
+            f"{key}={batch_size} is the global batch and must split evenly over {world_size} "
+            f"processes (devices x nodes); choose a multiple of {world_size}, e.g. "
+            f"{max(world_size, batch_size // world_size * world_size)}"
+        )
+    return batch_size // world_size
+
+
+class CIFARDataModule(L.LightningDataModule):
+    """CIFAR with the 45k/5k split, per-pixel mean subtraction and pad-crop-flip augmentation.
+
+    ``batch_size`` and ``eval_batch_size`` are global: each of N processes takes 1/N of every
+    batch. ``seed`` drives shuffling and augmentation; ``split_seed`` the held-out split, so the
+    split stays fixed across training seeds.
+    """
+
+    def __init__(
+        self,
+        dataset: str = "cifar10",
+        root: str = "data",
+        download: bool = False,
+        num_classes: int = 10,
+        batch_size: int = 128,
+        eval_batch_size: int = 1000,
+        val_size: int = 5000,
+        split_seed: int = 0,
+        seed: int = 0,
+        padding: int = 4,
+        synthetic_sizes: tuple[int, int] = (2000, 500),
+    ) -> None:
+        super().__init__()
+        if dataset not in DATASETS:
+            raise ConfigError(f"data.dataset={dataset!r} is not known; use one of {', '.join(DATASETS)}")
+        self.dataset = dataset
+        self.root = root
+        self.download = download
+        self.num_classes = num_classes
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.val_size = val_size
+        self.split_seed = split_seed
+        self.seed = seed
+        self.padding = padding
+        self.synthetic_sizes = tuple(synthetic_sizes)
+        self.arrays: CifarArrays | None = None
+        self.mean_image: torch.Tensor | None = None
+        self._mean_on_device: dict[torch.device, torch.Tensor] = {}
+
+    def check_world_size(self, world_size: int) -> None:
+        """Fail before any work starts if the global batches do not split over the processes."""
+        per_device_batch_size(self.batch_size, world_size)
+        per_device_batch_size(self.eval_batch_size, world_size, key="data.eval_batch_size")
+
+    def _load(self) -> CifarArrays:
+        if self.dataset == "synthetic":
+            num_train, num_test = self.synthetic_sizes
+            return synthetic_cifar(num_train, num_test, self.num_classes, seed=self.split_seed)
+        return load_cifar(self.root, self.dataset, download=self.download)
+
+    def prepare_data(self) -> None:
+        # Runs on one process per node: download and decode there, so the others read the cache.
+        self.arrays = self._load()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.arrays is None:
+            self.arrays = self._load()
+        arrays = self.arrays
+        if len(arrays.classes) != self.num_classes:
+            raise ConfigError(
+                f"data.num_classes={self.num_classes} but {self.dataset} under {self.root} has "
+                f"{len(arrays.classes)} classes; set data.num_classes={len(arrays.classes)}"
+            )
+        train_idx, val_idx = split_train_val(len(arrays.train_labels), self.val_size, self.split_seed)
+        self.train_set = ImageBatches(arrays.train_images[train_idx], arrays.train_labels[train_idx])
+        self.val_set = ImageBatches(arrays.train_images[val_idx], arrays.train_labels[val_idx])
+        self.test_set = ImageBatches(arrays.test_images, arrays.test_labels)
+        # The paper's input: the mean image of the training split subtracted from every image.
+        self.mean_image = self.train_set.images.float().mean(dim=0) / 255
+        self._mean_on_device.clear()
+
+    def _rank_and_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def _loader(self, images: ImageBatches, batch_size: int, train: bool) -> DataLoader:
+        rank, world_size = self._rank_and_world()
+        per_device_batch_size(batch_size, world_size)
+        sampler = EpochBatchSampler(
+            len(images),
+            batch_size,
+            shuffle=train,
+            seed=self.seed,
+            augment_padding=self.padding if train else None,
+            rank=rank,
+            world_size=world_size,
+        )
+        # batch_size=None: each sampler item already names a whole batch.
+        return DataLoader(images, sampler=sampler, batch_size=None)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.batch_size, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        if len(self.val_set) == 0:
+            return []
+        return self._loader(self.val_set, self.eval_batch_size, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, self.eval_batch_size, train=False)
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        images = batch["images"]
+        if "crop_flip" in batch:
+            images = apply_crop_flip(images, batch["crop_flip"], self.padding)
+        return self.normalize(images), batch["labels"]
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images to float in [0, 1] minus the training split's mean image."""
+        mean = self._mean_on_device.get(images.device)
+        if mean is None:
+            mean = self._mean_on_device.setdefault(images.device, self.mean_image.to(images.device))
+        return images.float().div_(255).sub_(mean)

@@ -1,0 +1,59 @@
+"""Test a checkpoint on the test set; print and save its error and loss.
+
+    python -m resnet_cifar.evaluate ckpt_path=outputs/runs/.../checkpoints/last.ckpt [data.root=...]
+
+The results go to ``<checkpoint>.eval.json`` beside the checkpoint (``last.eval.json``).
+"""
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from resnet_cifar.checkpoints import check_same_model, checkpoint_config, read_checkpoint
+from resnet_cifar.cli import exit_on_usage_error, write_json_atomically
+from resnet_cifar.run import build_datamodule, build_module, build_trainer, metric
+
+log = logging.getLogger(__name__)
+
+# Evaluation runs in one process and logs nowhere, whatever the training run did.
+SINGLE_PROCESS = {"trainer": {"devices": 1, "num_nodes": 1, "strategy": "auto"}, "logger": None, "callbacks": None}
+
+
+def evaluation_config(saved: dict[str, Any], overrides: list[str]) -> DictConfig:
+    """The checkpoint's run config with the command line's overrides on top."""
+    user = [override for override in overrides if not override.startswith("ckpt_path=")]
+    return OmegaConf.merge(saved, OmegaConf.from_dotlist(user), SINGLE_PROCESS)
+
+
+def evaluate(ckpt_path: str, overrides: list[str]) -> dict[str, Any]:
+    checkpoint = read_checkpoint(ckpt_path)
+    cfg = evaluation_config(checkpoint_config(checkpoint, ckpt_path), overrides)
+    check_same_model(checkpoint, ckpt_path, OmegaConf.to_container(cfg.model, resolve=True))
+    module = build_module(cfg)
+    module.load_state_dict(checkpoint["state_dict"])
+    trainer = build_trainer(cfg)
+    results = trainer.test(module, datamodule=build_datamodule(cfg), verbose=False)[0]
+    evaluation = {
+        "ckpt_path": str(Path(ckpt_path).resolve()),
+        "step": checkpoint.get("global_step"),
+        "test_err": metric(results, "test/err"),
+        "test_loss": metric(results, "test/loss"),
+    }
+    output = Path(ckpt_path).with_suffix(".eval.json")
+    write_json_atomically(output, evaluation)
+    print(f"test error {evaluation['test_err']:.2f} %  test loss {evaluation['test_loss']:.4f}  ({output})")
+    return evaluation
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="evaluate")
+@exit_on_usage_error
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg.ckpt_path, list(HydraConfig.get().overrides.task))
+
+
+if __name__ == "__main__":
+    main()

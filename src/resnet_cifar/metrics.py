@@ -1,0 +1,9 @@
+"""Top-1 error in percent, the number the paper reports."""
+
+from torchmetrics import Metric
+from torchmetrics.classification import MulticlassAccuracy
+
+
+def top1_error(num_classes: int) -> Metric:
+    """A torchmetrics metric of 100 * (1 - top-1 accuracy), synced across processes."""
+    return 100 * (1 - MulticlassAccuracy(num_classes=num_classes, average="micro"))

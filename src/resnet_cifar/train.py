@@ -1,0 +1,103 @@
+"""Train one network with the paper's recipe, test it, and write the run's metrics.json.
+
+    python -m resnet_cifar.train [overrides]          e.g. model.depth=56 seed=3
+    python -m resnet_cifar.train -m model.depth=20,32,44,56 seed=0,1,2,3,4
+"""
+
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from resnet_cifar.callbacks import TrainingClock, ValidateAtEnd
+from resnet_cifar.checkpoints import check_same_model, read_checkpoint
+from resnet_cifar.cli import exit_on_usage_error, write_json_atomically
+from resnet_cifar.ddp import launch_ddp_children_in_this_run
+from resnet_cifar.run import METRICS_FILE, build_datamodule, build_module, build_trainer, metric
+
+log = logging.getLogger(__name__)
+
+
+def checkpoint_to_resume(cfg: DictConfig, output_dir: Path) -> str | None:
+    """``ckpt_path`` if given, else this run directory's last.ckpt if an earlier attempt left one."""
+    if cfg.ckpt_path:
+        return str(cfg.ckpt_path)
+    last = output_dir / "checkpoints" / "last.ckpt"
+    return str(last) if last.is_file() else None
+
+
+def best_checkpoint_path(trainer: L.Trainer) -> str:
+    """The best checkpoint by validation error ("" when no callback selects one)."""
+    paths = [c.best_model_path for c in trainer.checkpoint_callbacks if c.monitor and c.best_model_path]
+    return paths[0] if paths else ""
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    output_dir = Path(HydraConfig.get().runtime.output_dir)
+    resume_from = checkpoint_to_resume(cfg, output_dir)
+    if resume_from:
+        check_same_model(read_checkpoint(resume_from), resume_from, OmegaConf.to_container(cfg.model, resolve=True))
+    if cfg.data.val_size == 0 and "best_checkpoint" in cfg.callbacks:  # nothing to pick the best with
+        with open_dict(cfg):
+            del cfg.callbacks.best_checkpoint
+
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg)
+    clock = TrainingClock()
+    trainer = build_trainer(cfg, extra_callbacks=[ValidateAtEnd(), clock])
+    datamodule.check_world_size(trainer.world_size)
+
+    started_at = now()
+    if resume_from:
+        log.info("resuming from %s", resume_from)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    # ModelCheckpoint writes last.ckpt every n steps only; the final weights are saved here.
+    trainer.save_checkpoint(output_dir / "checkpoints" / "last.ckpt")
+    after_fit = dict(trainer.callback_metrics)
+    test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    best_path = best_checkpoint_path(trainer)
+    test_best = {}
+    if best_path:
+        module.test_tag = "test_best_val"
+        test_best = trainer.test(module, datamodule=datamodule, ckpt_path=best_path, verbose=False, weights_only=True)[0]
+
+    metrics = {
+        "test_err": metric(test, "test/err"),
+        "test_loss": metric(test, "test/loss"),
+        "test_err_best_val": metric(test_best, "test_best_val/err"),
+        "val_err": metric(after_fit, "val/err"),
+        "val_loss": metric(after_fit, "val/loss"),
+        "train_err": metric(after_fit, "train/err"),
+        "train_loss": metric(after_fit, "train/loss"),
+        "steps": trainer.global_step,
+        "wall_s": round(clock.fit_seconds, 3),
+        "images_per_s": round(clock.images_per_second, 1),
+        "best_checkpoint": best_path or None,
+        "started_at": started_at,
+        "finished_at": now(),
+    }
+    if trainer.is_global_zero:
+        write_json_atomically(output_dir / METRICS_FILE, metrics)
+        log.info("test error %.2f %% after %d steps; results in %s", metrics["test_err"], metrics["steps"], output_dir)
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
+@exit_on_usage_error
+def main(cfg: DictConfig) -> float | None:
+    launch_ddp_children_in_this_run()
+    return train(cfg)["test_err"]
+
+
+if __name__ == "__main__":
+    main()
