@@ -1,0 +1,50 @@
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from resnet_cifar.callbacks import LrWarmupUntilTrainError
+
+
+class FakeModule:
+    def __init__(self):
+        self.logged = {}
+
+    def log(self, name, value, **kwargs):
+        self.logged[name] = value
+
+
+def fake_trainer(lr=0.1):
+    optimizer = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=lr)
+    strategy = SimpleNamespace(reduce=lambda tensor, reduce_op: tensor)
+    return SimpleNamespace(optimizers=[optimizer], strategy=strategy, global_step=0)
+
+
+def lr_of(trainer):
+    return trainer.optimizers[0].param_groups[0]["lr"]
+
+
+def test_warmup_trains_at_a_tenth_until_the_training_error_drops_below_80():
+    trainer, module = fake_trainer(), FakeModule()
+    warmup = LrWarmupUntilTrainError(factor=0.1, max_train_err=80.0, window=3)
+    warmup.on_train_start(trainer, module)
+    assert lr_of(trainer) == pytest.approx(0.01)
+    for step, error in enumerate([95.0, 85.0, 82.0, 79.0, 78.0], start=1):
+        trainer.global_step = step
+        warmup.on_train_batch_end(trainer, module, {"err": torch.tensor(error)}, None, step)
+        # Mean of the last 3 steps: 87.3, 82.0, then 79.7 at step 5.
+        assert lr_of(trainer) == pytest.approx(0.1 if step == 5 else 0.01), step
+    assert warmup.state == "done" and module.logged["warmup_end_step"] == 5.0
+    warmup.on_train_batch_end(trainer, module, {"err": torch.tensor(99.0)}, None, 6)
+    assert lr_of(trainer) == pytest.approx(0.1)
+
+
+def test_warmup_state_survives_a_resume():
+    warmup = LrWarmupUntilTrainError()
+    warmup.on_train_start(fake_trainer(), FakeModule())
+    restored = LrWarmupUntilTrainError()
+    restored.load_state_dict(warmup.state_dict())
+    # The optimizer state in the checkpoint carries the lowered lr already: not lowered again.
+    trainer = fake_trainer(lr=0.01)
+    restored.on_train_start(trainer, FakeModule())
+    assert lr_of(trainer) == pytest.approx(0.01) and restored.state == "warming"

@@ -1,0 +1,129 @@
+"""Every config group composes and instantiates; the paper's recipe is the default."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import open_dict
+
+from resnet_cifar.callbacks import LrWarmupUntilTrainError
+from resnet_cifar.data import CIFARDataModule
+from resnet_cifar.run import build_module, build_trainer
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+GROUP_OPTIONS = {
+    "model": ["resnet", "plain"],
+    "data": ["cifar10", "cifar100", "synthetic"],
+    "optimizer": ["sgd"],
+    "scheduler": ["multistep"],
+    "trainer": ["default", "cpu", "gpu", "ddp"],
+    "logger": ["tensorboard"],
+    "callbacks": ["default"],
+    "experiment": ["resnet110", "smoke"],
+}
+
+
+def compose_train(overrides=(), tmp_path=None):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
+    if tmp_path is not None:  # what a Hydra run would resolve ${hydra:runtime.output_dir} to
+        cfg.hydra.runtime.output_dir = str(tmp_path)
+        HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+def test_every_group_option_is_on_disk():
+    for group, options in GROUP_OPTIONS.items():
+        assert sorted(p.stem for p in (CONF / group).glob("*.yaml")) == sorted(options), group
+
+
+def test_default_config_is_the_papers_recipe():
+    cfg = compose_train()
+    assert (cfg.model.depth, cfg.model.shortcut, cfg.model.residual) == (20, "A", True)
+    assert (cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.weight_decay) == (0.1, 0.9, 1e-4)
+    assert list(cfg.scheduler.milestones) == [32000, 48000] and cfg.scheduler.gamma == 0.1
+    assert cfg.trainer.max_steps == 64000
+    assert (cfg.data.batch_size, cfg.data.val_size, cfg.data.padding) == (128, 5000, 4)
+
+
+@pytest.mark.parametrize(
+    "group,option", [(group, option) for group, options in GROUP_OPTIONS.items() for option in options]
+)
+def test_each_option_composes_and_instantiates(group, option, tmp_path):
+    cfg = compose_train([f"{group}={option}", "trainer.accelerator=cpu"], tmp_path)
+    net = instantiate(cfg.model)
+    assert net(torch.zeros(1, 3, 32, 32)).shape == (1, cfg.data.num_classes)
+    assert isinstance(instantiate(cfg.data), CIFARDataModule)
+    optimizer = instantiate(cfg.optimizer)(net.parameters())
+    assert isinstance(instantiate(cfg.scheduler)(optimizer), torch.optim.lr_scheduler.LRScheduler)
+    with open_dict(cfg):
+        cfg.trainer.devices = 1  # ddp's two processes are started by the end-to-end tests
+    trainer = build_trainer(cfg)
+    assert isinstance(trainer, L.Trainer)
+    assert trainer.max_steps == cfg.trainer.max_steps
+
+
+def test_variants_and_data_sets_change_what_they_should():
+    assert compose_train(["model=plain"]).model.residual is False
+    cifar100 = compose_train(["data=cifar100"])
+    assert (cifar100.data.dataset, cifar100.data.num_classes, cifar100.model.num_classes) == ("cifar100", 100, 100)
+    assert compose_train(["trainer=gpu"]).trainer.precision == "bf16-mixed"
+    ddp = compose_train(["trainer=ddp"])
+    assert (ddp.trainer.strategy, ddp.trainer.devices) == ("ddp", 2)
+
+
+def lr_at_steps(milestones, steps, lr=0.1):
+    net = torch.nn.Linear(1, 1)
+    cfg = compose_train([f"scheduler.milestones={milestones}", f"optimizer.lr={lr}"])
+    optimizer = instantiate(cfg.optimizer)(net.parameters())
+    scheduler = instantiate(cfg.scheduler)(optimizer)
+    seen = {}
+    for step in range(max(steps) + 1):
+        # The lr that optimizer step `step` (0-based) uses, then the per-step scheduler update.
+        seen[step] = optimizer.param_groups[0]["lr"]
+        optimizer.step()
+        scheduler.step()
+    return {step: seen[step] for step in steps}
+
+
+def test_schedule_divides_by_ten_at_32k_and_48k_steps():
+    lrs = lr_at_steps("[32000,48000]", [0, 31999, 32000, 47999, 48000, 63999])
+    assert lrs[0] == pytest.approx(0.1) and lrs[31999] == pytest.approx(0.1)
+    assert lrs[32000] == pytest.approx(0.01) and lrs[47999] == pytest.approx(0.01)
+    assert lrs[48000] == pytest.approx(0.001) and lrs[63999] == pytest.approx(0.001)
+
+
+def test_module_steps_its_scheduler_every_optimizer_step(tmp_path):
+    cfg = compose_train(["model.depth=8"], tmp_path)
+    module = build_module(cfg)
+    config = module.configure_optimizers()
+    assert config["lr_scheduler"]["interval"] == "step"
+    assert config["lr_scheduler"]["name"] == "lr"
+    assert module.hparams.run_config["model"]["depth"] == 8
+
+
+def test_resnet110_experiment_adds_the_warmup(tmp_path):
+    cfg = compose_train(["experiment=resnet110"], tmp_path)
+    assert cfg.model.depth == 110
+    warmup = instantiate(cfg.callbacks.lr_warmup)
+    assert isinstance(warmup, LrWarmupUntilTrainError)
+    assert (warmup.factor, warmup.max_train_err) == (0.1, 80.0)
+    # A depth typed on the command line still wins over the experiment's.
+    assert compose_train(["experiment=resnet110", "model.depth=56"]).model.depth == 56
+
+
+def test_help_lists_the_config_groups():
+    result = subprocess.run(
+        [sys.executable, "-m", "resnet_cifar.train", "--help"], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    for group, options in GROUP_OPTIONS.items():
+        assert f"{group}:" in result.stdout
+        for option in options:
+            assert option in result.stdout
