@@ -7,11 +7,14 @@ directory of their own. The children must instead compose exactly this job's con
 overrides, no sweep) in this job's output directory.
 """
 
+import contextlib
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
+import torch.distributed
 from hydra.core.hydra_config import HydraConfig
-from lightning.fabric.strategies.launchers import subprocess_script
+from lightning.pytorch.strategies.launchers import subprocess_script
 
 
 def child_command(local_rank: int) -> tuple[Sequence[str], str]:
@@ -27,6 +30,27 @@ def child_command(local_rank: int) -> tuple[Sequence[str], str]:
     return command, hydra.runtime.cwd
 
 
-def launch_ddp_children_in_this_run() -> None:
-    """Make Lightning start DDP child processes with :func:`child_command`."""
+# What Lightning's launcher writes into the main process's environment for its children.
+LAUNCHER_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+@contextlib.contextmanager
+def ddp_job() -> Iterator[None]:
+    """Run one Hydra job that may use DDP, and leave no trace of it for the next job.
+
+    Inside, Lightning starts DDP children with :func:`child_command`. After, the process group is
+    gone and the launcher's environment variables are as before: otherwise the next job of a
+    multirun would take LOCAL_RANK as a sign that processes exist already and wait for them.
+    """
+    saved = {name: os.environ.get(name) for name in LAUNCHER_VARIABLES}
     subprocess_script._hydra_subprocess_cmd = child_command
+    try:
+        yield
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

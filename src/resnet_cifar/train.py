@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from resnet_cifar.callbacks import TrainingClock, ValidateAtEnd
 from resnet_cifar.checkpoints import check_same_model, read_checkpoint
 from resnet_cifar.cli import exit_on_usage_error, write_json_atomically
-from resnet_cifar.ddp import launch_ddp_children_in_this_run
+from resnet_cifar.ddp import ddp_job
 from resnet_cifar.run import METRICS_FILE, build_datamodule, build_module, build_trainer, metric
 
 log = logging.getLogger(__name__)
@@ -95,8 +95,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
 @exit_on_usage_error
 def main(cfg: DictConfig) -> float | None:
-    launch_ddp_children_in_this_run()
-    return train(cfg)["test_err"]
+    with ddp_job():
+        return train(cfg)["test_err"]
 
 
 if __name__ == "__main__":
