@@ -21,6 +21,7 @@ from resnet_cifar.ddp import ddp_job
 from resnet_cifar.run import METRICS_FILE, build_datamodule, build_module, build_trainer, metric
 
 log = logging.getLogger(__name__)
+HPARAM_METRICS = ("test_err", "test_err_best_val", "val_err", "train_err")
 
 
 def checkpoint_to_resume(cfg: DictConfig, output_dir: Path) -> str | None:
@@ -35,6 +36,13 @@ def best_checkpoint_path(trainer: L.Trainer) -> str:
     """The best checkpoint by validation error ("" when no callback selects one)."""
     paths = [c.best_model_path for c in trainer.checkpoint_callbacks if c.monitor and c.best_model_path]
     return paths[0] if paths else ""
+
+
+def log_hyperparameters_with_results(trainer: L.Trainer, module: L.LightningModule, metrics: dict[str, Any]) -> None:
+    """The run's config beside its final errors, for TensorBoard's HPARAMS tab across a sweep."""
+    results = {f"hp/{key}": metrics[key] for key in HPARAM_METRICS if metrics[key] is not None}
+    for logger in trainer.loggers:
+        logger.log_hyperparams(module.hparams, metrics=results)
 
 
 def now() -> str:
@@ -86,6 +94,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "started_at": started_at,
         "finished_at": now(),
     }
+    log_hyperparameters_with_results(trainer, module, metrics)
     if trainer.is_global_zero:
         write_json_atomically(output_dir / METRICS_FILE, metrics)
         log.info("test error %.2f %% after %d steps; results in %s", metrics["test_err"], metrics["steps"], output_dir)
