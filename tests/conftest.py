@@ -1,0 +1,84 @@
+"""Shared fixtures: the command-line entry points as subprocesses, and small fake data roots."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fake_cifar import write_image_folder
+
+# Short CPU runs: the smallest network (depth 8 = 6n+2 with n=1), small batches, few steps.
+TINY_RUN = (
+    "experiment=smoke",
+    "model.depth=8",
+    "data.batch_size=32",
+    "data.eval_batch_size=50",
+    "data.val_size=50",
+    "trainer.log_every_n_steps=2",
+)
+# On synthetic data (300 training images before the split, 100 test images).
+TINY_SYNTHETIC_RUN = (*TINY_RUN, "data.synthetic_sizes=[300,100]")
+# On files: add data.root=<image_folder_root> (30 training and 10 test images per class).
+TINY_IMAGE_FOLDER_RUN = (*TINY_RUN, "data=cifar10")
+
+RunCli = Callable[..., subprocess.CompletedProcess]
+
+
+def run_cli(module: str, *args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``python -m resnet_cifar.<module> <args>`` in ``cwd``; its output is captured as text.
+
+    Pass ``hydra.run.dir=...`` (or ``hydra.sweep.dir=...``) under a temporary folder: Hydra's
+    default output folder is relative to the working directory. The result also has
+    ``.output``: stdout and stderr together.
+    """
+    env = {key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"}
+    env["PYTHONUNBUFFERED"] = "1"
+    cwd.mkdir(parents=True, exist_ok=True)
+    completed = subprocess.run(
+        [sys.executable, "-m", f"resnet_cifar.{module}", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    completed.output = completed.stdout + completed.stderr
+    return completed
+
+
+def describe(completed: subprocess.CompletedProcess, tail: int = 4000) -> str:
+    """The command, its exit status and the end of its output, for assertion messages."""
+    return f"{' '.join(map(str, completed.args))}\nexit status {completed.returncode}\n...{completed.output[-tail:]}"
+
+
+def assert_ok(completed: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert completed.returncode == 0, describe(completed)
+    assert "Traceback" not in completed.output, describe(completed)
+    return completed
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="session", name="run_cli")
+def run_cli_fixture() -> RunCli:
+    """:func:`run_cli` as a fixture (session-scoped, so module-scoped fixtures can use it)."""
+    return run_cli
+
+
+@pytest.fixture(scope="session")
+def image_folder_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fake CIFAR-10 image folder: 30 train and 10 test PNG images per class.
+
+    The first run on it writes ``cifar10-uint8.pt`` beside the folders; copy the folder before
+    changing anything in it.
+    """
+    return write_image_folder(tmp_path_factory.mktemp("image_folder"), 30, 10)

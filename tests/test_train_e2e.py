@@ -1,0 +1,257 @@
+"""The train and evaluate commands end to end, as a user runs them: one process per command.
+
+Runs are tiny (depth 8, batches of 32, a few steps, a few hundred images) and shared between
+tests through module-scoped fixtures.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import TINY_IMAGE_FOLDER_RUN, TINY_SYNTHETIC_RUN, RunCli, assert_ok, describe, read_json
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+SMOKE_STEPS = 6
+RESUMED_STEPS = 12
+SCALARS = ("train/loss", "train/err", "val/loss", "val/err", "test/loss", "test/err", "lr")
+# What a run's results are, without the times it took.
+RESULT_KEYS = ("test_err", "test_loss", "test_err_best_val", "val_err", "val_loss", "train_err", "train_loss", "steps")
+
+
+@dataclass
+class Run:
+    completed: subprocess.CompletedProcess
+    dir: Path
+    cwd: Path
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return read_json(self.dir / "metrics.json")
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return yaml.safe_load((self.dir / ".hydra" / "config.yaml").read_text())
+
+
+def train(run_cli: RunCli, root: Path, name: str, *overrides: str, steps: int = SMOKE_STEPS) -> Run:
+    """A tiny synthetic training run in ``root/name``, started from the empty folder ``root/cwd``."""
+    run_dir, cwd = root / name, root / "cwd"
+    completed = run_cli(
+        "train", *TINY_SYNTHETIC_RUN, f"trainer.max_steps={steps}", *overrides, f"hydra.run.dir={run_dir}", cwd=cwd
+    )
+    return Run(assert_ok(completed), run_dir, cwd)
+
+
+def results(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {key: metrics[key] for key in RESULT_KEYS}
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    return sorted(path for path in sweep_dir.iterdir() if path.is_dir())
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("e2e")
+
+
+@pytest.fixture(scope="module")
+def smoke(run_cli: RunCli, root: Path) -> Run:
+    return train(run_cli, root, "smoke")
+
+
+# --- (1) a smoke run writes its config, TensorBoard scalars, checkpoints and metrics.json ---
+
+
+def test_smoke_run_writes_config_checkpoint_and_nothing_in_the_working_directory(smoke: Run) -> None:
+    assert smoke.config["model"]["depth"] == 8
+    assert smoke.config["trainer"]["max_steps"] == SMOKE_STEPS
+    assert (smoke.dir / "checkpoints" / "last.ckpt").is_file()
+    assert list(smoke.cwd.iterdir()) == [], "nothing may land in the working directory (e.g. outputs/)"
+
+
+def test_smoke_run_metrics_json(smoke: Run) -> None:
+    metrics = smoke.metrics
+    for key in ("test_err", "val_err", "train_err", "test_err_best_val"):
+        assert isinstance(metrics[key], float) and 0 <= metrics[key] <= 100, (key, metrics)
+    assert metrics["steps"] == SMOKE_STEPS
+    assert metrics["wall_s"] > 0
+    assert metrics["images_per_s"] > 0
+    started, finished = (datetime.fromisoformat(metrics[key]) for key in ("started_at", "finished_at"))
+    assert started.tzinfo is not None and finished.tzinfo is not None
+    assert started <= finished
+
+
+def test_smoke_run_tensorboard_scalars(smoke: Run) -> None:
+    events = EventAccumulator(str(smoke.dir), size_guidance={"scalars": 0})
+    events.Reload()
+    logged = set(events.Tags()["scalars"])
+    assert set(SCALARS) <= logged, f"missing {set(SCALARS) - logged}; logged: {sorted(logged)}"
+    test_err = events.Scalars("test/err")
+    assert test_err[-1].value == pytest.approx(smoke.metrics["test_err"], abs=1e-4)
+    assert [event.value for event in events.Scalars("lr")][0] == pytest.approx(0.1)
+
+
+# --- (2) training on files: the fake image folder through data.root ---
+
+
+def test_training_on_an_image_folder(run_cli: RunCli, root: Path, image_folder_root: Path) -> None:
+    run_dir = root / "image_folder"
+    completed = run_cli(
+        "train",
+        *TINY_IMAGE_FOLDER_RUN,
+        f"data.root={image_folder_root}",
+        "trainer.max_steps=3",
+        f"hydra.run.dir={run_dir}",
+        cwd=root / "cwd",
+    )
+    assert_ok(completed)
+    # 300 training images: 250 after holding out 50 for validation; 100 test images.
+    assert "300 train / 100 test images in 10 classes" in completed.output, describe(completed)
+    metrics = read_json(run_dir / "metrics.json")
+    assert metrics["steps"] == 3
+    assert 0 <= metrics["test_err"] <= 100
+    assert (image_folder_root / "cifar10-uint8.pt").is_file(), "the decoded images are cached"
+
+
+# --- (3) evaluate the final checkpoint ---
+
+
+def test_evaluate_last_checkpoint_gives_the_runs_test_error(run_cli: RunCli, smoke: Run, tmp_path: Path) -> None:
+    checkpoint = smoke.dir / "checkpoints" / "last.ckpt"
+    completed = assert_ok(run_cli("evaluate", f"ckpt_path={checkpoint}", cwd=tmp_path / "cwd"))
+    test_err = smoke.metrics["test_err"]
+    assert f"test error {test_err:.2f} %" in completed.stdout, describe(completed)
+    evaluation = read_json(checkpoint.with_suffix(".eval.json"))
+    assert evaluation["test_err"] == pytest.approx(test_err, abs=1e-6)
+    assert evaluation["step"] == SMOKE_STEPS
+    assert list((tmp_path / "cwd").iterdir()) == []
+
+
+# --- (7) determinism: the same command twice gives the same results ---
+
+
+@dataclass
+class Twin:
+    """The smoke run's command again, in another directory; its metrics before it is resumed."""
+
+    run: Run
+    metrics: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def twin(run_cli: RunCli, root: Path) -> Twin:
+    run = train(run_cli, root, "twin")
+    return Twin(run, run.metrics)
+
+
+def test_identical_runs_give_identical_results(smoke: Run, twin: Twin) -> None:
+    assert results(twin.metrics) == results(smoke.metrics)
+
+
+# --- (4) resume: the same command with more steps, and ckpt_path= into a new directory ---
+
+
+@dataclass
+class Resumed:
+    same_dir: Run  # the twin's command again with more steps
+    rerun: Run  # and once more, when it has finished
+    metrics_before_rerun: str
+    new_dir: Run  # the smoke run's last.ckpt resumed with ckpt_path= into a new directory
+
+
+@pytest.fixture(scope="module")
+def resumed(run_cli: RunCli, root: Path, smoke: Run, twin: Twin) -> Resumed:
+    same_dir = train(run_cli, root, "twin", steps=RESUMED_STEPS)
+    before = (same_dir.dir / "metrics.json").read_text()
+    rerun = train(run_cli, root, "twin", steps=RESUMED_STEPS)
+    checkpoint = smoke.dir / "checkpoints" / "last.ckpt"
+    new_dir = train(run_cli, root, "resume_new_dir", f"ckpt_path={checkpoint}", steps=RESUMED_STEPS)
+    return Resumed(same_dir, rerun, before, new_dir)
+
+
+def test_rerunning_with_more_steps_resumes_in_the_same_directory(resumed: Resumed) -> None:
+    run = resumed.same_dir
+    assert "resuming from" in run.completed.output and "last.ckpt" in run.completed.output, describe(run.completed)
+    assert run.metrics["steps"] == RESUMED_STEPS
+    assert run.metrics["train_err"] is not None and run.metrics["val_err"] is not None
+    assert run.config["trainer"]["max_steps"] == RESUMED_STEPS
+
+
+def test_ckpt_path_resumes_into_a_new_directory(resumed: Resumed) -> None:
+    run = resumed.new_dir
+    assert "resuming from" in run.completed.output, describe(run.completed)
+    assert run.metrics["steps"] == RESUMED_STEPS
+    # Both resumed the same weights and training state (identical runs) for the same steps. Only
+    # the best checkpoint may differ: a new directory starts its own (the old one is elsewhere).
+    final, resumed_final = results(run.metrics), results(resumed.same_dir.metrics)
+    del final["test_err_best_val"], resumed_final["test_err_best_val"]
+    assert final == resumed_final
+
+
+def test_rerunning_a_finished_run_keeps_its_results(resumed: Resumed) -> None:
+    assert "finished already" in resumed.rerun.completed.output, describe(resumed.rerun.completed)
+    assert (resumed.rerun.dir / "metrics.json").read_text() == resumed.metrics_before_rerun
+
+
+# --- (5) a multirun over depths ---
+
+
+def test_multirun_over_depths(run_cli: RunCli, root: Path) -> None:
+    sweep_dir = root / "sweep"
+    completed = run_cli(
+        "train",
+        "-m",
+        *TINY_SYNTHETIC_RUN,
+        "trainer.max_steps=2",
+        "model.depth=8,14",
+        f"hydra.sweep.dir={sweep_dir}",
+        cwd=root / "cwd",
+    )
+    assert_ok(completed)
+    jobs = job_dirs(sweep_dir)
+    assert len(jobs) == 2, jobs
+    depths = sorted(yaml.safe_load((job / ".hydra" / "config.yaml").read_text())["model"]["depth"] for job in jobs)
+    assert depths == [8, 14]
+    for job in jobs:
+        assert read_json(job / "metrics.json")["steps"] == 2
+    assert list((root / "cwd").iterdir()) == []
+
+
+# --- (6) DDP with two CPU processes, alone and inside a multirun ---
+
+DDP = ("trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "trainer.max_steps=3")
+
+
+def test_ddp_two_cpu_processes_write_one_run_directory(run_cli: RunCli, tmp_path: Path) -> None:
+    runs, cwd = tmp_path / "runs", tmp_path / "cwd"
+    run_dir = runs / "ddp"
+    completed = run_cli("train", *TINY_SYNTHETIC_RUN, *DDP, f"hydra.run.dir={run_dir}", cwd=cwd)
+    assert_ok(completed)
+    assert list(runs.iterdir()) == [run_dir]
+    assert read_json(run_dir / "metrics.json")["steps"] == 3
+    assert (run_dir / "train_rank1.log").is_file(), sorted(p.name for p in run_dir.iterdir())
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert list(cwd.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd", "runs"]
+
+
+def test_ddp_inside_a_multirun(run_cli: RunCli, tmp_path: Path) -> None:
+    sweep_dir, cwd = tmp_path / "sweep", tmp_path / "cwd"
+    completed = run_cli("train", "-m", *TINY_SYNTHETIC_RUN, *DDP, "seed=0,1", f"hydra.sweep.dir={sweep_dir}", cwd=cwd)
+    assert_ok(completed)
+    jobs = job_dirs(sweep_dir)
+    assert len(jobs) == 2, jobs
+    for job, seed in zip(sorted(jobs, key=lambda job: "seed=1" in job.name), (0, 1)):
+        assert yaml.safe_load((job / ".hydra" / "config.yaml").read_text())["seed"] == seed
+        assert read_json(job / "metrics.json")["steps"] == 3
+        assert (job / "train_rank1.log").is_file()
+    assert list(cwd.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd", "sweep"]
+
