@@ -1,14 +1,19 @@
 """Reading checkpoints safely: no code from the file runs, and it must fit the configuration."""
 
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from resnet_cifar.errors import CheckpointError
+from resnet_cifar.errors import CheckpointError, unpickler_reason
 
 MODEL_KEYS = ("depth", "shortcut", "residual", "num_classes")
+
+
+# What torch's weights-only unpickler says when it meets a Python object it will not build.
+OBJECT_REFUSED = re.compile(r"GLOBAL|unrecognized function|Can only create new object|must be imported")
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -19,9 +24,15 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        reason = unpickler_reason(error)
+        if not OBJECT_REFUSED.search(reason):  # e.g. "Unsupported operand 157": random bytes
+            raise CheckpointError(
+                f"checkpoint {path} cannot be read ({reason}); it is truncated or not a PyTorch "
+                "checkpoint: use another checkpoint of the run"
+            ) from None
         raise CheckpointError(
             f"checkpoint {path} was refused: it holds Python objects other than tensors and plain "
-            f"containers, which could run code when loaded ({str(error).splitlines()[0]}); "
+            f"containers, which could run code when loaded ({reason}); "
             "only use checkpoints written by resnet-cifar from a source you trust"
         ) from None
     except Exception as error:  # torch raises several types for truncated or foreign files

@@ -1,5 +1,7 @@
 """Errors the user can fix. Entry points print their message alone, without a traceback."""
 
+import pickle
+
 
 class UsageError(Exception):
     """A problem in the user's input; the message says what is wrong and how to fix it."""
@@ -15,3 +17,19 @@ class DataError(UsageError):
 
 class CheckpointError(UsageError):
     """A checkpoint that is missing, unreadable or does not fit the configuration."""
+
+
+# Lines of torch's message that are advice (some of it to load unsafely), not the reason.
+TORCH_ADVICE = ("Weights only load failed", "Please file an issue", "Check the documentation", "(1)", "(2)")
+
+
+def unpickler_reason(error: pickle.UnpicklingError) -> str:
+    """The weights-only unpickler's own reason, without torch's advice around it."""
+    lines = [line.strip() for line in str(error).splitlines()]
+    reasons = [
+        line.removeprefix("WeightsUnpickler error:").strip()
+        for line in lines
+        if line and not line.startswith(TORCH_ADVICE)
+    ]
+    reason = reasons[-1] if reasons else lines[0] if lines else type(error).__name__
+    return reason.split(" Please use `torch.serialization")[0]

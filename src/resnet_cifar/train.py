@@ -4,6 +4,7 @@
     python -m resnet_cifar.train -m model.depth=20,32,44,56 seed=0,1,2,3,4
 """
 
+import json
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,6 +46,19 @@ def log_hyperparameters_with_results(trainer: L.Trainer, module: L.LightningModu
         logger.log_hyperparams(module.hparams, metrics=results)
 
 
+def finished_run_metrics(output_dir: Path, checkpoint: dict[str, Any], max_steps: int) -> dict[str, Any] | None:
+    """This directory's results if its run already reached ``max_steps``, else None.
+
+    Rerunning a finished run's command (say a whole sweep after one job crashed) must keep its
+    results: a fit of zero steps would overwrite metrics.json with empty training metrics.
+    """
+    metrics_path = output_dir / METRICS_FILE
+    if not metrics_path.is_file() or not 0 < max_steps <= checkpoint.get("global_step", 0):
+        return None
+    log.info("this run finished already (%d steps); its results are in %s", checkpoint["global_step"], metrics_path)
+    return json.loads(metrics_path.read_text())
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -53,7 +67,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     resume_from = checkpoint_to_resume(cfg, output_dir)
     if resume_from:
-        check_same_model(read_checkpoint(resume_from), resume_from, OmegaConf.to_container(cfg.model, resolve=True))
+        checkpoint = read_checkpoint(resume_from)
+        check_same_model(checkpoint, resume_from, OmegaConf.to_container(cfg.model, resolve=True))
+        finished = finished_run_metrics(output_dir, checkpoint, cfg.trainer.max_steps)
+        if finished is not None:
+            return finished
     if cfg.data.val_size == 0 and "best_checkpoint" in cfg.callbacks:  # nothing to pick the best with
         with open_dict(cfg):
             del cfg.callbacks.best_checkpoint

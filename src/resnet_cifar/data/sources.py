@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pickle
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ import torchvision
 from PIL import Image
 from torchvision.datasets.utils import check_integrity
 
-from resnet_cifar.errors import ConfigError, DataError
+from resnet_cifar.errors import ConfigError, DataError, unpickler_reason
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,8 @@ def _read_cache(path: Path) -> CifarArrays:
             classes=tuple(blob["classes"]),
         )
     except Exception as err:  # torch.load fails on damaged files with many exception types
-        raise DataError(_corrupt_cache_message(path, f"cannot be read: {err}")) from err
+        reason = unpickler_reason(err) if isinstance(err, pickle.UnpicklingError) else err
+        raise DataError(_corrupt_cache_message(path, f"cannot be read: {reason}")) from err
     problem = _check_arrays(arrays)
     if problem:
         raise DataError(_corrupt_cache_message(path, problem))
