@@ -248,11 +248,6 @@ def test_failed_resume_in_a_finished_runs_directory_keeps_its_results(failed_res
     assert event_files(after) == event_files(before)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Hydra writes .hydra/config.yaml of the new command before train runs: a failed resume in a "
-    "finished run's directory leaves config depth=14 beside depth-8 checkpoints and metrics",
-)
 def test_failed_resume_in_a_finished_runs_directory_keeps_its_config(failed_resume) -> None:
     _, before, after, _ = failed_resume
     assert after[".hydra/config.yaml"] == before[".hydra/config.yaml"]

@@ -144,3 +144,15 @@ def test_unknown_dataset_and_wrong_class_count_are_refused(tmp_path):
     datamodule.arrays = CIFARDataModule(dataset="synthetic", synthetic_sizes=(200, 50))._load()
     with pytest.raises(ConfigError, match="data.num_classes=100 but synthetic .* has 10 classes"):
         datamodule.setup("fit")
+
+
+def test_resumed_epoch_continues_after_the_batches_already_trained_on():
+    sampler = EpochBatchSampler(1000, 128, shuffle=True, seed=0, augment_padding=4)
+    full = epoch_batches(sampler, 4)
+    sampler.resume_at(3)
+    resumed = epoch_batches(sampler, 4)
+    assert len(resumed) == len(full) - 3
+    for plan, expected in zip(resumed, full[3:]):
+        assert torch.equal(plan.indices, expected.indices)
+        assert torch.equal(plan.crop_flip.top, expected.crop_flip.top)
+    assert len(epoch_batches(sampler, 5)) == len(full)  # only the resumed epoch is shortened

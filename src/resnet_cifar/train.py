@@ -13,6 +13,7 @@ from typing import Any
 import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from resnet_cifar.callbacks import TrainingClock, ValidateAtEnd
@@ -59,6 +60,21 @@ def finished_run_metrics(output_dir: Path, checkpoint: dict[str, Any], max_steps
     return json.loads(metrics_path.read_text())
 
 
+@rank_zero_only
+def save_composed_config(cfg: DictConfig, output_dir: Path) -> None:
+    """Write .hydra/ as Hydra would, but only once the run is accepted.
+
+    Hydra's own copy (hydra.output_subdir, off in train.yaml) is written before the task
+    starts, so a command refused here would overwrite the config of the finished run beside it.
+    """
+    hydra = HydraConfig.get()
+    config_dir = output_dir / ".hydra"
+    config_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, config_dir / "config.yaml")
+    OmegaConf.save(hydra, config_dir / "hydra.yaml")
+    OmegaConf.save(list(hydra.overrides.task), config_dir / "overrides.yaml")
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -72,6 +88,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         finished = finished_run_metrics(output_dir, checkpoint, cfg.trainer.max_steps)
         if finished is not None:
             return finished
+    save_composed_config(cfg, output_dir)
     if cfg.data.val_size == 0 and "best_checkpoint" in cfg.callbacks:  # nothing to pick the best with
         with open_dict(cfg):
             del cfg.callbacks.best_checkpoint

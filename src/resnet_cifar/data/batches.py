@@ -55,9 +55,14 @@ class EpochBatchSampler(Sampler[BatchPlan]):
         self.rank = rank
         self.world_size = world_size
         self.epoch = 0
+        self.skip = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def resume_at(self, batches_done: int) -> None:
+        """Start the next epoch's iteration after its first ``batches_done`` batches (once)."""
+        self.skip = batches_done
 
     def __len__(self) -> int:
         return math.ceil(self.num_items / self.batch_size)
@@ -68,7 +73,8 @@ class EpochBatchSampler(Sampler[BatchPlan]):
         crop_flip = None
         if self.augment_padding is not None:
             crop_flip = draw_crop_flip(self.num_items, self.augment_padding, generator)
-        for start in range(0, self.num_items, self.batch_size):
+        first, self.skip = self.skip * self.batch_size, 0
+        for start in range(first, self.num_items, self.batch_size):
             # The global batch split in world_size near-equal slices, this process taking one.
             positions = torch.arange(start, min(start + self.batch_size, self.num_items))
             positions = positions.tensor_split(self.world_size)[self.rank]

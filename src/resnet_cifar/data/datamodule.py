@@ -132,7 +132,20 @@ class CIFARDataModule(L.LightningDataModule):
         return DataLoader(images, sampler=sampler, batch_size=None)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.batch_size, train=True)
+        loader = self._loader(self.train_set, self.batch_size, train=True)
+        loader.sampler.resume_at(self._batches_done_in_resumed_epoch())
+        return loader
+
+    def _batches_done_in_resumed_epoch(self) -> int:
+        """Batches of the current epoch that a resumed run has trained on already.
+
+        Lightning restores its loop counters from a mid-epoch checkpoint but iterates the loader
+        from its start; skipping here keeps the data order and augmentation of an uninterrupted run.
+        """
+        fit_loop = self.trainer.fit_loop if self.trainer is not None else None
+        if fit_loop is None or not fit_loop.restarting:
+            return 0
+        return fit_loop.epoch_loop.batch_progress.current.ready
 
     def val_dataloader(self) -> DataLoader:
         if len(self.val_set) == 0:
