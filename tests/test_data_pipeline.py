@@ -83,7 +83,8 @@ def test_global_batch_must_split_over_the_processes():
 
 
 def attach_fake_trainer(datamodule: CIFARDataModule, rank: int = 0, world_size: int = 1) -> None:
-    datamodule.trainer = SimpleNamespace(global_rank=rank, world_size=world_size, training=True)
+    fit_loop = SimpleNamespace(restarting=False)
+    datamodule.trainer = SimpleNamespace(global_rank=rank, world_size=world_size, fit_loop=fit_loop)
 
 
 def test_data_module_on_an_image_folder(tmp_path):
