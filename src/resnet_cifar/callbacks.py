@@ -7,6 +7,8 @@ from typing import Any
 import lightning as L
 import torch
 
+from resnet_cifar.errors import TrainingDiverged
+
 
 class ValidateAtEnd(L.Callback):
     """Validate after the last training step even when it falls in the middle of an epoch.
@@ -107,3 +109,46 @@ class TrainingClock(L.Callback):
     @property
     def images_per_second(self) -> float:
         return self.images / self.train_seconds if self.train_seconds > 0 else 0.0
+
+
+class StopOnNonFiniteLoss(L.Callback):
+    """Stop at once when the training loss is NaN or infinite, naming the step.
+
+    It runs before ModelCheckpoint (Lightning runs checkpoint callbacks last), so the last good
+    checkpoint is never replaced by diverged weights. On a GPU the check would force a host sync
+    every step; there it looks every ``check_every_n_steps`` steps and before every checkpoint,
+    keeping on the device the first step whose loss was not finite.
+    """
+
+    def __init__(self, check_every_n_steps: int = 1, gpu_check_every_n_steps: int = 25) -> None:
+        self.check_every_n_steps = check_every_n_steps
+        self.gpu_check_every_n_steps = gpu_check_every_n_steps
+        self.first_bad_step: torch.Tensor | None = None
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        loss = outputs["loss"].detach()
+        if self.first_bad_step is None or self.first_bad_step.device != loss.device:
+            self.first_bad_step = torch.full((), -1, dtype=torch.long, device=loss.device)
+        # The step this loss belongs to (global_step has counted its optimizer step already).
+        step = trainer.global_step - 1
+        bad_now = ~torch.isfinite(loss) & (self.first_bad_step < 0)
+        self.first_bad_step = torch.where(bad_now, step, self.first_bad_step)
+        every = self.gpu_check_every_n_steps if loss.device.type == "cuda" else self.check_every_n_steps
+        if trainer.global_step % every == 0:
+            self._raise_if_diverged()
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        self._raise_if_diverged()
+
+    def _raise_if_diverged(self) -> None:
+        if self.first_bad_step is None:
+            return
+        step = int(self.first_bad_step)
+        if step >= 0:
+            raise TrainingDiverged(
+                f"training diverged: the loss became NaN or infinite at step {step}; the run stopped "
+                "and its last good checkpoint is kept. Lower optimizer.lr, or warm up as ResNet-110 "
+                "does (experiment=resnet110), and start again"
+            )

@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from resnet_cifar.files import atomic_write
 from resnet_cifar.errors import CheckpointError, unpickler_reason
 
 MODEL_KEYS = ("depth", "shortcut", "residual", "num_classes")
@@ -63,3 +65,17 @@ def check_same_model(checkpoint: dict[str, Any], path: str | Path, model_config:
             f"checkpoint {path} holds model ({describe(saved)}) but this run is configured for "
             f"model ({describe(model_config)}); resume with the checkpoint's settings or start a new run"
         )
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary file beside the target, then renamed over it.
+
+    A process killed during the write (or a full disk) leaves the previous checkpoint whole.
+    Lightning's own writer stages the file in the system's temporary folder, which is often on
+    another file system, where the final move is a copy that can be cut short.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as temporary:
+            torch.save(checkpoint, temporary)

@@ -1,12 +1,9 @@
-"""What entry points share: user errors as one message without a traceback, run files."""
+"""What entry points share: user errors as one message without a traceback."""
 
+import errno
 import functools
-import json
-import os
 import sys
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 from hydra.errors import InstantiationException
@@ -15,6 +12,17 @@ from resnet_cifar.errors import UsageError
 
 Task = TypeVar("Task", bound=Callable[..., Any])
 USAGE_ERROR_EXIT_CODE = 2
+# Writing failed for a reason the user can fix: space, permissions, a path through a file.
+UNWRITABLE = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST}
+
+
+def unwritable_output(error: OSError) -> UsageError:
+    where = error.filename or "the output directory"
+    return UsageError(
+        f"cannot write {where}: {error.strerror}; free disk space or choose a writable output "
+        "directory (hydra.run.dir=... or hydra.sweep.dir=...). Finished results and checkpoints "
+        "are only ever replaced whole, so what is there is complete"
+    )
 
 
 def usage_error_in(exception: BaseException) -> UsageError | None:
@@ -22,6 +30,8 @@ def usage_error_in(exception: BaseException) -> UsageError | None:
     while exception is not None:
         if isinstance(exception, UsageError):
             return exception
+        if isinstance(exception, OSError) and exception.errno in UNWRITABLE:
+            return unwritable_output(exception)
         if not isinstance(exception, InstantiationException):
             return None
         exception = exception.__cause__
@@ -44,12 +54,3 @@ def exit_on_usage_error(task: Task) -> Task:
 
     return wrapper  # type: ignore[return-value]
 
-
-def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON so that readers see the old file or the whole new one, never half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as file:
-        json.dump(data, file, indent=2)
-        file.write("\n")
-    os.chmod(file.name, 0o644)
-    os.replace(file.name, path)

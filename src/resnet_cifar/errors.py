@@ -19,6 +19,10 @@ class CheckpointError(UsageError):
     """A checkpoint that is missing, unreadable or does not fit the configuration."""
 
 
+class TrainingDiverged(UsageError):
+    """The loss became NaN or infinite; the run stops before it saves anything worse."""
+
+
 # Lines of torch's message that are advice (some of it to load unsafely), not the reason.
 TORCH_ADVICE = ("Weights only load failed", "Please file an issue", "Check the documentation", "(1)", "(2)")
 

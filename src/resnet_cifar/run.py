@@ -1,12 +1,12 @@
 """Building a run from its composed config: data module, model, trainer; and its results file."""
 
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from resnet_cifar.checkpoints import AtomicCheckpointIO
 from resnet_cifar.data import CIFARDataModule
 from resnet_cifar.module import ImageClassifier
 
@@ -32,7 +32,11 @@ def build_trainer(cfg: DictConfig, extra_callbacks: list[L.Callback] = (), **ove
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     return instantiate(
-        cfg.trainer, callbacks=callbacks + list(extra_callbacks), logger=loggers or False, **overrides
+        cfg.trainer,
+        callbacks=callbacks + list(extra_callbacks),
+        logger=loggers or False,
+        plugins=[AtomicCheckpointIO()],
+        **overrides,
     )
 
 

@@ -16,9 +16,10 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from resnet_cifar.callbacks import TrainingClock, ValidateAtEnd
+from resnet_cifar.callbacks import StopOnNonFiniteLoss, TrainingClock, ValidateAtEnd
 from resnet_cifar.checkpoints import check_same_model, read_checkpoint
-from resnet_cifar.cli import exit_on_usage_error, write_json_atomically
+from resnet_cifar.cli import exit_on_usage_error
+from resnet_cifar.files import write_json_atomically
 from resnet_cifar.ddp import ddp_job
 from resnet_cifar.run import METRICS_FILE, build_datamodule, build_module, build_trainer, metric
 
@@ -97,7 +98,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule = build_datamodule(cfg)
     module = build_module(cfg)
     clock = TrainingClock()
-    trainer = build_trainer(cfg, extra_callbacks=[ValidateAtEnd(), clock])
+    trainer = build_trainer(cfg, extra_callbacks=[StopOnNonFiniteLoss(), ValidateAtEnd(), clock])
     datamodule.check_world_size(trainer.world_size)
 
     started_at = now()

@@ -23,9 +23,12 @@ class BatchPlan(NamedTuple):
     crop_flip: CropFlip | None
 
 
-def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    """A generator for one epoch, independent of every other (seed, epoch) pair."""
-    state = np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0]
+ORDER_STREAM, AUGMENTATION_STREAM = 0, 1
+
+
+def epoch_generator(seed: int, epoch: int, stream: int) -> torch.Generator:
+    """A generator for one purpose (``stream``) in one epoch, independent of every other."""
+    state = np.random.SeedSequence([seed, epoch, stream]).generate_state(1, dtype=np.uint64)[0]
     return torch.Generator().manual_seed(int(state))
 
 
@@ -68,10 +71,12 @@ class EpochBatchSampler(Sampler[BatchPlan]):
         return math.ceil(self.num_items / self.batch_size)
 
     def __iter__(self) -> Iterator[BatchPlan]:
-        generator = epoch_generator(self.seed, self.epoch)
-        order = torch.randperm(self.num_items, generator=generator) if self.shuffle else torch.arange(self.num_items)
+        order = torch.arange(self.num_items)
+        if self.shuffle:
+            order = torch.randperm(self.num_items, generator=epoch_generator(self.seed, self.epoch, ORDER_STREAM))
         crop_flip = None
         if self.augment_padding is not None:
+            generator = epoch_generator(self.seed, self.epoch, AUGMENTATION_STREAM)
             crop_flip = draw_crop_flip(self.num_items, self.augment_padding, generator)
         first, self.skip = self.skip * self.batch_size, 0
         for start in range(first, self.num_items, self.batch_size):

@@ -8,11 +8,9 @@ torchvision's archive folder (downloaded and MD5-verified by torchvision when as
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import pickle
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from PIL import Image
 from torchvision.datasets.utils import check_integrity
 
 from resnet_cifar.errors import ConfigError, DataError, unpickler_reason
+from resnet_cifar.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -149,18 +148,12 @@ def _write_cache(arrays: CifarArrays, path: Path) -> None:
         "test_labels": arrays.test_labels,
         "classes": list(arrays.classes),
     }
-    # A unique name per writer, so concurrent runs (DDP ranks, a multirun) never share a file;
-    # open() rather than mkstemp, so the cache gets the user's umask, not mode 0600.
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with open(tmp, "xb") as f:
-            torch.save(blob, f)
-        os.replace(tmp, path)
+        with atomic_write(path) as temporary:
+            torch.save(blob, temporary)
         log.info("wrote cache %s", path)
     except OSError as err:
         log.warning("could not write cache %s (%s); continuing without a cache", path, err)
-        with contextlib.suppress(OSError):  # on a read-only mount even unlinking a missing file fails
-            tmp.unlink()
 
 
 def _read_image_folder(root: Path) -> CifarArrays:
