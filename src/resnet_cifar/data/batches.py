@@ -1,8 +1,10 @@
 """Whole batches drawn from tensors in memory: one index tensor per batch, no per-image calls.
 
 The order of an epoch (and its augmentation) depends only on the seed and the epoch, never on
-the number of processes: every step has the same global batch whether one process takes it or
-N processes take one slice each.
+the number of processes or the device: every step has the same global batch whether one process
+takes it or N processes take one slice each. The epoch's order and augmentation are drawn on the
+CPU (so they are the same everywhere) and moved to the images' device once per epoch; each step
+then only slices them, so on a GPU a batch is gathered without any host-device traffic.
 """
 
 import math
@@ -49,6 +51,7 @@ class EpochBatchSampler(Sampler[BatchPlan]):
         augment_padding: int | None = None,
         rank: int = 0,
         world_size: int = 1,
+        device: torch.device | str | None = None,
     ) -> None:
         self.num_items = num_items
         self.batch_size = batch_size
@@ -57,6 +60,7 @@ class EpochBatchSampler(Sampler[BatchPlan]):
         self.augment_padding = augment_padding
         self.rank = rank
         self.world_size = world_size
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.epoch = 0
         self.skip = 0
 
@@ -78,27 +82,56 @@ class EpochBatchSampler(Sampler[BatchPlan]):
         if self.augment_padding is not None:
             generator = epoch_generator(self.seed, self.epoch, AUGMENTATION_STREAM)
             crop_flip = draw_crop_flip(self.num_items, self.augment_padding, generator)
+        if self.device.type != "cpu":  # one copy per epoch; every step below is a slice
+            order = order.to(self.device, non_blocking=True)
+            if crop_flip is not None:
+                crop_flip = CropFlip(*(t.to(self.device, non_blocking=True) for t in crop_flip))
         first, self.skip = self.skip * self.batch_size, 0
         for start in range(first, self.num_items, self.batch_size):
             # The global batch split in world_size near-equal slices, this process taking one.
-            positions = torch.arange(start, min(start + self.batch_size, self.num_items))
-            positions = positions.tensor_split(self.world_size)[self.rank]
-            share = None if crop_flip is None else CropFlip(*(t[positions] for t in crop_flip))
-            yield BatchPlan(order[positions], share)
+            low, high = shard_bounds(start, min(start + self.batch_size, self.num_items), self.rank, self.world_size)
+            share = None if crop_flip is None else CropFlip(*(t[low:high] for t in crop_flip))
+            yield BatchPlan(order[low:high], share)
+
+
+def shard_bounds(start: int, stop: int, rank: int, world_size: int) -> tuple[int, int]:
+    """The slice of positions [start, stop) that process ``rank`` of ``world_size`` takes.
+
+    As ``torch.arange(start, stop).tensor_split(world_size)[rank]``: the first ``n % world_size``
+    slices have one item more than the others.
+    """
+    size, extra = divmod(stop - start, world_size)
+    low = start + rank * size + min(rank, extra)
+    return low, low + size + (rank < extra)
 
 
 class ImageBatches(Dataset):
-    """uint8 images and labels indexed by a whole :class:`BatchPlan` at a time."""
+    """uint8 images and labels indexed by a whole :class:`BatchPlan` at a time.
+
+    The tensors may live on any device (see ``to``); a batch is gathered where they are.
+    """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
         self.images = images
         self.labels = labels
 
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    def to(self, device: torch.device | str) -> "ImageBatches":
+        """The same images and labels on ``device`` (this object itself if they are there)."""
+        device = torch.device(device)
+        if self.images.device == device and self.labels.device == device:
+            return self
+        return ImageBatches(self.images.to(device), self.labels.to(device))
+
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, plan: BatchPlan) -> dict:
-        batch = {"images": self.images[plan.indices], "labels": self.labels[plan.indices]}
+        indices = plan.indices.to(self.images.device, non_blocking=True)  # no-op if already there
+        batch = {"images": self.images[indices], "labels": self.labels[indices]}
         if plan.crop_flip is not None:
             batch["crop_flip"] = plan.crop_flip
         return batch
