@@ -14,7 +14,7 @@ from omegaconf import open_dict
 
 from resnet_cifar.callbacks import LrWarmupUntilTrainError
 from resnet_cifar.data import CIFARDataModule
-from resnet_cifar.run import build_module, build_trainer
+from resnet_cifar.run import build_module, build_net, build_trainer
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 GROUP_OPTIONS = {
@@ -57,7 +57,7 @@ def test_default_config_is_the_papers_recipe():
 )
 def test_each_option_composes_and_instantiates(group, option, tmp_path):
     cfg = compose_train([f"{group}={option}", "trainer.accelerator=cpu"], tmp_path)
-    net = instantiate(cfg.model)
+    net = build_net(cfg)
     assert net(torch.zeros(1, 3, 32, 32)).shape == (1, cfg.data.num_classes)
     assert isinstance(instantiate(cfg.data), CIFARDataModule)
     optimizer = instantiate(cfg.optimizer)(net.parameters())

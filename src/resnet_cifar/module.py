@@ -1,5 +1,6 @@
 """The paper's training recipe around any classification network."""
 
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -14,6 +15,31 @@ from resnet_cifar.metrics import top1_error
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[[Optimizer], LRScheduler]
+CHANNELS_LAST_CHOICES = (True, False, "auto")
+
+
+class CompileFallbackWarning(UserWarning):
+    """``model.compile=true`` could not be honoured; the network runs uncompiled (eagerly)."""
+
+
+def use_channels_last(setting: bool | str, device: torch.device) -> bool:
+    """Whether to run the network in channels-last (NHWC) memory format on ``device``.
+
+    ``"auto"``: on CUDA, where cuDNN's convolutions (and their tensor-core kernels in bf16/fp16)
+    want NHWC; not on the CPU, where measurements on this project's CPU machine showed no gain
+    (docs/benchmarks.md).
+    """
+    if setting not in CHANNELS_LAST_CHOICES:
+        raise ValueError(f"model.channels_last={setting!r}; use true, false or auto")
+    if setting == "auto":
+        return device.type == "cuda"
+    return bool(setting)
+
+
+def default_compile_mode(device: torch.device) -> str:
+    """torch.compile's mode when none is configured: CUDA graphs on a GPU (they remove the
+    per-kernel launch cost that dominates a small network's step), the plain mode elsewhere."""
+    return "reduce-overhead" if device.type == "cuda" else "default"
 
 
 class ImageClassifier(L.LightningModule):
@@ -22,6 +48,13 @@ class ImageClassifier(L.LightningModule):
     The scheduler steps once per optimizer step, so milestones are counted in iterations as in
     the paper. ``run_config`` (plain containers) is saved with the hyper-parameters so that a
     checkpoint describes the run that wrote it.
+
+    Speed options, none of which changes what is computed: ``channels_last`` (true, false or
+    "auto": on CUDA only) stores the network's weights and inputs in NHWC memory format;
+    ``compile`` runs the network through ``torch.compile`` (``compile_mode`` None: CUDA graphs on
+    a GPU, see :func:`default_compile_mode`), falling back to the uncompiled network with a
+    :class:`CompileFallbackWarning` where compiling is unavailable or fails. Both are applied in
+    ``setup``, once the training device is known; the state dict keeps the plain network's keys.
     """
 
     def __init__(
@@ -31,24 +64,82 @@ class ImageClassifier(L.LightningModule):
         scheduler: SchedulerFactory,
         num_classes: int = 10,
         run_config: dict[str, Any] | None = None,
+        compile: bool = False,
+        compile_mode: str | None = None,
+        channels_last: bool | str = "auto",
     ) -> None:
         super().__init__()
         self.save_hyperparameters("num_classes", "run_config")
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.train_err = top1_error(num_classes)
+        self.compile_network = compile
+        self.compile_mode = compile_mode
+        use_channels_last(channels_last, torch.device("cpu"))  # refuse a bad setting early
+        self.channels_last = channels_last
+        self.uses_channels_last = False
+        # The compiled network shares self.net's parameters; kept out of the module tree (and so
+        # out of the state dict) by storing it in a plain list.
+        self._compiled: list[Callable[[torch.Tensor], torch.Tensor]] = []
+        self._compile_tried = False
+        self._cudagraphs = False
+        # No input checks per training step: they would read values back from the device.
+        self.train_err = top1_error(num_classes, validate_args=False)
         self.val_err = top1_error(num_classes)
         self.test_err = top1_error(num_classes)
         # Where test results are logged: "test", or e.g. "test_best_val" for another checkpoint.
         self.test_tag = "test"
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def setup(self, stage: str) -> None:
+        device = self.trainer.strategy.root_device if self._trainer is not None else self.device
+        self.prepare_network(device)
+
+    def prepare_network(self, device: torch.device) -> None:
+        """Apply the memory format and compile options for training on ``device`` (idempotent)."""
+        if use_channels_last(self.channels_last, device) and not self.uses_channels_last:
+            self.net.to(memory_format=torch.channels_last)  # Trainer's .to(device) keeps the format
+            self.uses_channels_last = True
+        if self.compile_network and not self._compile_tried:
+            self._compile_tried = True
+            mode = self.compile_mode or default_compile_mode(device)
+            try:
+                self._compiled = [torch.compile(self.net, mode=mode)]
+                self._cudagraphs = device.type == "cuda" and mode in ("reduce-overhead", "max-autotune")
+            except Exception as error:  # e.g. a Python version or platform that Dynamo lacks
+                self._compile_failed(error)
+
+    def _compile_failed(self, error: BaseException) -> None:
+        self._compiled = []
+        first_line = (str(error).strip().splitlines() or [""])[0][:300]
+        warnings.warn(
+            f"model.compile=true but torch.compile is unavailable or failed here "
+            f"({type(error).__name__}: {first_line}); the network runs uncompiled, with the same "
+            "results, only slower. Set model.compile=false to silence this.",
+            CompileFallbackWarning,
+            stacklevel=2,
+        )
+
+    def run_net(self, images: torch.Tensor) -> torch.Tensor:
+        """The network's logits, through the compiled network if there is one."""
+        if self.uses_channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        if self._compiled:
+            if self._cudagraphs:
+                torch.compiler.cudagraph_mark_step_begin()
+            try:
+                return self._compiled[0](images)
+            except torch.OutOfMemoryError:
+                raise
+            except Exception as error:  # compiling happens at the first call (and per new shape)
+                self._compile_failed(error)
         return self.net(images)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.run_net(images)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         images, labels = batch
-        logits = self.net(images)
+        logits = self.run_net(images)
         loss = F.cross_entropy(logits, labels)
         self.train_err.update(logits.detach(), labels)
         # Logged tensors are read back only every log_every_n_steps; the error once per epoch.
@@ -66,7 +157,7 @@ class ImageClassifier(L.LightningModule):
 
     def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
         images, labels = batch
-        logits = self.net(images)
+        logits = self.run_net(images)
         metric = self.val_err if stage == "val" else self.test_err
         metric.update(logits, labels)
         loss = F.cross_entropy(logits, labels)

@@ -5,25 +5,36 @@ from typing import Any
 import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from resnet_cifar.checkpoints import AtomicCheckpointIO
 from resnet_cifar.data import CIFARDataModule
 from resnet_cifar.module import ImageClassifier
 
 METRICS_FILE = "metrics.json"
+# Keys of the model config that set how the network runs (ImageClassifier), not what it is.
+SPEED_KEYS = ("compile", "compile_mode", "channels_last")
 
 
 def build_datamodule(cfg: DictConfig) -> CIFARDataModule:
     return instantiate(cfg.data)
 
 
+def build_net(cfg: DictConfig) -> nn.Module:
+    """The network of ``cfg.model`` (a plain nn.Module); the speed options are the module's."""
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    return instantiate({key: value for key, value in model.items() if key not in SPEED_KEYS})
+
+
 def build_module(cfg: DictConfig) -> ImageClassifier:
+    speed = {key: cfg.model[key] for key in SPEED_KEYS if key in cfg.model}
     return ImageClassifier(
-        net=instantiate(cfg.model),
+        net=build_net(cfg),
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler),
         num_classes=cfg.data.num_classes,
         run_config=OmegaConf.to_container(cfg, resolve=True),
+        **speed,
     )
 
 
