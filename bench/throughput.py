@@ -1,0 +1,513 @@
+"""Training throughput of the project's path against the classic pipeline, in one table.
+
+    python bench/throughput.py                                   # CPU, ResNet-20, synthetic data
+    python bench/throughput.py --data-root /tmp/cifar/cifar10-jpeg --steps 30 --repeats 3
+    python bench/throughput.py --device cuda --precision bf16-mixed --depths 20 56 110 --compile
+
+Each configuration runs in its own subprocess (fresh memory statistics, no shared caches), one
+after another on the same data and machine; with --repeats the configurations are interleaved
+round by round and the table shows the median. Pipelines:
+
+  project  the project's training path: Hydra config -> CIFARDataModule, ImageClassifier and
+           Lightning Trainer (the configured callbacks and TensorBoard logger; checkpointing and
+           validation off, since they are not training steps)
+  bare     a plain PyTorch loop over the project's model and data path: the same DataModule
+           batches, on_after_batch_transfer and ImageClassifier.run_net, no Lightning; the gap
+           to `project` is Lightning's overhead (plus the module's metric and logging calls)
+  classic  the classic pipeline: a torchvision-style Dataset yielding one PIL image per item,
+           RandomCrop(32, padding=4) + RandomHorizontalFlip + ToTensor + Normalize, a DataLoader
+           with --workers worker processes, a plain PyTorch loop; the same network
+  project-compile, bare-compile   the same with model.compile=true
+
+Throughput is steady state: --warmup steps first (not timed), then --steps timed steps, the
+device synchronised at both ends. Peak memory is torch.cuda.max_memory_allocated on a GPU and
+the peak resident set size of the main process on the CPU (classic: plus its largest worker).
+CPU ms/image is the processor time (all threads, and the classic pipeline's workers) spent
+per trained image: unlike images/s it barely moves when other programs share the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PIPELINES = ("project", "bare", "classic", "project-compile", "bare-compile")
+DEFAULT_PIPELINES = ("project", "bare", "classic")
+PER_STEP_CALLBACKS = ("StopOnNonFiniteLoss", "TrainingClock")
+# The classic pipeline's per-channel statistics of CIFAR-10 (the usual constants).
+CLASSIC_MEAN = (0.4914, 0.4822, 0.4465)
+CLASSIC_STD = (0.2470, 0.2435, 0.2616)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--depths", type=int, nargs="+", default=[20], help="ResNet depths, e.g. 20 56 110")
+    parser.add_argument("--pipelines", nargs="+", choices=PIPELINES, default=list(DEFAULT_PIPELINES))
+    parser.add_argument("--compile", action="store_true", help="also run project-compile and bare-compile")
+    parser.add_argument("--precision", default=None, help="32-true, bf16-mixed or 16-mixed (default: 32-true on cpu, bf16-mixed on cuda)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 30 on cpu, 300 on cuda)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 5 on cpu, 50 on cuda)")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--data-root", default=None, help="a CIFAR-10 root (image folder or torchvision folder); default: synthetic data")
+    parser.add_argument("--synthetic-size", type=int, default=50_000, help="training images of the synthetic data (before the 5k val split)")
+    parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="classic DataLoader workers")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads in every configuration (default: torch's own choice)")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds over all configurations; the table shows medians")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds one configuration may take")
+    parser.add_argument("--json", type=Path, default=None, help="also write every measurement here")
+    parser.add_argument("--child", choices=PIPELINES, help=argparse.SUPPRESS)
+    parser.add_argument("--depth", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    on_gpu = args.device == "cuda"
+    args.precision = args.precision or ("bf16-mixed" if on_gpu else "32-true")
+    args.steps = args.steps if args.steps is not None else (300 if on_gpu else 30)
+    args.warmup = args.warmup if args.warmup is not None else (50 if on_gpu else 5)
+    if args.compile:
+        args.pipelines += [p for p in ("project-compile", "bare-compile") if p not in args.pipelines]
+    if args.precision not in ("32-true", "bf16-mixed", "16-mixed"):
+        parser.error(f"--precision {args.precision}: use 32-true, bf16-mixed or 16-mixed")
+    return args
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurements, one per subprocess
+
+
+def cpu_seconds_of_children() -> float:
+    """Processor time of this process's live child processes (the DataLoader workers)."""
+    import multiprocessing
+
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for child in multiprocessing.active_children():
+        try:
+            fields = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+class Clock:
+    """Times steps warmup+1 .. warmup+steps: synchronises the device at both ends."""
+
+    def __init__(self, device, warmup: int, steps: int, batch_size: int) -> None:
+        self.device, self.warmup, self.steps, self.batch_size = device, warmup, steps, batch_size
+
+    def sync(self) -> None:
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def after_step(self, done: int) -> bool:
+        """Call after each optimizer step with the number done; True once the timed steps are done."""
+        if done == self.warmup:
+            self.sync()
+            self.started, self.cpu_started = time.perf_counter(), time.process_time()
+            self.children_started = cpu_seconds_of_children()
+        elif done == self.warmup + self.steps:
+            self.sync()
+            self.seconds = time.perf_counter() - self.started
+            self.cpu_seconds = time.process_time() - self.cpu_started
+            self.cpu_seconds += cpu_seconds_of_children() - self.children_started
+            return True
+        return False
+
+    def result(self) -> dict:
+        images = self.steps * self.batch_size
+        return {
+            "images_per_s": images / self.seconds,
+            "ms_per_step": 1000 * self.seconds / self.steps,
+            "cpu_ms_per_image": 1000 * self.cpu_seconds / images,
+        }
+
+
+def peak_memory_mb(device) -> float:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return own
+
+
+def data_overrides(args: argparse.Namespace) -> list[str]:
+    if args.data_root:
+        return [f"data.root={args.data_root}"]
+    val_size = args.synthetic_size // 10  # 5000 of 50k, as the real split
+    return ["data=synthetic", f"data.synthetic_sizes=[{args.synthetic_size},1000]", f"data.val_size={val_size}"]
+
+
+def compose_config(args: argparse.Namespace, compile_net: bool, output_dir: str):
+    """The project's composed training config for this measurement."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = [
+        f"trainer={'gpu' if args.device == 'cuda' else 'cpu'}",
+        f"trainer.precision={args.precision}",
+        f"trainer.max_steps={args.warmup + args.steps}",
+        f"model.depth={args.depth}",
+        f"model.compile={str(compile_net).lower()}",
+        f"data.batch_size={args.batch_size}",
+        # Not training steps: no checkpoint files, no validation.
+        "~callbacks.model_checkpoint",
+        "~callbacks.best_checkpoint",
+        *data_overrides(args),
+    ]
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    cfg.hydra.runtime.output_dir = output_dir
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+def measure_project(args: argparse.Namespace, compile_net: bool) -> dict:
+    import lightning as L
+    import torch
+
+    from resnet_cifar import callbacks as project_callbacks
+    from resnet_cifar.run import build_datamodule, build_module, build_trainer
+
+    class StepClock(L.Callback):
+        def __init__(self, clock: Clock) -> None:
+            self.clock = clock
+
+        def on_train_batch_end(self, trainer, *args) -> None:
+            self.clock.after_step(trainer.global_step)
+
+    with tempfile.TemporaryDirectory() as output_dir:
+        cfg = compose_config(args, compile_net, output_dir)
+        L.seed_everything(0, verbose=False)
+        datamodule = build_datamodule(cfg)
+        module = build_module(cfg)
+        clock = Clock(torch.device(args.device), args.warmup, args.steps, args.batch_size)
+        # train.py's callbacks that act at every step (those acting at the last step only are left
+        # out: the end of training is not a training step).
+        per_step = [getattr(project_callbacks, name)() for name in PER_STEP_CALLBACKS if hasattr(project_callbacks, name)]
+        trainer = build_trainer(
+            cfg,
+            extra_callbacks=[StepClock(clock), *per_step],
+            limit_val_batches=0,
+            enable_model_summary=False,
+        )
+        trainer.fit(module, datamodule=datamodule)
+        device = trainer.strategy.root_device
+        return {**clock.result(), "peak_mem_mb": peak_memory_mb(device), "channels_last": module.uses_channels_last,
+                "compiled": bool(module._compiled)}
+
+
+def autocast_and_scaler(args: argparse.Namespace, device):
+    """The autocast context and GradScaler that Lightning's precision setting stands for."""
+    import contextlib
+
+    import torch
+
+    if args.precision == "32-true":
+        return contextlib.nullcontext, None
+    dtype = torch.float16 if args.precision == "16-mixed" and device.type == "cuda" else torch.bfloat16
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+    return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
+
+
+def train_loop(args, device, batches, forward, optimizer, scheduler) -> dict:
+    """The plain PyTorch loop both bare and classic use: forward, loss, backward, step."""
+    import torch
+    import torch.nn.functional as F
+
+    autocast, scaler = autocast_and_scaler(args, device)
+    clock = Clock(device, args.warmup, args.steps, args.batch_size)
+    done = 0
+    while True:
+        for images, labels in batches():
+            with autocast():
+                loss = F.cross_entropy(forward(images), labels)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            scheduler.step()
+            done += 1
+            if clock.after_step(done):
+                return clock.result()
+
+
+def measure_bare(args: argparse.Namespace, compile_net: bool) -> dict:
+    import lightning as L
+    import torch
+    from hydra.utils import instantiate
+
+    from resnet_cifar.module import ImageClassifier
+    from resnet_cifar.run import build_datamodule, build_net
+
+    device = torch.device(args.device)
+    with tempfile.TemporaryDirectory() as output_dir:
+        cfg = compose_config(args, compile_net, output_dir)
+        L.seed_everything(0, verbose=False)
+        datamodule = build_datamodule(cfg)
+        datamodule.setup("fit")
+        datamodule.train_set = datamodule.train_set.to(device)  # where the Trainer would put it
+        module = ImageClassifier(
+            build_net(cfg), instantiate(cfg.optimizer), instantiate(cfg.scheduler),
+            compile=compile_net, channels_last=cfg.model.channels_last,
+        )
+        module.prepare_network(device)
+        module.to(device)
+        optimizer = module.optimizer_factory(module.net.parameters())
+        scheduler = module.scheduler_factory(optimizer)
+        epoch = iter(range(10**9))
+
+        def batches():
+            loader = datamodule.train_dataloader()
+            loader.sampler.set_epoch(next(epoch))
+            for batch in loader:
+                batch = {key: to_device(value, device) for key, value in batch.items()}
+                yield datamodule.on_after_batch_transfer(batch, 0)
+
+        result = train_loop(args, device, batches, module.run_net, optimizer, scheduler)
+        return {**result, "peak_mem_mb": peak_memory_mb(device), "channels_last": module.uses_channels_last,
+                "compiled": bool(module._compiled)}
+
+
+def to_device(value, device):
+    if hasattr(value, "to"):
+        return value.to(device, non_blocking=True)
+    return type(value)(*(to_device(v, device) for v in value))
+
+
+def measure_classic(args: argparse.Namespace) -> dict:
+    import lightning as L
+    import numpy as np
+    import torch
+    from hydra.utils import instantiate
+    from PIL import Image
+    from torch.utils.data import DataLoader, Dataset
+    from torchvision import transforms
+
+    from resnet_cifar.run import build_net
+
+    class ClassicCIFAR(Dataset):
+        """As torchvision.datasets.CIFAR10: HWC uint8 arrays, one PIL image per item."""
+
+        def __init__(self, data: np.ndarray, targets: list[int], transform) -> None:
+            self.data, self.targets, self.transform = data, targets, transform
+
+        def __len__(self) -> int:
+            return len(self.data)
+
+        def __getitem__(self, index: int):
+            image = Image.fromarray(self.data[index])
+            return self.transform(image), self.targets[index]
+
+    device = torch.device(args.device)
+    with tempfile.TemporaryDirectory() as output_dir:
+        cfg = compose_config(args, False, output_dir)
+        L.seed_everything(0, verbose=False)
+        datamodule = instantiate(cfg.data)
+        datamodule.setup("fit")  # the same 45k training images
+        data = datamodule.train_set.images.permute(0, 2, 3, 1).contiguous().numpy()
+        targets = datamodule.train_set.labels.tolist()
+        del datamodule
+        transform = transforms.Compose([
+            transforms.RandomCrop(32, padding=4),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(CLASSIC_MEAN, CLASSIC_STD),
+        ])
+        loader = DataLoader(
+            ClassicCIFAR(data, targets, transform),
+            batch_size=args.batch_size,
+            shuffle=True,
+            num_workers=args.workers,
+            pin_memory=device.type == "cuda",
+            drop_last=True,
+            persistent_workers=args.workers > 0,
+        )
+        net = build_net(cfg).to(device)
+        optimizer = instantiate(cfg.optimizer)(net.parameters())
+        scheduler = instantiate(cfg.scheduler)(optimizer)
+
+        def batches():
+            for images, labels in loader:
+                yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+
+        result = train_loop(args, device, batches, net, optimizer, scheduler)
+        peak = peak_memory_mb(device)
+        del loader  # ends the workers, so their peak RSS is counted below
+        if device.type == "cpu":
+            peak += resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        return {**result, "peak_mem_mb": peak, "channels_last": False, "compiled": False}
+
+
+def run_child(args: argparse.Namespace) -> None:
+    import logging
+    import warnings
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    logging.getLogger("lightning").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    if args.child == "classic":
+        result = measure_classic(args)
+    elif args.child.startswith("bare"):
+        result = measure_bare(args, compile_net=args.child.endswith("compile"))
+    else:
+        result = measure_project(args, compile_net=args.child.endswith("compile"))
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The parent: one subprocess per configuration, then the table
+
+
+def child_command(args: argparse.Namespace, pipeline: str, depth: int) -> list[str]:
+    command = [
+        sys.executable, str(Path(__file__).resolve()), "--child", pipeline, "--depth", str(depth),
+        "--device", args.device, "--precision", args.precision, "--steps", str(args.steps),
+        "--warmup", str(args.warmup), "--batch-size", str(args.batch_size), "--workers", str(args.workers),
+        "--synthetic-size", str(args.synthetic_size),
+    ]
+    if args.data_root:
+        command += ["--data-root", args.data_root]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    return command
+
+
+def run_configuration(args: argparse.Namespace, pipeline: str, depth: int) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
+    started = time.perf_counter()
+    try:
+        completed = subprocess.run(
+            child_command(args, pipeline, depth), env=env, capture_output=True, text=True, timeout=args.timeout
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {args.timeout:.0f} s"}
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
+    if completed.returncode != 0 or not lines:
+        tail = (completed.stdout + completed.stderr).strip().splitlines()[-15:]
+        print(f"  {pipeline} depth {depth} failed (exit {completed.returncode}):\n    " + "\n    ".join(tail), file=sys.stderr)
+        return {"error": f"exit status {completed.returncode}"}
+    result = json.loads(lines[-1][len("RESULT "):])
+    result["wall_s"] = time.perf_counter() - started
+    result["fallback_warning"] = "CompileFallbackWarning" in completed.stderr
+    return result
+
+
+def median_of(results: list[dict], key: str) -> float | None:
+    values = [r[key] for r in results if key in r]
+    return statistics.median(values) if values else None
+
+
+def machine_description(args: argparse.Namespace) -> str:
+    import torch
+
+    if args.device == "cuda":
+        return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    threads = args.threads or torch.get_num_threads()
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+            f"{threads} threads, load average {load:.1f} at the end")
+
+
+def format_table(args: argparse.Namespace, measurements: dict[tuple[int, str], list[dict]]) -> str:
+    memory = "peak CUDA MiB" if args.device == "cuda" else "peak RSS MiB"
+    lines = [
+        f"| depth | pipeline | images/s | ms/step | CPU ms/image | {memory} | runs |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    ratios = []
+    for depth in args.depths:
+        for pipeline in args.pipelines:
+            results = [r for r in measurements[(depth, pipeline)] if "error" not in r]
+            if not results:
+                error = measurements[(depth, pipeline)][-1].get("error", "no result")
+                lines.append(f"| {depth} | {pipeline} | failed: {error} | | | | |")
+                continue
+            speeds = sorted(r["images_per_s"] for r in results)
+            spread = f"{len(results)}: {speeds[0]:.0f}-{speeds[-1]:.0f}" if len(results) > 1 else "1"
+            notes = []
+            if any(r.get("fallback_warning") for r in results):
+                notes.append("compile fell back")
+            if results[0].get("channels_last"):
+                notes.append("NHWC")
+            lines.append(
+                f"| {depth} | {pipeline}{' (' + ', '.join(notes) + ')' if notes else ''} | {median_of(results, 'images_per_s'):.0f} | "
+                f"{median_of(results, 'ms_per_step'):.1f} | {median_of(results, 'cpu_ms_per_image'):.2f} | "
+                f"{median_of(results, 'peak_mem_mb'):.0f} | {spread} |"
+            )
+
+        def speed(pipeline: str) -> float | None:
+            return median_of([r for r in measurements.get((depth, pipeline), []) if "error" not in r], "images_per_s")
+
+        def cost(pipeline: str) -> float | None:
+            return median_of([r for r in measurements.get((depth, pipeline), []) if "error" not in r], "cpu_ms_per_image")
+
+        for fast, slow, label in (("project", "classic", "project / classic"),
+                                  ("project-compile", "classic", "project-compile / classic"),
+                                  ("project-compile", "project", "compile speed-up")):
+            if speed(fast) and speed(slow):
+                text = f"ResNet-{depth}: {label} = {speed(fast) / speed(slow):.2f}x images/s"
+                if cost(fast) and cost(slow):
+                    text += f", {cost(slow) / cost(fast):.2f}x less CPU time per image"
+                ratios.append(text)
+        for lightning, bare in (("project", "bare"), ("project-compile", "bare-compile")):
+            if speed(lightning) and speed(bare):
+                ratios.append(
+                    f"ResNet-{depth}: Lightning overhead ({lightning} vs {bare}) = "
+                    f"{100 * (speed(bare) / speed(lightning) - 1):+.1f} % time per step"
+                )
+    header = (
+        f"device {args.device} ({machine_description(args)}), precision {args.precision}, batch {args.batch_size}, "
+        f"{args.warmup} warm-up + {args.steps} timed steps, data {args.data_root or 'synthetic'}, "
+        f"classic workers {args.workers}, repeats {args.repeats} (medians)"
+    )
+    return "\n".join([header, "", *lines, "", *ratios])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.child:
+        run_child(args)
+        return 0
+    measurements: dict[tuple[int, str], list[dict]] = {(d, p): [] for d in args.depths for p in args.pipelines}
+    for round_index in range(args.repeats):
+        for depth in args.depths:
+            for pipeline in args.pipelines:
+                result = run_configuration(args, pipeline, depth)
+                measurements[(depth, pipeline)].append(result)
+                shown = f"{result['images_per_s']:.0f} images/s" if "images_per_s" in result else result["error"]
+                print(f"[round {round_index + 1}/{args.repeats}] ResNet-{depth} {pipeline}: {shown}", file=sys.stderr, flush=True)
+    table = format_table(args, measurements)
+    print(table)
+    if args.json:
+        args.json.write_text(json.dumps({
+            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "measurements": [{"depth": d, "pipeline": p, "runs": runs} for (d, p), runs in measurements.items()],
+            "table": table,
+        }, indent=2))
+    failed = any("error" in r for runs in measurements.values() for r in runs)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

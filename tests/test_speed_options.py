@@ -1,0 +1,214 @@
+"""Speed options change how fast, never what: device placement, channels-last, compile, the bench."""
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import lightning as L
+import pytest
+import torch
+
+from resnet_cifar.data import CIFARDataModule
+from resnet_cifar.data.batches import BatchPlan, EpochBatchSampler, ImageBatches, shard_bounds
+from resnet_cifar.models import cifar_resnet
+from resnet_cifar.module import CompileFallbackWarning, ImageClassifier
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def sgd(params):
+    return torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=1e-4)
+
+
+def constant(optimizer):
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+
+def classifier(net=None, **options) -> ImageClassifier:
+    return ImageClassifier(net or cifar_resnet(8, "A", True, 10), sgd, constant, **options)
+
+
+def attach_trainer(datamodule: CIFARDataModule, root_device: torch.device) -> None:
+    fit_loop = SimpleNamespace(restarting=False)
+    strategy = SimpleNamespace(root_device=root_device)
+    datamodule.trainer = SimpleNamespace(global_rank=0, world_size=1, fit_loop=fit_loop, strategy=strategy)
+
+
+def small_datamodule(**kwargs) -> CIFARDataModule:
+    return CIFARDataModule(dataset="synthetic", synthetic_sizes=(300, 100), val_size=50, batch_size=32, **kwargs)
+
+
+# --- device-resident data ---------------------------------------------------------------------
+
+
+def test_images_stay_on_the_cpu_when_training_on_the_cpu():
+    datamodule = small_datamodule()
+    attach_trainer(datamodule, torch.device("cpu"))
+    datamodule.setup("fit")
+    for images in (datamodule.train_set, datamodule.val_set, datamodule.test_set):
+        assert images.images.device.type == "cpu" and images.labels.device.type == "cpu"
+    assert datamodule.train_dataloader().sampler.device == torch.device("cpu")
+
+
+def test_images_move_once_to_the_trainers_root_device():
+    # "meta" stands in for a GPU here: a device other than the CPU, without the hardware.
+    datamodule = small_datamodule()
+    attach_trainer(datamodule, torch.device("meta"))
+    datamodule.setup("fit")
+    for images in (datamodule.train_set, datamodule.val_set, datamodule.test_set):
+        assert images.images.device.type == "meta" and images.labels.device.type == "meta"
+    assert datamodule.mean_image.device.type == "meta"
+    loader = datamodule.train_dataloader()
+    assert loader.sampler.device.type == "meta"
+    plan = next(iter(loader.sampler))  # the epoch's order and augmentation live there too
+    assert plan.indices.device.type == "meta" and plan.crop_flip.top.device.type == "meta"
+    batch = datamodule.train_set[plan]
+    assert batch["images"].shape == (32, 3, 32, 32) and batch["images"].device.type == "meta"
+
+
+def test_cpu_index_tensors_are_moved_to_the_images_device():
+    images = ImageBatches(torch.zeros(10, 3, 32, 32, dtype=torch.uint8), torch.arange(10)).to("meta")
+    batch = images[BatchPlan(torch.tensor([1, 3, 5]), None)]
+    assert batch["images"].device.type == "meta" and batch["labels"].shape == (3,)
+
+
+@pytest.mark.parametrize("num_items,batch_size", [(1000, 128), (45000, 128), (7, 4), (5, 8)])
+@pytest.mark.parametrize("world_size", [1, 2, 3, 4, 8])
+def test_shards_are_the_tensor_split_of_each_global_batch(num_items, batch_size, world_size):
+    for start in range(0, num_items, batch_size):
+        stop = min(start + batch_size, num_items)
+        for rank, part in enumerate(torch.arange(start, stop).tensor_split(world_size)):
+            low, high = shard_bounds(start, stop, rank, world_size)
+            assert torch.equal(torch.arange(low, high), part)
+
+
+def test_sampler_plans_do_not_depend_on_the_device():
+    cpu = EpochBatchSampler(500, 64, shuffle=True, seed=3, augment_padding=4, rank=1, world_size=2)
+    meta = EpochBatchSampler(500, 64, shuffle=True, seed=3, augment_padding=4, rank=1, world_size=2, device="meta")
+    for ours, theirs in zip(cpu, meta):
+        assert ours.indices.shape == theirs.indices.shape and theirs.indices.device.type == "meta"
+    # Same values: the draws happen on the CPU before the move ("meta" holds no values to compare).
+    plans = list(EpochBatchSampler(500, 64, shuffle=True, seed=3, augment_padding=4, rank=1, world_size=2, device="cpu"))
+    assert all(torch.equal(a.indices, b.indices) for a, b in zip(cpu, plans))
+
+
+# --- channels-last ----------------------------------------------------------------------------
+
+
+def test_channels_last_gives_the_same_logits_and_gradients():
+    torch.manual_seed(0)
+    net = cifar_resnet(8, "A", True, 10)
+    plain = classifier(copy.deepcopy(net), channels_last=False)
+    nhwc = classifier(copy.deepcopy(net), channels_last=True)
+    plain.prepare_network(torch.device("cpu"))
+    nhwc.prepare_network(torch.device("cpu"))
+    assert not plain.uses_channels_last and nhwc.uses_channels_last
+    assert nhwc.net.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    images = torch.randn(16, 3, 32, 32)
+    torch.testing.assert_close(nhwc(images), plain(images), rtol=1e-4, atol=1e-5)  # batch statistics
+    for module in (plain, nhwc):
+        module.eval()
+    torch.testing.assert_close(nhwc(images), plain(images), rtol=1e-4, atol=1e-5)  # running statistics
+    # The state dict is the plain network's, whatever the memory format.
+    assert nhwc.state_dict().keys() == plain.state_dict().keys()
+
+
+def test_channels_last_gives_the_same_gradients():
+    # In float64: in float32 a pre-activation within rounding of zero may land on the other side
+    # of a ReLU in one memory format, which moves a BN bias gradient by ~1e-3 relative (seen).
+    torch.manual_seed(0)
+    net = cifar_resnet(8, "A", True, 10).double()
+    modules = [classifier(copy.deepcopy(net), channels_last=flag) for flag in (False, True)]
+    images, labels = torch.randn(16, 3, 32, 32, dtype=torch.float64), torch.arange(16) % 10
+    for module in modules:
+        module.prepare_network(torch.device("cpu"))
+        torch.nn.functional.cross_entropy(module(images), labels).backward()
+    for plain, nhwc in zip(*(module.net.parameters() for module in modules)):
+        torch.testing.assert_close(nhwc.grad, plain.grad, rtol=1e-9, atol=1e-12)
+
+
+# --- compile ----------------------------------------------------------------------------------
+
+
+def tiny_fit(module: ImageClassifier, tmp_path: Path, steps: int = 3) -> L.Trainer:
+    trainer = L.Trainer(
+        accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path,
+    )
+    trainer.fit(module, datamodule=small_datamodule())
+    return trainer
+
+
+def test_compile_unavailable_warns_and_training_still_works(monkeypatch, tmp_path):
+    def no_compile(*args, **kwargs):
+        raise RuntimeError("Dynamo is not supported on this Python")
+
+    monkeypatch.setattr(torch, "compile", no_compile)
+    module = classifier(compile=True)
+    with pytest.warns(CompileFallbackWarning, match="torch.compile is unavailable or failed.*Dynamo is not supported"):
+        trainer = tiny_fit(module, tmp_path)
+    assert trainer.global_step == 3 and not module._compiled
+
+
+def test_compile_failing_at_the_first_call_falls_back_to_the_same_result(monkeypatch):
+    calls = []
+
+    def broken_compile(net, **kwargs):
+        def compiled(images):
+            calls.append(kwargs)
+            raise RuntimeError("BackendCompilerFailed: no C++ compiler")
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    torch.manual_seed(0)
+    module = classifier(compile=True, channels_last=False).eval()
+    module.prepare_network(torch.device("cpu"))
+    images = torch.randn(4, 3, 32, 32)
+    with pytest.warns(CompileFallbackWarning, match="no C\\+\\+ compiler"):
+        logits = module(images)
+    torch.testing.assert_close(logits, module.net(images))
+    assert calls == [{"mode": "default"}]  # the CPU's mode; CUDA graphs are for GPUs
+    module(images)  # once fallen back, the compiled network is not tried again
+    assert len(calls) == 1
+
+
+def compose_train(overrides, tmp_path):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    cfg.hydra.runtime.output_dir = str(tmp_path)
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+def test_speed_options_reach_the_module_and_not_the_network(tmp_path):
+    from resnet_cifar.run import build_module
+
+    module = build_module(compose_train(["model.compile=true", "model.channels_last=false", "model.depth=8"], tmp_path))
+    assert module.compile_network and not module.channels_last
+    assert [p.shape for p in module.net.parameters()] == [p.shape for p in cifar_resnet(8, "A", True, 10).parameters()]
+    default = compose_train([], tmp_path)
+    assert default.model.compile is False and default.model.channels_last is True
+    assert default.model.compile_mode is None
+
+
+# --- the bench script -------------------------------------------------------------------------
+
+
+def test_bench_prints_the_table_end_to_end(tmp_path):
+    command = [
+        sys.executable, str(REPO / "bench" / "throughput.py"), "--depths", "8", "--steps", "2", "--warmup", "1",
+        "--batch-size", "16", "--synthetic-size", "400", "--workers", "1", "--json", str(tmp_path / "bench.json"),
+    ]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    table = completed.stdout
+    for row in ("| 8 | project", "| 8 | bare", "| 8 | classic"):
+        assert row in table, table
+    assert "ResNet-8: project / classic = " in table and "ResNet-8: Lightning overhead (project vs bare) = " in table
+    assert "peak RSS MiB" in table and (tmp_path / "bench.json").is_file()
