@@ -2,6 +2,7 @@
 
 import time
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -10,16 +11,22 @@ import torch
 from resnet_cifar.errors import TrainingDiverged
 
 
-class ValidateAtEnd(L.Callback):
-    """Validate after the last training step even when it falls in the middle of an epoch.
+class FinishAtMaxSteps(L.Callback):
+    """At the last training step: save ``last_checkpoint``, then stop, validating once more.
 
-    Lightning validates at epoch ends; when ``max_steps`` stops training mid-epoch the final
-    weights would go unvalidated (and unchecked by ModelCheckpoint). Requesting a stop at the
-    last step makes the epoch loop validate before it exits.
+    Lightning validates at epoch ends only; when ``max_steps`` stops training mid-epoch the
+    final weights would go unvalidated. Requesting a stop at the last step makes the epoch loop
+    validate before it exits. The checkpoint is written here, inside the loop, so that it
+    records the data position as a periodic one does: a later run with more steps continues
+    from it exactly as an uninterrupted run would.
     """
+
+    def __init__(self, last_checkpoint: str | Path) -> None:
+        self.last_checkpoint = Path(last_checkpoint)
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         if trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps:
+            trainer.save_checkpoint(self.last_checkpoint)
             trainer.should_stop = True
 
 
@@ -114,10 +121,11 @@ class TrainingClock(L.Callback):
 class StopOnNonFiniteLoss(L.Callback):
     """Stop at once when the training loss is NaN or infinite, naming the step.
 
-    It runs before ModelCheckpoint (Lightning runs checkpoint callbacks last), so the last good
-    checkpoint is never replaced by diverged weights. On a GPU the check would force a host sync
-    every step; there it looks every ``check_every_n_steps`` steps and before every checkpoint,
-    keeping on the device the first step whose loss was not finite.
+    It runs before ModelCheckpoint (Lightning runs checkpoint callbacks last), and refuses every
+    checkpoint of weights that are no longer finite, so the last good checkpoint is never replaced
+    by diverged ones. On a GPU the loss check would force a host sync every step; there it looks
+    every ``gpu_check_every_n_steps`` steps and before every checkpoint, keeping on the device the
+    first step whose loss was not finite.
     """
 
     def __init__(self, check_every_n_steps: int = 1, gpu_check_every_n_steps: int = 25) -> None:
@@ -136,19 +144,18 @@ class StopOnNonFiniteLoss(L.Callback):
         bad_now = ~torch.isfinite(loss) & (self.first_bad_step < 0)
         self.first_bad_step = torch.where(bad_now, step, self.first_bad_step)
         every = self.gpu_check_every_n_steps if loss.device.type == "cuda" else self.check_every_n_steps
-        if trainer.global_step % every == 0:
-            self._raise_if_diverged()
+        if trainer.global_step % every == 0 and int(self.first_bad_step) >= 0:
+            raise diverged(f"the loss became NaN or infinite at step {int(self.first_bad_step)}")
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
-        self._raise_if_diverged()
+        if self.first_bad_step is not None and int(self.first_bad_step) >= 0:
+            raise diverged(f"the loss became NaN or infinite at step {int(self.first_bad_step)}")
+        if not torch.stack([torch.isfinite(p).all() for p in pl_module.parameters()]).all():
+            raise diverged(f"the weights became NaN or infinite by step {trainer.global_step}")
 
-    def _raise_if_diverged(self) -> None:
-        if self.first_bad_step is None:
-            return
-        step = int(self.first_bad_step)
-        if step >= 0:
-            raise TrainingDiverged(
-                f"training diverged: the loss became NaN or infinite at step {step}; the run stopped "
-                "and its last good checkpoint is kept. Lower optimizer.lr, or warm up as ResNet-110 "
-                "does (experiment=resnet110), and start again"
-            )
+
+def diverged(what: str) -> TrainingDiverged:
+    return TrainingDiverged(
+        f"training diverged: {what}; the run stopped and its last good checkpoint is kept. "
+        "Lower optimizer.lr, or warm up as ResNet-110 does (experiment=resnet110), and start again"
+    )

@@ -16,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from resnet_cifar.callbacks import StopOnNonFiniteLoss, TrainingClock, ValidateAtEnd
+from resnet_cifar.callbacks import FinishAtMaxSteps, StopOnNonFiniteLoss, TrainingClock
 from resnet_cifar.checkpoints import check_same_model, read_checkpoint
 from resnet_cifar.cli import exit_on_usage_error
 from resnet_cifar.files import write_json_atomically
@@ -98,15 +98,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule = build_datamodule(cfg)
     module = build_module(cfg)
     clock = TrainingClock()
-    trainer = build_trainer(cfg, extra_callbacks=[StopOnNonFiniteLoss(), ValidateAtEnd(), clock])
+    last_checkpoint = output_dir / "checkpoints" / "last.ckpt"
+    trainer = build_trainer(cfg, extra_callbacks=[StopOnNonFiniteLoss(), FinishAtMaxSteps(last_checkpoint), clock])
     datamodule.check_world_size(trainer.world_size)
 
     started_at = now()
     if resume_from:
         log.info("resuming from %s", resume_from)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
-    # ModelCheckpoint writes last.ckpt every n steps only; the final weights are saved here.
-    trainer.save_checkpoint(output_dir / "checkpoints" / "last.ckpt")
     after_fit = dict(trainer.callback_metrics)
     test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     best_path = best_checkpoint_path(trainer)

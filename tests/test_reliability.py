@@ -1,0 +1,190 @@
+"""Faults a long sweep meets: reruns, kills, divergence, foreign files, full disks, DDP."""
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import TINY_SYNTHETIC_RUN, assert_ok, describe, read_json
+
+from resnet_cifar.checkpoints import AtomicCheckpointIO
+from resnet_cifar.cli import exit_on_usage_error
+from resnet_cifar.files import write_json_atomically
+
+TESTS = Path(__file__).resolve().parent
+# 450 training images (500 before the 50-image val split), batch 32: 15 steps per epoch.
+RUN = (*TINY_SYNTHETIC_RUN, "data.synthetic_sizes=[500,100]", "callbacks.model_checkpoint.every_n_train_steps=5")
+
+
+def train_command(run_dir: Path, *overrides: str) -> list[str]:
+    return [sys.executable, "-m", "resnet_cifar.train", *RUN, *overrides, f"hydra.run.dir={run_dir}"]
+
+
+def run(command: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    completed = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, **kwargs)
+    completed.output = completed.stdout + completed.stderr
+    return completed
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+
+
+def assert_bit_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    """Seed 0 for 40 steps (2 2/3 epochs) without interruption: the reference run."""
+    run_dir = tmp_path_factory.mktemp("reliability") / "uninterrupted"
+    assert_ok(run(train_command(run_dir, "trainer.max_steps=40", "seed=0"), cwd=run_dir.parent))
+    return run_dir
+
+
+def test_same_seed_gives_bit_identical_weights_and_another_seed_does_not(uninterrupted, tmp_path):
+    again, other = tmp_path / "again", tmp_path / "other"
+    assert_ok(run(train_command(again, "trainer.max_steps=40", "seed=0"), cwd=tmp_path))
+    assert_ok(run(train_command(other, "trainer.max_steps=40", "seed=1"), cwd=tmp_path))
+    assert_bit_identical(weights(uninterrupted), weights(again))
+    assert read_json(again / "metrics.json")["test_err"] == read_json(uninterrupted / "metrics.json")["test_err"]
+    assert not torch.equal(weights(uninterrupted)["net.fc.weight"], weights(other)["net.fc.weight"])
+
+
+def test_sigkill_then_rerun_resumes_to_bit_identical_weights(uninterrupted, tmp_path):
+    run_dir = tmp_path / "killed"
+    command = train_command(run_dir, "trainer.max_steps=40", "seed=0")
+    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (run_dir / "metrics.json").exists()
+    killed_at = torch.load(last, weights_only=True)["global_step"]
+    assert 0 < killed_at < 40 and killed_at % 5 == 0
+    # Checkpoints every 5 steps, 15 steps an epoch: the kill fell mid-epoch unless at step 15 or 30.
+
+    resumed = run(command, cwd=tmp_path)
+    assert_ok(resumed)
+    assert f"resuming from {last}" in resumed.output
+    assert read_json(run_dir / "metrics.json")["steps"] == 40
+    assert_bit_identical(weights(uninterrupted), weights(run_dir))
+
+
+def test_resume_from_a_mid_epoch_checkpoint_is_bit_identical(uninterrupted, tmp_path):
+    """Deterministically mid-epoch: stop at step 20 (epoch 1, batch 5), then continue to 40."""
+    run_dir = tmp_path / "stopped"
+    assert_ok(run(train_command(run_dir, "trainer.max_steps=20", "seed=0"), cwd=tmp_path))
+    step20 = run_dir / "checkpoints" / "last.ckpt"
+    assert torch.load(step20, weights_only=True)["global_step"] == 20
+    continued = tmp_path / "continued"
+    assert_ok(run(train_command(continued, "trainer.max_steps=40", "seed=0", f"ckpt_path={step20}"), cwd=tmp_path))
+    assert_bit_identical(weights(uninterrupted), weights(continued))
+
+
+def test_diverging_run_stops_at_once_and_keeps_its_last_good_checkpoint(tmp_path):
+    run_dir = tmp_path / "diverged"
+    # A checkpoint every step, so that one exists before the loss explodes a few steps in.
+    overrides = ("trainer.max_steps=40", "optimizer.lr=1e8", "callbacks.model_checkpoint.every_n_train_steps=1")
+    completed = run(train_command(run_dir, *overrides), cwd=tmp_path)
+    assert completed.returncode == 2, describe(completed)
+    assert "Traceback" not in completed.output
+    message = [line for line in completed.output.splitlines() if line.startswith("error:")]
+    assert len(message) == 1 and "training diverged: the" in message[0], describe(completed)
+    assert "became NaN or infinite" in message[0] and "last good checkpoint is kept" in message[0]
+    bad_step = int(message[0].split(" step ")[1].split(";")[0])
+    assert not (run_dir / "metrics.json").exists()
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] <= bad_step
+    assert all(torch.isfinite(t).all() for t in checkpoint["state_dict"].values() if t.is_floating_point())
+
+
+def test_ddp_keeps_the_global_batch_and_shows_each_image_once_per_epoch(tmp_path):
+    """Two CPU processes: the same steps as one process, half of each global batch each, every image once an epoch."""
+    run_dir = tmp_path / "ddp"
+    probe = ("+callbacks.probe._target_=ddp_probe.RecordTrainingImages", f"+callbacks.probe.output_dir={run_dir}")
+    command = train_command(run_dir, "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "trainer.max_steps=30", *probe)
+    assert_ok(run(command, cwd=tmp_path))
+    records = [json.loads((run_dir / f"probe_rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert [r["world_size"] for r in records] == [2, 2] and [r["steps"] for r in records] == [30, 30]
+    assert read_json(run_dir / "metrics.json")["steps"] == 30
+    for epoch in ("0", "1"):
+        per_rank = [r["batches"][epoch] for r in records]
+        assert [len(batches) for batches in per_rank] == [15, 15]
+        # 450 images: 14 global batches of 32 and one of 2, each split in two halves.
+        for step, (rank0, rank1) in enumerate(zip(*per_rank)):
+            assert len(rank0) == len(rank1) == (16 if step < 14 else 1)
+            assert not set(rank0) & set(rank1)
+        seen = [index for batches in per_rank for batch in batches for index in batch]
+        assert sorted(seen) == list(range(450)), f"epoch {epoch}: every training image exactly once"
+
+
+def test_checkpoint_write_that_fails_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"step": 1, "weights": torch.ones(3)}, path)
+
+    def disk_full(obj, file):
+        Path(file).write_bytes(b"half a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device", str(file))
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError):
+        io.save_checkpoint({"step": 2, "weights": torch.zeros(3)}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_results_file_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    path = tmp_path / "metrics.json"
+    write_json_atomically(path, {"test_err": 8.75})
+
+    def fails(self, text):
+        Path.write_bytes(self, text[:5].encode())
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_text", fails)
+    with pytest.raises(OSError):
+        write_json_atomically(path, {"test_err": 99.0})
+    monkeypatch.undo()
+    assert json.loads(path.read_text()) == {"test_err": 8.75}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_full_disk_is_reported_as_one_clear_message(capsys):
+    @exit_on_usage_error
+    def task():
+        raise OSError(errno.ENOSPC, "No space left on device", "/runs/x/checkpoints/last.ckpt")
+
+    with pytest.raises(SystemExit) as exit_info:
+        task()
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err
+    assert message.startswith("error: cannot write /runs/x/checkpoints/last.ckpt: No space left on device")
+    assert "hydra.run.dir" in message
+
+
+def test_unwritable_output_directory_fails_clearly_and_writes_no_results(tmp_path):
+    run_dir = tmp_path / "run"
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    command = train_command(run_dir, "trainer.max_steps=10", f"callbacks.model_checkpoint.dirpath={blocker}/checkpoints")
+    completed = run(command, cwd=tmp_path)
+    assert completed.returncode == 2, describe(completed)
+    assert "Traceback" not in completed.output
+    assert f"error: cannot write {blocker}" in completed.output, describe(completed)
+    assert not (run_dir / "metrics.json").exists()
