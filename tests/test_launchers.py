@@ -1,0 +1,103 @@
+"""The launchers: several jobs at once on one machine, the submitit (SLURM) path run locally,
+the SLURM config, and round-robin GPU pinning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from conftest import TINY_SYNTHETIC_RUN, RunCli, assert_ok, read_json
+from resnet_cifar import gpu_pinning
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+TINY_SWEEP = (*TINY_SYNTHETIC_RUN, "trainer.max_steps=4", "scheduler.milestones=[2,3]", "~callbacks.progress_bar")
+
+
+def finished_jobs(sweep_dir: Path) -> list[Path]:
+    return sorted(metrics.parent for metrics in sweep_dir.glob("*/metrics.json"))
+
+
+def event_file_pids(job: Path) -> set[str]:
+    """The process ids in a job's TensorBoard file names (events.out.tfevents.<time>.<host>.<pid>.<n>)."""
+    return {path.name.split(".")[-2] for path in job.glob("events.out.tfevents.*")}
+
+
+def test_parallel_launcher_runs_jobs_in_their_own_processes(run_cli: RunCli, tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    completed = run_cli(
+        "train", "-m", *TINY_SWEEP, "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", "seed=0,1",
+        f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path / "cwd",
+    )
+    assert_ok(completed)
+    jobs = finished_jobs(sweep_dir)
+    assert [job.name.split("seed=")[1].split(",")[0] for job in jobs] == ["0", "1"]
+    for job in jobs:
+        assert read_json(job / "metrics.json")["steps"] == 4
+        assert (job / "checkpoints" / "last.ckpt").is_file()
+    pids = [event_file_pids(job) for job in jobs]
+    assert all(len(p) == 1 for p in pids) and pids[0] != pids[1]  # two worker processes
+
+
+def test_submitit_local_launcher(run_cli: RunCli, tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    completed = run_cli(
+        "train", "-m", *TINY_SWEEP, "hydra/launcher=submitit_local", "seed=0,1",
+        f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path / "cwd",
+    )
+    assert_ok(completed)
+    jobs = finished_jobs(sweep_dir)
+    assert len(jobs) == 2
+    for job in jobs:
+        assert read_json(job / "metrics.json")["steps"] == 4
+    assert (sweep_dir / ".submitit").is_dir()  # submitit's own job folders and logs
+
+
+def launcher_config(*overrides: str) -> OmegaConf:
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose("train", overrides=list(overrides), return_hydra_config=True).hydra
+
+
+def test_slurm_launcher_follows_the_trainer() -> None:
+    hydra = launcher_config(
+        "hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2",
+        "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=600",
+    )
+    launcher = hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert (launcher.nodes, launcher.gpus_per_node, launcher.tasks_per_node) == (2, 4, 4)
+    assert (launcher.partition, launcher.timeout_min) == ("gpu", 600)
+    assert launcher.max_num_timeout > 0 and launcher.signal_delay_s > 0  # requeued on timeout/preemption
+    single = launcher_config("hydra/launcher=slurm").launcher
+    assert (single.nodes, single.gpus_per_node, single.tasks_per_node) == (1, 1, 1)
+
+
+def test_parallel_launcher_config() -> None:
+    hydra = launcher_config("hydra/launcher=parallel", "hydra.launcher.n_jobs=3")
+    assert hydra.launcher._target_.endswith("JoblibLauncher") and hydra.launcher.n_jobs == 3
+    assert hydra.callbacks.pin_gpus._target_ == "resnet_cifar.gpu_pinning.PinGpuRoundRobin"
+    assert "pin_gpus" not in launcher_config().get("callbacks", {})  # the default launcher pins nothing
+
+
+def pinned(job_num: int, callback: gpu_pinning.PinGpuRoundRobin) -> str | None:
+    import os
+
+    callback.on_job_start(config=OmegaConf.create({"hydra": {"job": {"num": job_num}}}))
+    return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def test_gpu_pinning_is_round_robin_over_the_visible_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(gpu_pinning.ALL_GPUS_VARIABLE, raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5,6")
+    callback = gpu_pinning.PinGpuRoundRobin()
+    assert [pinned(num, callback) for num in range(7)] == ["3", "5", "6", "3", "5", "6", "3"]
+
+
+def test_gpu_pinning_does_nothing_without_gpus_or_when_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(gpu_pinning.ALL_GPUS_VARIABLE, raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert pinned(1, gpu_pinning.PinGpuRoundRobin()) == ""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    assert pinned(1, gpu_pinning.PinGpuRoundRobin(enabled=False)) == "0,1"
