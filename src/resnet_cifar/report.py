@@ -303,8 +303,9 @@ def plot_training_curves(root: Path, runs: list[Run]) -> str | None:
             name = f"{'plain' if variant == 'plain' else 'ResNet'}-{depth}"
             for tag, width, label in (("train/err", 0.8, None), ("val/err", 2.2, name)):
                 steps, values = averaged_curve(group, tag)
-                if steps:
-                    ax.plot(steps, values, color=colours[depth], linewidth=width, label=label)
+                if steps:  # markers where a curve has few points (short runs) and a line shows little
+                    marker = "o" if len(steps) < 10 else None
+                    ax.plot(steps, values, color=colours[depth], linewidth=width, label=label, marker=marker, markersize=2 * width + 1)
         ax.set_title(variant)
         ax.set_xlabel("iterations")
         ax.grid(alpha=0.3)
