@@ -16,7 +16,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from conftest import TINY_SYNTHETIC_RUN, RunCli, assert_ok, run_cli
 from resnet_cifar.models import cifar_resnet
-from resnet_cifar.report import PAPER_TEST_ERR, write_report
+from resnet_cifar.report import PAPER_TEST_ERR, layer_response_stds, read_run, write_report
 
 CONFIG = """\
 model:
@@ -142,11 +142,14 @@ def test_failed_and_unfinished_runs_are_listed(report: str) -> None:
     assert re.search(r"halfway/model.depth=32,seed=3 \| metrics.json cannot be parsed", failed)
     assert re.search(r"killed/model.depth=20,seed=4 \| metrics.json has no finite test_err", failed)
     assert "not_a_run" not in report
+    responses = report.split("Layer responses (Fig. 7) not computed for:")[1].split("##")[0]
+    assert "resnet/model.depth=20,seed=0: checkpoint" in responses and "does not exist" in responses
     assert "9 finished, 3 failed or unfinished" in report
 
 
 @pytest.mark.parametrize("name", ["training_curves.png", "error_vs_depth.png"])
 def test_plots_are_real_images(sweep: Path, report: str, name: str) -> None:
+    assert not (sweep / "layer_responses.png").exists()  # Fig. 7 needs checkpoints; these runs have none
     assert f"]({name})" in report
     with Image.open(sweep / name) as image:
         assert image.format == "PNG"
@@ -179,7 +182,7 @@ def test_no_runs_is_one_error_line(run_cli: RunCli, tmp_path: Path, make: str) -
         target.mkdir()
     elif make == "file":
         target.write_text("x")
-    completed = run_cli("report", str(target), cwd=tmp_path)
+    completed = run_cli("report", str(target), "--no-responses", cwd=tmp_path)
     assert completed.returncode == 2, completed.output
     assert completed.stderr.strip().startswith("error: ") and len(completed.stderr.strip().splitlines()) == 1
     assert "Traceback" not in completed.output
@@ -217,9 +220,16 @@ def test_study_through_multirun_sh_ends_in_the_report(tmp_path: Path) -> None:
         for depth in (8, 14):
             assert row(text, variant, depth)[3] == "2"
     assert "8 runs: 8 finished, 0 failed" in text
-    for name in ("training_curves.png", "error_vs_depth.png"):
+    for name in ("training_curves.png", "error_vs_depth.png", "layer_responses.png"):
+        assert f"]({name})" in text
         with Image.open(sweep_dir / name) as image:
             assert image.width >= 500 and len(image.convert("RGB").getcolors(maxcolors=1_000_000)) > 50
+    assert "not computed" not in text
+    # Fig. 7: one std per 3x3 layer (the first conv and two per block: depth - 1), all positive.
+    for job in jobs:
+        stds = layer_response_stds(read_run(job), {})
+        depth = int(job.name.split("model.depth=")[1].split(",")[0])
+        assert len(stds) == depth - 1 and all(0 < std < 100 for std in stds)
 
 
 def test_multirun_sh_refuses_an_unknown_variant(tmp_path: Path) -> None:
@@ -227,3 +237,9 @@ def test_multirun_sh_refuses_an_unknown_variant(tmp_path: Path) -> None:
     assert completed.returncode == 2
     assert completed.stderr.startswith("error: VARIANTS has 'wide'")
     assert not (tmp_path / "outputs").exists()
+
+
+def test_no_responses_skips_fig_7(tmp_path: Path) -> None:
+    write_run(tmp_path, "a", 20, 0, test_err=8.0)
+    text = write_report(tmp_path, responses=False).read_text()
+    assert "| resnet | 20 |" in text and "Fig. 7" not in text and "layer_responses" not in text

@@ -4,8 +4,8 @@
 
 Every directory below DIR with a ``.hydra/config.yaml`` is a run. Finished runs (a complete
 ``metrics.json``) enter the tables; the others are listed as failed or unfinished. Writes
-``DIR/report.md`` with its plots beside it: ``training_curves.png`` (paper Fig. 6) and
-``error_vs_depth.png``.
+``DIR/report.md`` with its plots beside it: ``training_curves.png`` (paper Fig. 6),
+``error_vs_depth.png`` and ``layer_responses.png`` (Fig. 7, from the final checkpoints).
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from resnet_cifar.files import atomic_write
 REPORT_FILE = "report.md"
 CURVES_FILE = "training_curves.png"
 DEPTH_FILE = "error_vs_depth.png"
+RESPONSES_FILE = "layer_responses.png"
+RESPONSE_IMAGES = 256  # validation images through each final network for Fig. 7
 # Paper Table 6: CIFAR-10 test error (%) of the ResNets with option A shortcuts.
 PAPER_TEST_ERR = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}
 CURVE_TAGS = ("train/err", "val/err")
@@ -49,6 +51,7 @@ class Run:
     metrics: dict[str, Any] | None = None
     problem: str | None = None  # why the run is not in the tables
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    responses: list[float] | None = None  # std of each 3x3 layer's response, in network order
 
     @property
     def finished(self) -> bool:
@@ -235,7 +238,9 @@ def relative(path: Path, root: Path) -> str:
         return str(path)
 
 
-def write_markdown(root: Path, runs: list[Run], groups: list[Group], plots: list[str]) -> Path:
+def write_markdown(
+    root: Path, runs: list[Run], groups: list[Group], plots: list[str], response_problems: list[str] = ()
+) -> Path:
     finished = [run for run in runs if run.finished]
     failed = [run for run in runs if not run.finished]
     residual = [g for g in groups if g.variant != "plain"]
@@ -258,6 +263,10 @@ def write_markdown(root: Path, runs: list[Run], groups: list[Group], plots: list
     if plots:
         lines += ["## Figures", ""]
         lines += [f"![{name}]({name})" for name in plots]
+        lines += [""]
+    if response_problems:
+        lines += ["Layer responses (Fig. 7) not computed for:", ""]
+        lines += [f"- {problem}" for problem in response_problems]
         lines += [""]
     if failed:
         lines += ["## Failed or unfinished runs", "", "| run | why |", "| --- | --- |"]
@@ -357,13 +366,140 @@ def plot_error_vs_depth(root: Path, groups: list[Group]) -> str | None:
     return DEPTH_FILE
 
 
-def write_report(root: str | Path) -> Path:
+# --- Fig. 7: standard deviations of the layer responses ---
+
+
+def response_layers(net: Any) -> list[Any]:
+    """The BN after every 3x3 convolution, in network order (not the 1x1 projections' BN)."""
+    from torch import nn
+
+    return [
+        module
+        for name, module in net.named_modules()
+        if isinstance(module, nn.BatchNorm2d) and "shortcut" not in name.split(".")
+    ]
+
+
+def validation_images(data_config: dict[str, Any], run_path: Path, cache: dict) -> Any:
+    """The first RESPONSE_IMAGES validation images of the run's data (test images if it has no
+    validation split), normalised as in training. Data modules are cached per data config."""
+    from hydra.utils import instantiate
+
+    config = dict(data_config)
+    root = Path(str(config.get("root", "data")))
+    if config.get("dataset") != "synthetic" and not root.is_absolute() and not root.exists():
+        try:  # relative to where the run was started
+            cwd = OmegaConf.load(run_path / ".hydra" / "hydra.yaml").hydra.runtime.cwd
+            config["root"] = str(Path(cwd) / root)
+        except Exception:
+            pass
+    config["download"] = False
+    key = json.dumps(config, sort_keys=True, default=str)
+    if key not in cache:
+        datamodule = instantiate(config)
+        datamodule.setup("validate")
+        images = datamodule.val_set.images if len(datamodule.val_set) else datamodule.test_set.images
+        cache[key] = datamodule.normalize(images[:RESPONSE_IMAGES].clone())
+    return cache[key]
+
+
+def layer_response_stds(run: Run, data_cache: dict) -> list[float]:
+    """Std of each 3x3 layer's output after BN, before the addition and ReLU (paper Fig. 7),
+    of the run's final network (checkpoints/last.ckpt) on validation images."""
+    import torch
+
+    from resnet_cifar.checkpoints import checkpoint_config, read_checkpoint
+    from resnet_cifar.models import cifar_resnet
+
+    path = run.path / "checkpoints" / "last.ckpt"
+    checkpoint = read_checkpoint(path)
+    config = checkpoint_config(checkpoint, path)
+    model = config["model"]
+    net = cifar_resnet(model["depth"], model["shortcut"], model["residual"], model["num_classes"])
+    weights = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+    net.load_state_dict(weights)
+    net.eval()
+    images = validation_images(config["data"], run.path, data_cache)
+    stds: list[float] = []
+    hooks = [
+        layer.register_forward_hook(lambda module, inputs, output: stds.append(output.float().std().item()))
+        for layer in response_layers(net)
+    ]
+    try:
+        with torch.no_grad():
+            net(images)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return stds
+
+
+def read_responses(root: Path, runs: list[Run]) -> list[str]:
+    """Fill ``run.responses`` for finished runs; return why it failed for the others."""
+    problems, cache = [], {}
+    for run in runs:
+        if not run.finished:
+            continue
+        try:
+            run.responses = layer_response_stds(run, cache)
+        except Exception as error:  # a missing checkpoint or data root: the rest of the report stands
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            problems.append(f"{relative(run.path, root)}: {reason}")
+    return problems
+
+
+def plot_layer_responses(root: Path, runs: list[Run]) -> str | None:
+    """Paper Fig. 7: per layer, and sorted by magnitude; plain dashed, ResNets solid."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups: dict[tuple[str, int], list[list[float]]] = defaultdict(list)
+    for run in runs:
+        if run.responses:
+            groups[(run.variant, run.depth)].append(run.responses)
+    if not groups:
+        return None
+    depths = sorted({depth for _, depth in groups})
+    colours = {d: plt.cm.viridis(i / max(1, len(depths) - 1) * 0.9) for i, d in enumerate(depths)}
+    fig, (by_layer, by_size) = plt.subplots(2, 1, figsize=(8, 7))
+    for (variant, depth), series in sorted(groups.items(), key=lambda item: (item[0][0] != "plain", item[0])):
+        mean = [statistics.fmean(values) for values in zip(*series)]
+        style = "--" if variant == "plain" else "-"
+        label = f"{'plain' if variant == 'plain' else variant.replace('resnet', 'ResNet')}-{depth}"
+        layers = range(1, len(mean) + 1)
+        by_layer.plot(layers, mean, style, color=colours[depth], label=label, linewidth=1.5)
+        by_size.plot(layers, sorted(mean, reverse=True), style, color=colours[depth], label=label, linewidth=1.5)
+    by_layer.set_xlabel("layer index (original)")
+    by_size.set_xlabel("layer index (sorted by magnitude)")
+    for ax in (by_layer, by_size):
+        ax.set_ylabel("std")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, ncol=2)
+    by_layer.set_title("Std of 3x3 layer responses (after BN, before addition/ReLU), final weights")
+    fig.tight_layout()
+    fig.savefig(root / RESPONSES_FILE, dpi=120)
+    plt.close(fig)
+    return RESPONSES_FILE
+
+
+def write_report(root: str | Path, responses: bool = True) -> Path:
     """Read the runs below ``root`` and write ``root/report.md`` and its plots; return its path."""
     root = Path(root)
     runs = read_runs(root)
     groups = group_runs(runs)
-    plots = [name for name in (plot_training_curves(root, runs), plot_error_vs_depth(root, groups)) if name]
-    return write_markdown(root, runs, groups, plots)
+    response_problems = read_responses(root, runs) if responses else []
+    plots = [
+        name
+        for name in (
+            plot_training_curves(root, runs),
+            plot_error_vs_depth(root, groups),
+            plot_layer_responses(root, runs) if responses else None,
+        )
+        if name
+    ]
+    return write_markdown(root, runs, groups, plots, response_problems)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -372,9 +508,14 @@ def main(argv: list[str] | None = None) -> int:
         description="Write DIR/report.md (test error per variant and depth beside the paper's) and plots.",
     )
     parser.add_argument("dir", metavar="DIR", help="a sweep or outputs directory; every run below it is read")
+    parser.add_argument(
+        "--no-responses",
+        action="store_true",
+        help="skip Fig. 7 (layer responses), which loads every final checkpoint and the validation data",
+    )
     args = parser.parse_args(argv)
     try:
-        path = write_report(args.dir)
+        path = write_report(args.dir, responses=not args.no_responses)
     except ReportError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
