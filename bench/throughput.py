@@ -9,8 +9,9 @@ after another on the same data and machine; with --repeats the configurations ar
 round by round and the table shows the median. Pipelines:
 
   project  the project's training path: Hydra config -> CIFARDataModule, ImageClassifier and
-           Lightning Trainer (the configured callbacks and TensorBoard logger; checkpointing and
-           validation off, since they are not training steps)
+           Lightning Trainer with the configured callbacks (checkpoints every 1000 steps, progress
+           bar, lr monitor) and TensorBoard logger, and train.py's per-step callbacks; validation
+           off (limit_val_batches=0), since it is not a training step
   bare     a plain PyTorch loop over the project's model and data path: the same DataModule
            batches, on_after_batch_transfer and ImageClassifier.run_net, no Lightning; the gap
            to `project` is Lightning's overhead (plus the module's metric and logging calls)
@@ -29,6 +30,7 @@ per trained image: unlike images/s it barely moves when other programs share the
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import platform
@@ -38,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,6 +68,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads in every configuration (default: torch's own choice)")
     parser.add_argument("--repeats", type=int, default=1, help="rounds over all configurations; the table shows medians")
     parser.add_argument("--timeout", type=float, default=900, help="seconds one configuration may take")
+    parser.add_argument("--sync-check", action="store_true",
+                        help="cuda: count host syncs in the project's timed steps (torch.cuda.set_sync_debug_mode)")
     parser.add_argument("--json", type=Path, default=None, help="also write every measurement here")
     parser.add_argument("--child", choices=PIPELINES, help=argparse.SUPPRESS)
     parser.add_argument("--depth", type=int, help=argparse.SUPPRESS)
@@ -162,9 +167,6 @@ def compose_config(args: argparse.Namespace, compile_net: bool, output_dir: str)
         f"model.depth={args.depth}",
         f"model.compile={str(compile_net).lower()}",
         f"data.batch_size={args.batch_size}",
-        # Not training steps: no checkpoint files, no validation.
-        "~callbacks.model_checkpoint",
-        "~callbacks.best_checkpoint",
         *data_overrides(args),
     ]
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
@@ -179,14 +181,21 @@ def measure_project(args: argparse.Namespace, compile_net: bool) -> dict:
     import torch
 
     from resnet_cifar import callbacks as project_callbacks
+    from resnet_cifar.module import CompileFallbackWarning
     from resnet_cifar.run import build_datamodule, build_module, build_trainer
+
+    sync_check = args.sync_check and args.device == "cuda"
 
     class StepClock(L.Callback):
         def __init__(self, clock: Clock) -> None:
             self.clock = clock
 
         def on_train_batch_end(self, trainer, *args) -> None:
-            self.clock.after_step(trainer.global_step)
+            finished = self.clock.after_step(trainer.global_step)
+            if sync_check and trainer.global_step == self.clock.warmup:
+                torch.cuda.set_sync_debug_mode("warn")
+            if sync_check and finished:
+                torch.cuda.set_sync_debug_mode("default")
 
     with tempfile.TemporaryDirectory() as output_dir:
         cfg = compose_config(args, compile_net, output_dir)
@@ -203,10 +212,20 @@ def measure_project(args: argparse.Namespace, compile_net: bool) -> dict:
             limit_val_batches=0,
             enable_model_summary=False,
         )
-        trainer.fit(module, datamodule=datamodule)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            trainer.fit(module, datamodule=datamodule)
         device = trainer.strategy.root_device
-        return {**clock.result(), "peak_mem_mb": peak_memory_mb(device), "channels_last": module.uses_channels_last,
-                "compiled": bool(module._compiled)}
+        result = {**clock.result(), "peak_mem_mb": peak_memory_mb(device), "channels_last": module.uses_channels_last,
+                  "compiled": bool(module._compiled)}
+        if any(issubclass(w.category, CompileFallbackWarning) for w in caught):
+            result["fallback_warning"] = True
+        if sync_check:
+            syncs = [w for w in caught if "synchronizing" in str(w.message)]
+            sites = collections.Counter(f"{Path(w.filename).name}:{w.lineno}" for w in syncs)
+            result["syncs_per_step"] = len(syncs) / args.steps
+            result["sync_sites"] = sites.most_common(5)
+        return result
 
 
 def autocast_and_scaler(args: argparse.Namespace, device):
@@ -357,7 +376,6 @@ def measure_classic(args: argparse.Namespace) -> dict:
 
 def run_child(args: argparse.Namespace) -> None:
     import logging
-    import warnings
 
     import torch
 
@@ -389,6 +407,8 @@ def child_command(args: argparse.Namespace, pipeline: str, depth: int) -> list[s
         command += ["--data-root", args.data_root]
     if args.threads:
         command += ["--threads", str(args.threads)]
+    if args.sync_check:
+        command += ["--sync-check"]
     return command
 
 
@@ -409,7 +429,7 @@ def run_configuration(args: argparse.Namespace, pipeline: str, depth: int) -> di
         return {"error": f"exit status {completed.returncode}"}
     result = json.loads(lines[-1][len("RESULT "):])
     result["wall_s"] = time.perf_counter() - started
-    result["fallback_warning"] = "CompileFallbackWarning" in completed.stderr
+    result["fallback_warning"] = result.get("fallback_warning", False) or "CompileFallbackWarning" in completed.stderr
     return result
 
 
@@ -470,6 +490,12 @@ def format_table(args: argparse.Namespace, measurements: dict[tuple[int, str], l
                 if cost(fast) and cost(slow):
                     text += f", {cost(slow) / cost(fast):.2f}x less CPU time per image"
                 ratios.append(text)
+        for pipeline in ("project", "project-compile"):
+            checked = [r for r in measurements.get((depth, pipeline), []) if "syncs_per_step" in r]
+            if checked:
+                sites = ", ".join(f"{site} x{count}" for site, count in checked[-1]["sync_sites"]) or "none"
+                ratios.append(f"ResNet-{depth}: {pipeline} host syncs per timed step = "
+                              f"{median_of(checked, 'syncs_per_step'):.3f} (where: {sites})")
         for lightning, bare in (("project", "bare"), ("project-compile", "bare-compile")):
             if speed(lightning) and speed(bare):
                 ratios.append(

@@ -129,6 +129,29 @@ def test_channels_last_gives_the_same_gradients():
         torch.testing.assert_close(nhwc.grad, plain.grad, rtol=1e-9, atol=1e-12)
 
 
+# --- the training step -------------------------------------------------------------------------
+
+
+def test_train_error_is_the_error_over_all_the_epochs_training_images(tmp_path):
+    class Record(L.Callback):
+        def __init__(self) -> None:
+            self.errors, self.sizes = [], []
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+            self.errors.append(float(outputs["err"]))
+            self.sizes.append(len(batch[1]))
+
+    record = Record()
+    trainer = L.Trainer(
+        accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_val_batches=0, callbacks=[record], default_root_dir=tmp_path,
+    )
+    trainer.fit(classifier(), datamodule=small_datamodule())
+    assert record.sizes == [32] * 7 + [26]  # 250 training images, the last batch smaller
+    expected = sum(e * n for e, n in zip(record.errors, record.sizes)) / sum(record.sizes)
+    assert float(trainer.callback_metrics["train/err"]) == pytest.approx(expected, abs=1e-4)
+
+
 # --- compile ----------------------------------------------------------------------------------
 
 
