@@ -23,6 +23,7 @@ from fake_cifar import (
 )
 from PIL import Image
 
+from resnet_cifar import files
 from resnet_cifar.data import sources
 from resnet_cifar.data.sources import CifarArrays, load_cifar, synthetic_cifar
 from resnet_cifar.errors import ConfigError, DataError
@@ -195,7 +196,7 @@ def test_cache_with_wrong_content_is_an_error(tmp_path: Path, change: dict, prob
     assert str(tmp_path / "cifar10-uint8.pt") in str(err.value)
 
 
-@pytest.mark.parametrize("failing", ["open", "replace"])
+@pytest.mark.parametrize("failing", ["write", "rename"])
 def test_unwritable_folder_loads_without_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, failing: str
 ) -> None:
@@ -205,10 +206,10 @@ def test_unwritable_folder_loads_without_cache(
     def read_only(path: str, *args: object) -> None:
         raise OSError(30, "Read-only file system", str(path))
 
-    if failing == "open":
-        monkeypatch.setattr(sources, "open", read_only, raising=False)
+    if failing == "write":
+        monkeypatch.setattr(sources.torch, "save", read_only)
     else:
-        monkeypatch.setattr(sources.os, "replace", read_only)
+        monkeypatch.setattr(files.os, "replace", read_only)
     with caplog.at_level(logging.WARNING, logger=sources.__name__):
         arrays = load_cifar(root)
     assert_form(arrays, 4, 2)
