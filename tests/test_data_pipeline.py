@@ -157,3 +157,12 @@ def test_resumed_epoch_continues_after_the_batches_already_trained_on():
         assert torch.equal(plan.indices, expected.indices)
         assert torch.equal(plan.crop_flip.top, expected.crop_flip.top)
     assert len(epoch_batches(sampler, 5)) == len(full)  # only the resumed epoch is shortened
+
+
+def test_order_and_augmentation_come_from_independent_streams():
+    """Turning shuffling off changes the order only: image position i keeps its crop and flip."""
+    shuffled = epoch_batches(EpochBatchSampler(300, 100, shuffle=True, seed=3, augment_padding=4), 1)
+    ordered = epoch_batches(EpochBatchSampler(300, 100, shuffle=False, seed=3, augment_padding=4), 1)
+    assert not torch.equal(shuffled[0].indices, ordered[0].indices)
+    for a, b in zip(shuffled, ordered):
+        assert all(torch.equal(x, y) for x, y in zip(a.crop_flip, b.crop_flip))
