@@ -65,6 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-root", default=None, help="a CIFAR-10 root (image folder or torchvision folder); default: synthetic data")
     parser.add_argument("--synthetic-size", type=int, default=50_000, help="training images of the synthetic data (before the 5k val split)")
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="classic DataLoader workers")
+    parser.add_argument("--channels-last", choices=("true", "false"), default=None,
+                        help="model.channels_last for project and bare (default: the config's, true)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads in every configuration (default: torch's own choice)")
     parser.add_argument("--repeats", type=int, default=1, help="rounds over all configurations; the table shows medians")
     parser.add_argument("--timeout", type=float, default=900, help="seconds one configuration may take")
@@ -167,6 +169,7 @@ def compose_config(args: argparse.Namespace, compile_net: bool, output_dir: str)
         f"model.depth={args.depth}",
         f"model.compile={str(compile_net).lower()}",
         f"data.batch_size={args.batch_size}",
+        *([f"model.channels_last={args.channels_last}"] if args.channels_last else []),
         *data_overrides(args),
     ]
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
@@ -407,6 +410,8 @@ def child_command(args: argparse.Namespace, pipeline: str, depth: int) -> list[s
         command += ["--data-root", args.data_root]
     if args.threads:
         command += ["--threads", str(args.threads)]
+    if args.channels_last:
+        command += ["--channels-last", args.channels_last]
     if args.sync_check:
         command += ["--sync-check"]
     return command
@@ -446,7 +451,7 @@ def machine_description(args: argparse.Namespace) -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     threads = args.threads or torch.get_num_threads()
     return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-            f"{threads} threads, load average {load:.1f} at the end")
+            f"{threads} threads, load average {args.load_at_start:.1f} at the start and {load:.1f} at the end")
 
 
 def format_table(args: argparse.Namespace, measurements: dict[tuple[int, str], list[dict]]) -> str:
@@ -506,8 +511,18 @@ def format_table(args: argparse.Namespace, measurements: dict[tuple[int, str], l
         f"device {args.device} ({machine_description(args)}), precision {args.precision}, batch {args.batch_size}, "
         f"{args.warmup} warm-up + {args.steps} timed steps, data {args.data_root or 'synthetic'}, "
         f"classic workers {args.workers}, repeats {args.repeats} (medians)"
+        + (f", model.channels_last={args.channels_last}" if args.channels_last else "")
     )
     return "\n".join([header, "", *lines, "", *ratios])
+
+
+def write_json(args: argparse.Namespace, measurements: dict, table: str | None) -> None:
+    if args.json:
+        args.json.write_text(json.dumps({
+            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "measurements": [{"depth": d, "pipeline": p, "runs": runs} for (d, p), runs in measurements.items()],
+            "table": table,
+        }, indent=2))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -515,6 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         run_child(args)
         return 0
+    args.load_at_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     measurements: dict[tuple[int, str], list[dict]] = {(d, p): [] for d in args.depths for p in args.pipelines}
     for round_index in range(args.repeats):
         for depth in args.depths:
@@ -523,14 +539,10 @@ def main(argv: list[str] | None = None) -> int:
                 measurements[(depth, pipeline)].append(result)
                 shown = f"{result['images_per_s']:.0f} images/s" if "images_per_s" in result else result["error"]
                 print(f"[round {round_index + 1}/{args.repeats}] ResNet-{depth} {pipeline}: {shown}", file=sys.stderr, flush=True)
+                write_json(args, measurements, table=None)  # after each one: a killed run keeps its results
     table = format_table(args, measurements)
     print(table)
-    if args.json:
-        args.json.write_text(json.dumps({
-            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-            "measurements": [{"depth": d, "pipeline": p, "runs": runs} for (d, p), runs in measurements.items()],
-            "table": table,
-        }, indent=2))
+    write_json(args, measurements, table)
     failed = any("error" in r for runs in measurements.values() for r in runs)
     return 1 if failed else 0
 

@@ -152,6 +152,23 @@ def test_train_error_is_the_error_over_all_the_epochs_training_images(tmp_path):
     assert float(trainer.callback_metrics["train/err"]) == pytest.approx(expected, abs=1e-4)
 
 
+@pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
+def test_mixed_precision_trains_and_evaluates(precision, tmp_path):
+    # On the CPU Lightning runs 16-mixed as bf16-mixed (fp16 autocast is for GPUs); trainer=gpu
+    # uses bf16-mixed.
+    trainer = L.Trainer(
+        accelerator="cpu", precision=precision, max_steps=3, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+    )
+    module = classifier()
+    datamodule = small_datamodule()
+    trainer.fit(module, datamodule=datamodule)
+    assert trainer.global_step == 3 and module.uses_channels_last
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])
+    results = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    assert 0 <= results["test/err"] <= 100
+
+
 # --- compile ----------------------------------------------------------------------------------
 
 
@@ -193,7 +210,7 @@ def test_compile_failing_at_the_first_call_falls_back_to_the_same_result(monkeyp
     with pytest.warns(CompileFallbackWarning, match="no C\\+\\+ compiler"):
         logits = module(images)
     torch.testing.assert_close(logits, module.net(images))
-    assert calls == [{"mode": "default"}]  # the CPU's mode; CUDA graphs are for GPUs
+    assert calls == [{"mode": "default", "dynamic": False}]  # the CPU's mode; CUDA graphs are for GPUs
     module(images)  # once fallen back, the compiled network is not tried again
     assert len(calls) == 1
 

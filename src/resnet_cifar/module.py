@@ -70,7 +70,7 @@ class ImageClassifier(L.LightningModule):
         self._cudagraphs = False
         # The epoch's training error as two counters (misclassified, seen): two tiny tensor ops
         # per step instead of a torchmetrics update and a logged Metric object, which cost
-        # Lightning about 2 ms of Python per step (measured; docs/benchmarks.md).
+        # Lightning about 2 ms of Python per step on the 2-core CPU (docs/benchmarks.md).
         self._train_wrong: torch.Tensor | None = None
         self._train_seen = 0
         self.val_err = top1_error(num_classes)
@@ -91,7 +91,9 @@ class ImageClassifier(L.LightningModule):
             self._compile_tried = True
             mode = self.compile_mode or default_compile_mode(device)
             try:
-                self._compiled = [torch.compile(self.net, mode=mode)]
+                # dynamic=False: one static graph per batch shape (the epoch's short last batch,
+                # the evaluation batch) rather than one dynamic-shape graph for all of them.
+                self._compiled = [torch.compile(self.net, mode=mode, dynamic=False)]
                 self._cudagraphs = device.type == "cuda" and mode in ("reduce-overhead", "max-autotune")
             except Exception as error:  # e.g. a Python version or platform that Dynamo lacks
                 self._compile_failed(error)
