@@ -107,13 +107,15 @@ class CIFARDataModule(L.LightningDataModule):
                 f"{len(arrays.classes)} classes; set data.num_classes={len(arrays.classes)}"
             )
         train_idx, val_idx = split_train_val(len(arrays.train_labels), self.val_size, self.split_seed)
+        train_images = arrays.train_images[train_idx]
+        # The paper's input: the mean image of the training split subtracted from every image.
+        # Computed on the CPU, so that it is the same number whatever the training device.
+        self.mean_image = train_images.float().mean(dim=0) / 255
+        self._mean_on_device.clear()
         device = self.data_device()
-        self.train_set = ImageBatches(arrays.train_images[train_idx], arrays.train_labels[train_idx]).to(device)
+        self.train_set = ImageBatches(train_images, arrays.train_labels[train_idx]).to(device)
         self.val_set = ImageBatches(arrays.train_images[val_idx], arrays.train_labels[val_idx]).to(device)
         self.test_set = ImageBatches(arrays.test_images, arrays.test_labels).to(device)
-        # The paper's input: the mean image of the training split subtracted from every image.
-        self.mean_image = self.train_set.images.float().mean(dim=0) / 255
-        self._mean_on_device.clear()
 
     def data_device(self) -> torch.device:
         """Where the images live: the trainer's device when it is a GPU, else the CPU.
