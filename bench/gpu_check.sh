@@ -1,10 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks of issue 3, in one run of at most 10 minutes on the H200 device machine.
 #
-# Prepare once, in the checkout (both folders are git-ignored):
-#     mkdir -p .wheels .data
-#     cp /work/shared/wheels/*.whl .wheels/
-#     cp /work/shared/data/cifar10-jpeg.tar.gz .data/
+# Prepare the carried folders as bench/gpu_setup.sh says.
 # Run it through the device tool:
 #     run(command="bash bench/gpu_check.sh", carry=[".wheels", ".data"], timeout_s=600)
 #
@@ -26,30 +23,10 @@
 # to check the script itself where no GPU is lent (its figures mean nothing).
 set -u -o pipefail
 
-BUDGET_S=${BUDGET_S:-570}
-START=$(date +%s)
-OUT=${OUT:-/tmp/gpu_check_out}
-mkdir -p "$OUT"
-SUMMARY="$OUT/summary.txt"
-: >"$SUMMARY"
-export PYTHONUNBUFFERED=1
-
-say() { echo "== $*" | tee -a "$SUMMARY"; }
-elapsed() { echo $(( $(date +%s) - START )); }
-cap() {  # cap SECONDS [RESERVE]: at most SECONDS, leaving RESERVE seconds (default 15) of the budget
-    local want=$1 room=$(( BUDGET_S - $(elapsed) - ${2:-15} ))
-    (( room < want )) && want=$room
-    (( want < 1 )) && want=1
-    echo "$want"
-}
-
 # --- 1. environment and data ------------------------------------------------------------------
-python3 -m pip install -q --no-index --no-deps --target .site .wheels/*.whl 2>&1 | grep -v "Running pip as the 'root'" \
-    || true
-export PYTHONPATH=$PWD/.site:$PWD/src
-python3 -c "import hydra, omegaconf" || { say "hydra is missing: were .wheels carried?"; exit 1; }
+source "$(dirname "$0")/gpu_setup.sh"
 FULL_DEPTH=${FULL_DEPTH:-20}
-if [ "${DRY_RUN:-0}" = 1 ]; then
+if [ "$DRY_RUN" = 1 ]; then
     DEVICE=(--device cpu --precision bf16-mixed --batch-size 16)
     EAGER=(--depths 8 --steps 2 --warmup 1); COMPILED=(--depths 8 --steps 2 --warmup 1); BIG=(--depths 14 --steps 1 --warmup 1)
     TRAIN=(trainer=cpu trainer.precision=bf16-mixed model.depth=8 data.batch_size=16 trainer.max_steps=6 'scheduler.milestones=[3,5]')
@@ -58,19 +35,7 @@ else
     EAGER=(--depths 20 56 110 --steps 100 --warmup 20); COMPILED=(--depths 20 --steps 200 --warmup 30)
     BIG=(--depths 1202 --steps 5 --warmup 3)
     TRAIN=(trainer=gpu model.depth="$FULL_DEPTH")
-    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee -a "$SUMMARY"
 fi
-python3 -c "import torch, lightning, hydra; print('torch', torch.__version__, 'lightning', lightning.__version__, 'hydra', hydra.__version__, 'cuda', torch.version.cuda)" | tee -a "$SUMMARY"
-
-DATA_PARENT=${DATA_PARENT:-/tmp/cifar}
-DATA=$DATA_PARENT/cifar10-jpeg
-mkdir -p "$DATA_PARENT"
-[ -d "$DATA/train" ] || tar -xzf .data/cifar10-jpeg.tar.gz -C "$DATA_PARENT" || { say "data unpack failed"; exit 1; }
-python3 -c "
-import time; from resnet_cifar.data import load_cifar
-t = time.perf_counter(); a = load_cifar('$DATA'); print('decoded', len(a.train_labels), '+', len(a.test_labels), 'images in', round(time.perf_counter() - t, 1), 's')
-" | tee -a "$SUMMARY"
-say "setup done after $(elapsed) s"
 
 # --- 2. the paper's full schedule: 64k steps, bf16, real data -------------------------------------
 RUN_DIR=/tmp/full_run

@@ -48,3 +48,17 @@ def test_warmup_state_survives_a_resume():
     trainer = fake_trainer(lr=0.01)
     restored.on_train_start(trainer, FakeModule())
     assert lr_of(trainer) == pytest.approx(0.01) and restored.state == "warming"
+
+
+def test_input_grid_shows_each_image_under_its_class_name():
+    from resnet_cifar.input_preview import LABEL_HEIGHT, image_grid
+
+    images = torch.zeros(3, 3, 8, 8)
+    images[0, 0], images[1, 2], images[2, 1] = 1, 1, 1  # red, blue, green
+    grid = image_grid(images, [2, 0, 7], ("cat", "dog", "frog"), scale=2)
+    # 3 images: 2 columns x 2 rows of (16 + 4) x (16 + LABEL_HEIGHT) pixel cells.
+    assert grid.shape == (2 * (16 + LABEL_HEIGHT), 2 * 20, 3) and grid.dtype.name == "uint8"
+    tiles = [grid[row * (16 + LABEL_HEIGHT) + LABEL_HEIGHT:][:16, col * 20 + 2:][:, :16] for row, col in ((0, 0), (0, 1), (1, 0))]
+    assert [tile.reshape(-1, 3).tolist().count(color) for tile, color in zip(tiles, ([255, 0, 0], [0, 0, 255], [0, 255, 0]))] == [256] * 3
+    labels = [grid[row * (16 + LABEL_HEIGHT):][:LABEL_HEIGHT, col * 20:][:, :20] for row, col in ((0, 0), (0, 1), (1, 0), (1, 1))]
+    assert [bool((label < 128).any()) for label in labels] == [True, True, True, False]  # text, but no 4th image

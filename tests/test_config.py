@@ -127,3 +127,14 @@ def test_help_lists_the_config_groups():
         assert f"{group}:" in result.stdout
         for option in options:
             assert option in result.stdout
+
+
+def test_job_dirname_is_one_short_name_the_same_for_the_same_overrides() -> None:
+    from resnet_cifar.job_names import MAX_NAME_BYTES, job_dirname
+
+    assert job_dirname("model.depth=20,seed=0") == "model.depth=20,seed=0"
+    assert job_dirname("data.root=/data/cifar,seed=1") == "data.root=_data_cifar,seed=1"
+    long = [f"a={'x' * 300},seed={seed}" for seed in (0, 1)]
+    names = [job_dirname(name) for name in long]
+    assert all(len(name.encode()) <= MAX_NAME_BYTES and "/" not in name for name in names)
+    assert names[0] != names[1] and names[0] == job_dirname(long[0])

@@ -80,7 +80,8 @@ def test_sigkill_then_rerun_resumes_to_bit_identical_weights(uninterrupted, tmp_
     resumed = run(command, cwd=tmp_path)
     assert_ok(resumed)
     assert f"resuming from {last}" in resumed.output
-    assert read_json(run_dir / "metrics.json")["steps"] == 40
+    metrics = read_json(run_dir / "metrics.json")
+    assert (metrics["steps"], metrics["resumed_from"]) == (40, killed_at)
     assert_bit_identical(weights(uninterrupted), weights(run_dir))
 
 
@@ -115,7 +116,7 @@ def test_diverging_run_stops_at_once_and_keeps_its_last_good_checkpoint(tmp_path
 def test_ddp_keeps_the_global_batch_and_shows_each_image_once_per_epoch(tmp_path):
     """Two CPU processes: the same steps as one process, half of each global batch each, every image once an epoch."""
     run_dir = tmp_path / "ddp"
-    probe = ("+callbacks.probe._target_=ddp_probe.RecordTrainingImages", f"+callbacks.probe.output_dir={run_dir}")
+    probe = ("+callbacks.probe._target_=probes.RecordTrainingImages", f"+callbacks.probe.output_dir={run_dir}")
     command = train_command(run_dir, "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "trainer.max_steps=30", *probe)
     assert_ok(run(command, cwd=tmp_path))
     records = [json.loads((run_dir / f"probe_rank{rank}.json").read_text()) for rank in (0, 1)]

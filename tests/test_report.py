@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
 
-from conftest import TINY_SYNTHETIC_RUN, RunCli, assert_ok, run_cli
+from conftest import RunCli, assert_ok, run_cli
 from resnet_cifar.models import cifar_resnet
-from resnet_cifar.report import PAPER_TEST_ERR, layer_response_stds, read_run, write_report
+from resnet_cifar.report import PAPER_TEST_ERR, read_run, write_report
 
 CONFIG = """\
 model:
@@ -159,8 +156,6 @@ def test_plots_are_real_images(sweep: Path, report: str, name: str) -> None:
 
 
 def test_resumed_runs_keep_the_latest_value_of_a_step(tmp_path: Path) -> None:
-    from resnet_cifar.report import read_run
-
     run = write_run(tmp_path, "run", 20, 0, test_err=8.0, steps=20)
     writer = SummaryWriter(log_dir=str(run))  # a second event file, as after a resume at step 10
     writer.add_scalar("val/err", 1.5, 20)
@@ -186,57 +181,6 @@ def test_no_runs_is_one_error_line(run_cli: RunCli, tmp_path: Path, make: str) -
     assert completed.returncode == 2, completed.output
     assert completed.stderr.strip().startswith("error: ") and len(completed.stderr.strip().splitlines()) == 1
     assert "Traceback" not in completed.output
-
-
-# --- the whole study through multirun.sh: 2 variants x 2 depths x 2 seeds, tiny synthetic runs ---
-
-MULTIRUN_SH = Path(__file__).resolve().parents[1] / "multirun.sh"
-
-
-def multirun_sh(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    environment = {key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"}
-    environment.update(PYTHON=sys.executable, PYTHONUNBUFFERED="1", **env)
-    cwd.mkdir(parents=True, exist_ok=True)
-    completed = subprocess.run(
-        ["bash", str(MULTIRUN_SH), *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=600
-    )
-    completed.output = completed.stdout + completed.stderr
-    return completed
-
-
-def test_study_through_multirun_sh_ends_in_the_report(tmp_path: Path) -> None:
-    sweep_dir = tmp_path / "study"
-    completed = multirun_sh(
-        *(arg for arg in TINY_SYNTHETIC_RUN if not arg.startswith("model.depth=")), "trainer.max_steps=4", "~callbacks.progress_bar", f"hydra.sweep.dir={sweep_dir}",
-        cwd=tmp_path / "cwd", DEPTHS="8 14", SEEDS="0 1", VARIANTS="resnet plain",
-    )
-    assert_ok(completed)
-    assert f"report: {sweep_dir / 'report.md'}" in completed.stdout
-    jobs = sorted(path.parent for path in sweep_dir.glob("*/metrics.json"))
-    assert len(jobs) == 8
-    assert {(job.name.split("model=")[1].split(",")[0]) for job in jobs} == {"resnet", "plain"}
-    text = (sweep_dir / "report.md").read_text()
-    for variant in ("resnet", "plain"):
-        for depth in (8, 14):
-            assert row(text, variant, depth)[3] == "2"
-    assert "8 runs: 8 finished, 0 failed" in text
-    for name in ("training_curves.png", "error_vs_depth.png", "layer_responses.png"):
-        assert f"]({name})" in text
-        with Image.open(sweep_dir / name) as image:
-            assert image.width >= 500 and len(image.convert("RGB").getcolors(maxcolors=1_000_000)) > 50
-    assert "not computed" not in text
-    # Fig. 7: one std per 3x3 layer (the first conv and two per block: depth - 1), all positive.
-    for job in jobs:
-        stds = layer_response_stds(read_run(job), {})
-        depth = int(job.name.split("model.depth=")[1].split(",")[0])
-        assert len(stds) == depth - 1 and all(0 < std < 100 for std in stds)
-
-
-def test_multirun_sh_refuses_an_unknown_variant(tmp_path: Path) -> None:
-    completed = multirun_sh(cwd=tmp_path, VARIANTS="resnet wide")
-    assert completed.returncode == 2
-    assert completed.stderr.startswith("error: VARIANTS has 'wide'")
-    assert not (tmp_path / "outputs").exists()
 
 
 def test_no_responses_skips_fig_7(tmp_path: Path) -> None:

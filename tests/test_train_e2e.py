@@ -6,6 +6,7 @@ tests through module-scoped fixtures.
 
 from __future__ import annotations
 
+import io
 import subprocess
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
+from PIL import Image
 from conftest import TINY_IMAGE_FOLDER_RUN, TINY_SYNTHETIC_RUN, RunCli, assert_ok, describe, read_json
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -21,6 +24,7 @@ SMOKE_STEPS = 6
 RESUMED_STEPS = 12
 SCALARS = ("train/loss", "train/err", "val/loss", "val/err", "test/loss", "test/err", "lr")
 # What a run's results are, without the times it took.
+INPUT_GRID = "inputs/augmented_batch"
 RESULT_KEYS = ("test_err", "test_loss", "test_err_best_val", "val_err", "val_loss", "train_err", "train_loss", "steps")
 
 
@@ -81,6 +85,7 @@ def test_smoke_run_metrics_json(smoke: Run) -> None:
     for key in ("test_err", "val_err", "train_err", "test_err_best_val"):
         assert isinstance(metrics[key], float) and 0 <= metrics[key] <= 100, (key, metrics)
     assert metrics["steps"] == SMOKE_STEPS
+    assert metrics["resumed_from"] is None
     assert metrics["wall_s"] > 0
     assert metrics["images_per_s"] > 0
     started, finished = (datetime.fromisoformat(metrics[key]) for key in ("started_at", "finished_at"))
@@ -96,6 +101,22 @@ def test_smoke_run_tensorboard_scalars(smoke: Run) -> None:
     test_err = events.Scalars("test/err")
     assert test_err[-1].value == pytest.approx(smoke.metrics["test_err"], abs=1e-4)
     assert [event.value for event in events.Scalars("lr")][0] == pytest.approx(0.1)
+
+
+def logged_input_grids(run_dir: Path) -> list[Image.Image]:
+    events = EventAccumulator(str(run_dir), size_guidance={"images": 0})
+    events.Reload()
+    return [Image.open(io.BytesIO(event.encoded_image_string)) for event in events.Images(INPUT_GRID)]
+
+
+def test_smoke_run_shows_its_augmented_inputs_and_graph_in_tensorboard(smoke: Run) -> None:
+    (grid,) = logged_input_grids(smoke.dir)
+    # 32 images of the first batch (all of it) in a labelled grid, with their colours back.
+    assert grid.width >= 500 and len(grid.convert("RGB").getcolors(maxcolors=1_000_000)) > 1000
+    events = EventAccumulator(str(smoke.dir))
+    events.Reload()
+    operations = {node.op for node in events.Graph().node}
+    assert {"aten::_convolution", "aten::batch_norm", "aten::linear"} <= operations, sorted(operations)
 
 
 # --- (2) training on files: the fake image folder through data.root ---
@@ -182,6 +203,17 @@ def test_rerunning_with_more_steps_resumes_in_the_same_directory(resumed: Resume
     assert run.metrics["steps"] == RESUMED_STEPS
     assert run.metrics["train_err"] is not None and run.metrics["val_err"] is not None
     assert run.config["trainer"]["max_steps"] == RESUMED_STEPS
+    assert run.metrics["resumed_from"] == SMOKE_STEPS
+    assert len(logged_input_grids(run.dir)) == 1, "the inputs are logged once per run, not once per attempt"
+
+
+def test_resumed_run_times_all_its_attempts(resumed: Resumed, smoke: Run) -> None:
+    """wall_s, images_per_s and started_at count the attempt up to the checkpoint, then the resumed one."""
+    metrics = resumed.new_dir.metrics
+    clock = torch.load(smoke.dir / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]["TrainingClock"]
+    assert clock["images"] == SMOKE_STEPS * 32 and 0 < clock["fit_seconds"] <= smoke.metrics["wall_s"]
+    assert metrics["resumed_from"] == SMOKE_STEPS and metrics["started_at"] == smoke.metrics["started_at"]
+    assert metrics["wall_s"] > clock["fit_seconds"]
 
 
 def test_ckpt_path_resumes_into_a_new_directory(resumed: Resumed) -> None:
@@ -211,12 +243,16 @@ def test_multirun_over_depths(run_cli: RunCli, root: Path) -> None:
         *TINY_SYNTHETIC_RUN,
         "trainer.max_steps=2",
         "model.depth=8,14",
+        # A value with "/" and names over 255 bytes: each job still gets one flat directory.
+        f"data.root={root}/unused",
+        f"+tags.note={'x' * 250}",
         f"hydra.sweep.dir={sweep_dir}",
         cwd=root / "cwd",
     )
     assert_ok(completed)
     jobs = job_dirs(sweep_dir)
     assert len(jobs) == 2, jobs
+    assert all(len(job.name) <= 200 and (job / "metrics.json").is_file() for job in jobs)
     depths = sorted(yaml.safe_load((job / ".hydra" / "config.yaml").read_text())["model"]["depth"] for job in jobs)
     assert depths == [8, 14]
     for job in jobs:

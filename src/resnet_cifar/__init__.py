@@ -1,1 +1,7 @@
 """He et al. (2016) CIFAR ResNets with PyTorch Lightning and Hydra."""
+
+from resnet_cifar.job_names import register_resolvers
+
+# conf/train.yaml's resolvers, for whoever composes it: the train command, launcher workers,
+# Hydra's compose API.
+register_resolvers()

@@ -2,6 +2,7 @@
 
 import time
 from collections import deque
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -74,14 +75,24 @@ class LrWarmupUntilTrainError(L.Callback):
 
 
 class TrainingClock(L.Callback):
-    """Wall time of the whole fit and training throughput (images/s, validation excluded)."""
+    """When the run started, wall time of its fits and training throughput (images/s, validation
+    excluded), over all attempts of a resumed run.
+
+    The totals travel in every checkpoint, so a resumed run counts the time up to the checkpoint
+    it resumed from plus its own (steps redone after an interruption count once).
+    """
 
     def __init__(self) -> None:
+        self.started_at = ""
         self.images = 0
         self.train_seconds = 0.0
         self.fit_seconds = 0.0
+        self._fit_seconds_before = 0.0  # in earlier attempts, up to the checkpoint resumed from
+        self._fit_started = time.perf_counter()
+        self._since: float | None = None  # the training clock runs since then
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.started_at = self.started_at or utc_now()
         self._fit_started = time.perf_counter()
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -93,29 +104,53 @@ class TrainingClock(L.Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._resume_clock()
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        # Counted at the start: checkpoints written at this step's end then include its batch.
         self.images += len(batch[1]) * trainer.world_size
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._pause_clock(pl_module)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.fit_seconds = time.perf_counter() - self._fit_started
+        self.fit_seconds = self._fit_seconds_now()
+
+    def _fit_seconds_now(self) -> float:
+        return self._fit_seconds_before + time.perf_counter() - self._fit_started
 
     def _resume_clock(self) -> None:
         self._since = time.perf_counter()
 
     def _pause_clock(self, pl_module: L.LightningModule) -> None:
-        if getattr(self, "_since", None) is None:
+        if self._since is None:
             return
         if pl_module.device.type == "cuda":
             torch.cuda.synchronize(pl_module.device)  # count the queued work as training time
         self.train_seconds += time.perf_counter() - self._since
         self._since = None
 
+    def state_dict(self) -> dict[str, Any]:
+        # Checkpoints are written mid-training: count the running stretch without stopping.
+        running = time.perf_counter() - self._since if self._since is not None else 0.0
+        return {
+            "started_at": self.started_at,
+            "images": self.images,
+            "train_seconds": self.train_seconds + running,
+            "fit_seconds": self._fit_seconds_now(),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.started_at = state_dict["started_at"]
+        self.images = state_dict["images"]
+        self.train_seconds = state_dict["train_seconds"]
+        self._fit_seconds_before = state_dict["fit_seconds"]
+
     @property
     def images_per_second(self) -> float:
         return self.images / self.train_seconds if self.train_seconds > 0 else 0.0
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 class StopOnNonFiniteLoss(L.Callback):

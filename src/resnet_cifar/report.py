@@ -24,6 +24,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from resnet_cifar.files import atomic_write
+from resnet_cifar.plotting import pyplot
 
 REPORT_FILE = "report.md"
 CURVES_FILE = "training_curves.png"
@@ -291,10 +292,7 @@ def averaged_curve(runs: list[Run], tag: str) -> tuple[list[int], list[float]]:
 
 def plot_training_curves(root: Path, runs: list[Run]) -> str | None:
     """Paper Fig. 6: per variant one panel, per depth one colour; train err thin, val err bold."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     by_variant: dict[str, dict[int, list[Run]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
@@ -328,10 +326,7 @@ def plot_training_curves(root: Path, runs: list[Run]) -> str | None:
 
 
 def plot_error_vs_depth(root: Path, groups: list[Group]) -> str | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     if not groups:
         return None
@@ -450,10 +445,7 @@ def read_responses(root: Path, runs: list[Run]) -> list[str]:
 
 def plot_layer_responses(root: Path, runs: list[Run]) -> str | None:
     """Paper Fig. 7: per layer, and sorted by magnitude; plain dashed, ResNets solid."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     groups: dict[tuple[str, int], list[list[float]]] = defaultdict(list)
     for run in runs:

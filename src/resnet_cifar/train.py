@@ -6,7 +6,6 @@
 
 import json
 import logging
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from resnet_cifar.callbacks import FinishAtMaxSteps, StopOnNonFiniteLoss, TrainingClock
+from resnet_cifar.callbacks import FinishAtMaxSteps, StopOnNonFiniteLoss, TrainingClock, utc_now
 from resnet_cifar.checkpoints import check_same_model, read_checkpoint
 from resnet_cifar.cli import exit_on_usage_error
 from resnet_cifar.files import write_json_atomically
@@ -76,15 +75,13 @@ def save_composed_config(cfg: DictConfig, output_dir: Path) -> None:
     OmegaConf.save(list(hydra.overrides.task), config_dir / "overrides.yaml")
 
 
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 def train(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     resume_from = checkpoint_to_resume(cfg, output_dir)
+    resumed_from_step = None
     if resume_from:
         checkpoint = read_checkpoint(resume_from)
+        resumed_from_step = checkpoint.get("global_step", 0)
         check_same_model(checkpoint, resume_from, OmegaConf.to_container(cfg.model, resolve=True))
         finished = finished_run_metrics(output_dir, checkpoint, cfg.trainer.max_steps)
         if finished is not None:
@@ -102,9 +99,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer = build_trainer(cfg, extra_callbacks=[StopOnNonFiniteLoss(), FinishAtMaxSteps(last_checkpoint), clock])
     datamodule.check_world_size(trainer.world_size)
 
-    started_at = now()
     if resume_from:
-        log.info("resuming from %s", resume_from)
+        log.info("resuming from %s (step %d)", resume_from, resumed_from_step)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     after_fit = dict(trainer.callback_metrics)
     test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
@@ -123,11 +119,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "train_err": metric(after_fit, "train/err"),
         "train_loss": metric(after_fit, "train/loss"),
         "steps": trainer.global_step,
+        "resumed_from": resumed_from_step,
+        # Over all attempts: up to the checkpoint resumed from, then this one.
         "wall_s": round(clock.fit_seconds, 3),
         "images_per_s": round(clock.images_per_second, 1),
         "best_checkpoint": best_path or None,
-        "started_at": started_at,
-        "finished_at": now(),
+        "started_at": clock.started_at,
+        "finished_at": utc_now(),
     }
     log_hyperparameters_with_results(trainer, module, metrics)
     if trainer.is_global_zero:
