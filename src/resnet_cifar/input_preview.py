@@ -36,7 +36,10 @@ class LogInputsOnce(L.Callback):
             return
         images, labels = batch
         shown = images[: self.num_images].detach().float().cpu()
-        grid = image_grid(shown + trainer.datamodule.mean_image, labels[: len(shown)].tolist(), class_names(trainer))
+        mean_image = getattr(trainer.datamodule, "mean_image", None)  # subtracted from the input
+        if mean_image is not None:
+            shown = shown + mean_image
+        grid = image_grid(shown, labels[: len(shown)].tolist(), class_names(trainer))
         for logger in loggers:
             logger.experiment.add_image("inputs/augmented_batch", grid, global_step=0, dataformats="HWC")
             if self.graph:
