@@ -41,18 +41,11 @@ elif [[ "$sweep_dir" == *'$'* ]]; then
   exit 2
 fi
 
-# Job directories are named after what tells the jobs apart (model=resnet,model.depth=20,seed=0):
-# the extra arguments that every job shares are left out of the names, which would otherwise
-# outgrow the file system's 255 characters and nest a directory at every "/" of a value.
-shared_keys=$("$PYTHON" - "$@" <<'EOF' 2>/dev/null
-import sys
-from hydra.core.override_parser.overrides_parser import OverridesParser
-overrides = OverridesParser.create().parse_overrides(sys.argv[1:])
-print(",".join(repr(o.key_or_group) for o in overrides if not (o.is_sweep_override() or o.is_hydra_override())))
-EOF
-)
+# Job directories are named after what tells the jobs apart (model.depth=20,model=resnet,seed=0):
+# the extra arguments that every job shares are left out of the names.
+exclude_shared=$("$PYTHON" -m resnet_cifar.study_names "$@") || exit 1
 "$PYTHON" -m resnet_cifar.train -m "model=$(comma_list "$VARIANTS")" "model.depth=$(comma_list "$DEPTHS")" \
-  "seed=$(comma_list "$SEEDS")" "hydra.job.config.override_dirname.exclude_keys=[ckpt_path,$shared_keys]" \
+  "seed=$(comma_list "$SEEDS")" "$exclude_shared" \
   "${sweep_args[@]}" "$@"
 status=$?
 if [[ -d "$sweep_dir" ]]; then

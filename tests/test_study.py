@@ -116,3 +116,22 @@ def test_killed_sweep_relaunched_keeps_finished_jobs_and_resumes_the_others(tmp_
     assert metrics[0]["resumed_from"] is None and metrics[2]["resumed_from"] is None
     assert "resuming from" in relaunched.output and "finished already" in relaunched.output
     assert "3 runs: 3 finished, 0 failed" in (sweep_dir / "report.md").read_text()
+
+
+def test_shared_arguments_are_left_out_of_the_job_names() -> None:
+    """What multirun.sh passes to Hydra, with no extra arguments (the default study) and with some."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from resnet_cifar.study_names import exclude_shared_keys
+
+    def excluded(*args: str) -> list[str]:
+        (override,) = OverridesParser.create().parse_overrides([exclude_shared_keys(list(args))])
+        assert override.key_or_group == "hydra.job.config.override_dirname.exclude_keys"
+        return override.value()
+
+    assert excluded() == ["ckpt_path"]
+    assert excluded(
+        "trainer=gpu", "data.root=/data/cifar", "~callbacks.progress_bar", "+tags.note=x", "model.shortcut=A,B",
+        "scheduler.milestones=[1,2]", "hydra/launcher=parallel", "hydra.launcher.n_jobs=4",
+    ) == ["ckpt_path", "trainer", "data.root", "callbacks.progress_bar", "tags.note", "scheduler.milestones"]
+    assert excluded("data.root=[unclosed") == ["ckpt_path"]  # Hydra's own error comes later
