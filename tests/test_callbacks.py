@@ -62,3 +62,23 @@ def test_input_grid_shows_each_image_under_its_class_name():
     assert [tile.reshape(-1, 3).tolist().count(color) for tile, color in zip(tiles, ([255, 0, 0], [0, 0, 255], [0, 255, 0]))] == [256] * 3
     labels = [grid[row * (16 + LABEL_HEIGHT):][:LABEL_HEIGHT, col * 20:][:, :20] for row, col in ((0, 0), (0, 1), (1, 0), (1, 1))]
     assert [bool((label < 128).any()) for label in labels] == [True, True, True, False]  # text, but no 4th image
+
+
+def test_training_clock_runs_from_train_start_without_an_epoch_start():
+    """A run resumed mid-epoch gets no on_train_epoch_start; its training time still counts."""
+    from resnet_cifar.callbacks import TrainingClock
+
+    clock, trainer = TrainingClock(), SimpleNamespace(world_size=1)
+    module = SimpleNamespace(device=torch.device("cpu"))
+    clock.load_state_dict({"started_at": "2026-01-01T00:00:00+00:00", "images": 640, "train_seconds": 2.0, "fit_seconds": 3.0})
+    clock.on_fit_start(trainer, module)
+    clock.on_train_start(trainer, module)
+    for _ in range(3):
+        clock.on_train_batch_start(trainer, module, (torch.zeros(32, 3, 2, 2), torch.zeros(32)), 0)
+    state = clock.state_dict()  # mid-training, as a periodic checkpoint sees it
+    clock.on_train_end(trainer, module)
+    clock.on_fit_end(trainer, module)
+    assert state["images"] == clock.images == 640 + 3 * 32
+    assert 2.0 < state["train_seconds"] <= clock.train_seconds and 3.0 < clock.fit_seconds
+    assert clock.started_at == "2026-01-01T00:00:00+00:00"
+    assert clock.images_per_second == clock.images / clock.train_seconds

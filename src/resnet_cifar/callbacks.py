@@ -95,7 +95,8 @@ class TrainingClock(L.Callback):
         self.started_at = self.started_at or utc_now()
         self._fit_started = time.perf_counter()
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Not on_train_epoch_start: Lightning skips it when a run resumes mid-epoch.
         self._resume_clock()
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
