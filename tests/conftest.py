@@ -28,22 +28,27 @@ TINY_SYNTHETIC_RUN = (*TINY_RUN, "data.synthetic_sizes=[300,100]")
 TINY_IMAGE_FOLDER_RUN = (*TINY_RUN, "data=cifar10")
 
 RunCli = Callable[..., subprocess.CompletedProcess]
+TESTS = Path(__file__).resolve().parent
 
 
-def run_cli(module: str, *args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run ``python -m resnet_cifar.<module> <args>`` in ``cwd``; its output is captured as text.
-
-    Pass ``hydra.run.dir=...`` (or ``hydra.sweep.dir=...``) under a temporary folder: Hydra's
-    default output folder is relative to the working directory. The result also has
-    ``.output``: stdout and stderr together.
-    """
+def command_environment(**extra: str) -> dict[str, str]:
+    """The environment of the commands under test: this one without HYDRA_FULL_ERROR (Hydra's
+    short error messages are part of what is tested), unbuffered output, and this folder on
+    PYTHONPATH (the test-only callbacks of probes.py), plus ``extra``."""
     env = {key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"}
-    env["PYTHONUNBUFFERED"] = "1"
+    pythonpath = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
+    env.update(PYTHONUNBUFFERED="1", PYTHONPATH=pythonpath, **extra)
+    return env
+
+
+def run_command(command: list[Any], cwd: Path, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    """Run ``command`` in ``cwd`` (created if need be) in :func:`command_environment` with ``env``;
+    the result also has ``.output``: stdout and stderr together."""
     cwd.mkdir(parents=True, exist_ok=True)
     completed = subprocess.run(
-        [sys.executable, "-m", f"resnet_cifar.{module}", *map(str, args)],
+        [str(part) for part in command],
         cwd=cwd,
-        env=env,
+        env=command_environment(**env),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -51,6 +56,15 @@ def run_cli(module: str, *args: str, cwd: Path, timeout: float = 300) -> subproc
     )
     completed.output = completed.stdout + completed.stderr
     return completed
+
+
+def run_cli(module: str, *args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``python -m resnet_cifar.<module> <args>`` in ``cwd`` with :func:`run_command`.
+
+    Pass ``hydra.run.dir=...`` (or ``hydra.sweep.dir=...``) under a temporary folder: Hydra's
+    default output folder is relative to the working directory.
+    """
+    return run_command([sys.executable, "-m", f"resnet_cifar.{module}", *args], cwd, timeout)
 
 
 def describe(completed: subprocess.CompletedProcess, tail: int = 4000) -> str:

@@ -1,7 +1,5 @@
 """Every config group composes and instantiates; the paper's recipe is the default."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import lightning as L
@@ -12,6 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
+from conftest import run_cli
 from resnet_cifar.callbacks import LrWarmupUntilTrainError
 from resnet_cifar.data import CIFARDataModule
 from resnet_cifar.run import build_module, build_net, build_trainer
@@ -118,10 +117,8 @@ def test_resnet110_experiment_adds_the_warmup(tmp_path):
     assert compose_train(["experiment=resnet110", "model.depth=56"]).model.depth == 56
 
 
-def test_help_lists_the_config_groups():
-    result = subprocess.run(
-        [sys.executable, "-m", "resnet_cifar.train", "--help"], capture_output=True, text=True, timeout=300
-    )
+def test_help_lists_the_config_groups(tmp_path):
+    result = run_cli("train", "--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     for group, options in GROUP_OPTIONS.items():
         assert f"{group}:" in result.stdout

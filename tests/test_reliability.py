@@ -2,7 +2,6 @@
 
 import errno
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -11,13 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_SYNTHETIC_RUN, assert_ok, describe, read_json
+from conftest import TINY_SYNTHETIC_RUN, assert_ok, describe, read_json, run_command, command_environment
 
 from resnet_cifar.checkpoints import AtomicCheckpointIO
 from resnet_cifar.cli import exit_on_usage_error
 from resnet_cifar.files import write_json_atomically
 
-TESTS = Path(__file__).resolve().parent
 # 450 training images (500 before the 50-image val split), batch 32: 15 steps per epoch.
 RUN = (*TINY_SYNTHETIC_RUN, "data.synthetic_sizes=[500,100]", "callbacks.model_checkpoint.every_n_train_steps=5")
 
@@ -26,11 +24,8 @@ def train_command(run_dir: Path, *overrides: str) -> list[str]:
     return [sys.executable, "-m", "resnet_cifar.train", *RUN, *overrides, f"hydra.run.dir={run_dir}"]
 
 
-def run(command: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    completed = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, **kwargs)
-    completed.output = completed.stdout + completed.stderr
-    return completed
+def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return run_command(command, cwd, timeout=600)
 
 
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -63,8 +58,7 @@ def test_same_seed_gives_bit_identical_weights_and_another_seed_does_not(uninter
 def test_sigkill_then_rerun_resumes_to_bit_identical_weights(uninterrupted, tmp_path):
     run_dir = tmp_path / "killed"
     command = train_command(run_dir, "trainer.max_steps=40", "seed=0")
-    env = {**os.environ, "PYTHONPATH": str(TESTS)}
-    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, cwd=tmp_path, env=command_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = run_dir / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 300
     while not last.exists() and process.poll() is None and time.monotonic() < deadline:

@@ -1,7 +1,6 @@
 """Speed options change how fast, never what: device placement, channels-last, compile, the bench."""
 
 import copy
-import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -10,6 +9,7 @@ import lightning as L
 import pytest
 import torch
 
+from conftest import run_command
 from resnet_cifar.data import CIFARDataModule
 from resnet_cifar.data.batches import BatchPlan, EpochBatchSampler, ImageBatches, shard_bounds
 from resnet_cifar.models import cifar_resnet
@@ -43,22 +43,30 @@ def small_datamodule(**kwargs) -> CIFARDataModule:
 # --- device-resident data ---------------------------------------------------------------------
 
 
-def test_images_stay_on_the_cpu_when_training_on_the_cpu():
+def set_up_for(root_device: torch.device) -> CIFARDataModule:
+    """A small data module set up for fitting with a trainer on ``root_device``."""
     datamodule = small_datamodule()
-    attach_trainer(datamodule, torch.device("cpu"))
+    attach_trainer(datamodule, root_device)
     datamodule.setup("fit")
-    for images in (datamodule.train_set, datamodule.val_set, datamodule.test_set):
-        assert images.images.device.type == "cpu" and images.labels.device.type == "cpu"
+    return datamodule
+
+
+def data_devices(datamodule: CIFARDataModule) -> set[str]:
+    """Where the images and labels of the training, validation and test sets are."""
+    sets = (datamodule.train_set, datamodule.val_set, datamodule.test_set)
+    return {tensor.device.type for images in sets for tensor in (images.images, images.labels)}
+
+
+def test_images_stay_on_the_cpu_when_training_on_the_cpu():
+    datamodule = set_up_for(torch.device("cpu"))
+    assert data_devices(datamodule) == {"cpu"}
     assert datamodule.train_dataloader().sampler.device == torch.device("cpu")
 
 
 def test_images_move_once_to_the_trainers_root_device():
     # "meta" stands in for a GPU here: a device other than the CPU, without the hardware.
-    datamodule = small_datamodule()
-    attach_trainer(datamodule, torch.device("meta"))
-    datamodule.setup("fit")
-    for images in (datamodule.train_set, datamodule.val_set, datamodule.test_set):
-        assert images.images.device.type == "meta" and images.labels.device.type == "meta"
+    datamodule = set_up_for(torch.device("meta"))
+    assert data_devices(datamodule) == {"meta"}
     assert datamodule.mean_image.device.type == "cpu"  # the same mean whatever the device
     loader = datamodule.train_dataloader()
     assert loader.sampler.device.type == "meta"
@@ -245,8 +253,8 @@ def test_bench_prints_the_table_end_to_end(tmp_path):
         sys.executable, str(REPO / "bench" / "throughput.py"), "--depths", "8", "--steps", "2", "--warmup", "1",
         "--batch-size", "16", "--synthetic-size", "400", "--workers", "1", "--json", str(tmp_path / "bench.json"),
     ]
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=tmp_path)
-    assert completed.returncode == 0, completed.stdout + completed.stderr
+    completed = run_command(command, tmp_path, timeout=240)
+    assert completed.returncode == 0, completed.output
     table = completed.stdout
     for row in ("| 8 | project", "| 8 | bare", "| 8 | classic"):
         assert row in table, table

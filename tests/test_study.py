@@ -3,32 +3,23 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 from PIL import Image
 
-from conftest import TINY_SYNTHETIC_RUN, assert_ok, describe, read_json
+from conftest import TINY_SYNTHETIC_RUN, assert_ok, describe, read_json, run_command
 from resnet_cifar.report import layer_response_stds, read_run
 from test_report import row
 
 MULTIRUN_SH = Path(__file__).resolve().parents[1] / "multirun.sh"
-TESTS = Path(__file__).resolve().parent
 # The tiny runs of conftest for every depth of DEPTHS (multirun.sh sets model.depth itself).
 TINY_STUDY = tuple(arg for arg in TINY_SYNTHETIC_RUN if not arg.startswith("model.depth="))
 
 
 def multirun_sh(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    environment = {key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"}
-    environment.update(PYTHON=sys.executable, PYTHONUNBUFFERED="1", **env)
-    cwd.mkdir(parents=True, exist_ok=True)
-    completed = subprocess.run(
-        ["bash", str(MULTIRUN_SH), *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=600
-    )
-    completed.output = completed.stdout + completed.stderr
-    return completed
+    return run_command(["bash", MULTIRUN_SH, *args], cwd, timeout=600, PYTHON=sys.executable, **env)
 
 
 def test_study_through_multirun_sh_ends_in_the_report(tmp_path: Path) -> None:
@@ -91,8 +82,7 @@ def test_killed_sweep_relaunched_keeps_finished_jobs_and_resumes_the_others(tmp_
         "~callbacks.progress_bar", killer, f"hydra.sweep.dir={sweep_dir}",
     )
     env = dict(
-        DEPTHS="8", SEEDS="0 1 2", PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-        KILL_AT_STEP=str(KILLED_AT), KILL_SEED="1", KILL_MARKER=str(tmp_path / "killed"),
+        DEPTHS="8", SEEDS="0 1 2", KILL_AT_STEP=str(KILLED_AT), KILL_SEED="1", KILL_MARKER=str(tmp_path / "killed"),
     )
     jobs = [sweep_dir / f"model.depth=8,model=resnet,seed={seed}" for seed in (0, 1, 2)]
 

@@ -47,16 +47,16 @@ def log_hyperparameters_with_results(trainer: L.Trainer, module: L.LightningModu
         logger.log_hyperparams(module.hparams, metrics=results)
 
 
-def finished_run_metrics(output_dir: Path, checkpoint: dict[str, Any], max_steps: int) -> dict[str, Any] | None:
-    """This directory's results if its run already reached ``max_steps``, else None.
+def finished_run_metrics(output_dir: Path, checkpoint_step: int, max_steps: int) -> dict[str, Any] | None:
+    """This directory's results if its checkpoint shows its run reached ``max_steps``, else None.
 
     Rerunning a finished run's command (say a whole sweep after one job crashed) must keep its
     results: a fit of zero steps would overwrite metrics.json with empty training metrics.
     """
     metrics_path = output_dir / METRICS_FILE
-    if not metrics_path.is_file() or not 0 < max_steps <= checkpoint.get("global_step", 0):
+    if not metrics_path.is_file() or not 0 < max_steps <= checkpoint_step:
         return None
-    log.info("this run finished already (%d steps); its results are in %s", checkpoint["global_step"], metrics_path)
+    log.info("this run finished already (%d steps); its results are in %s", checkpoint_step, metrics_path)
     return json.loads(metrics_path.read_text())
 
 
@@ -78,12 +78,12 @@ def save_composed_config(cfg: DictConfig, output_dir: Path) -> None:
 def train(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     resume_from = checkpoint_to_resume(cfg, output_dir)
-    resumed_from_step = None
+    checkpoint_step = None
     if resume_from:
         checkpoint = read_checkpoint(resume_from)
-        resumed_from_step = checkpoint.get("global_step", 0)
+        checkpoint_step = checkpoint.get("global_step", 0)
         check_same_model(checkpoint, resume_from, OmegaConf.to_container(cfg.model, resolve=True))
-        finished = finished_run_metrics(output_dir, checkpoint, cfg.trainer.max_steps)
+        finished = finished_run_metrics(output_dir, checkpoint_step, cfg.trainer.max_steps)
         if finished is not None:
             return finished
     save_composed_config(cfg, output_dir)
@@ -100,7 +100,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule.check_world_size(trainer.world_size)
 
     if resume_from:
-        log.info("resuming from %s (step %d)", resume_from, resumed_from_step)
+        log.info("resuming from %s (step %d)", resume_from, checkpoint_step)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     after_fit = dict(trainer.callback_metrics)
     test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
@@ -119,7 +119,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "train_err": metric(after_fit, "train/err"),
         "train_loss": metric(after_fit, "train/loss"),
         "steps": trainer.global_step,
-        "resumed_from": resumed_from_step,
+        "resumed_from": checkpoint_step,
         # Over all attempts: up to the checkpoint resumed from, then this one.
         "wall_s": round(clock.fit_seconds, 3),
         "images_per_s": round(clock.images_per_second, 1),
