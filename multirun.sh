@@ -43,7 +43,7 @@ fi
 
 # Job directories are named after what tells the jobs apart (model.depth=20,model=resnet,seed=0):
 # the extra arguments that every job shares are left out of the names.
-exclude_shared=$("$PYTHON" -m resnet_cifar.study_names "$@") || exit 1
+exclude_shared=$("$PYTHON" -m resnet_cifar.launch.study_names "$@") || exit 1
 "$PYTHON" -m resnet_cifar.train -m "model=$(comma_list "$VARIANTS")" "model.depth=$(comma_list "$DEPTHS")" \
   "seed=$(comma_list "$SEEDS")" "$exclude_shared" \
   "${sweep_args[@]}" "$@"

@@ -183,9 +183,9 @@ def measure_project(args: argparse.Namespace, compile_net: bool) -> dict:
     import lightning as L
     import torch
 
-    from resnet_cifar import callbacks as project_callbacks
-    from resnet_cifar.module import CompileFallbackWarning
-    from resnet_cifar.run import build_datamodule, build_module, build_trainer
+    from resnet_cifar.training import callbacks as project_callbacks
+    from resnet_cifar.training.module import CompileFallbackWarning
+    from resnet_cifar.training.build import build_datamodule, build_module, build_trainer
 
     sync_check = args.sync_check and args.device == "cuda"
 
@@ -275,8 +275,8 @@ def measure_bare(args: argparse.Namespace, compile_net: bool) -> dict:
     import torch
     from hydra.utils import instantiate
 
-    from resnet_cifar.module import ImageClassifier
-    from resnet_cifar.run import build_datamodule, build_net
+    from resnet_cifar.training.module import ImageClassifier
+    from resnet_cifar.training.build import build_datamodule, build_net
 
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory() as output_dir:
@@ -322,7 +322,7 @@ def measure_classic(args: argparse.Namespace) -> dict:
     from torch.utils.data import DataLoader, Dataset
     from torchvision import transforms
 
-    from resnet_cifar.run import build_net
+    from resnet_cifar.training.build import build_net
 
     class ClassicCIFAR(Dataset):
         """As torchvision.datasets.CIFAR10: HWC uint8 arrays, one PIL image per item."""

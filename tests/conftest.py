@@ -29,6 +29,7 @@ TINY_IMAGE_FOLDER_RUN = (*TINY_RUN, "data=cifar10")
 
 RunCli = Callable[..., subprocess.CompletedProcess]
 TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
 
 
 def command_environment(**extra: str) -> dict[str, str]:
@@ -96,3 +97,10 @@ def image_folder_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     changing anything in it.
     """
     return write_image_folder(tmp_path_factory.mktemp("image_folder"), 30, 10)
+
+
+def report_row(report: str, variant: str, depth: int) -> list[str]:
+    """The cells of report.md's table row for ``variant`` and ``depth`` (exactly one)."""
+    rows = [line for line in report.splitlines() if line.startswith(f"| {variant} | {depth} |")]
+    assert len(rows) == 1, report
+    return [cell.strip() for cell in rows[0].strip("|").split("|")]

@@ -10,12 +10,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
-from conftest import run_cli
-from resnet_cifar.callbacks import LrWarmupUntilTrainError
+from conftest import REPO, run_cli
+from resnet_cifar.training.callbacks import LrWarmupUntilTrainError
 from resnet_cifar.data import CIFARDataModule
-from resnet_cifar.run import build_module, build_net, build_trainer
+from resnet_cifar.training.build import build_module, build_net, build_trainer
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = REPO / "conf"
 GROUP_OPTIONS = {
     "model": ["resnet", "plain"],
     "data": ["cifar10", "cifar100", "synthetic"],
@@ -127,7 +127,7 @@ def test_help_lists_the_config_groups(tmp_path):
 
 
 def test_job_dirname_is_one_short_name_the_same_for_the_same_overrides() -> None:
-    from resnet_cifar.job_names import MAX_NAME_BYTES, job_dirname
+    from resnet_cifar.launch.job_names import MAX_NAME_BYTES, job_dirname
 
     assert job_dirname("model.depth=20,seed=0") == "model.depth=20,seed=0"
     assert job_dirname("data.root=/data/cifar,seed=1") == "data.root=_data_cifar,seed=1"

@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import TINY_SYNTHETIC_RUN, assert_ok, describe, read_json, run_command, command_environment
 
-from resnet_cifar.checkpoints import AtomicCheckpointIO
+from resnet_cifar.training.checkpoints import AtomicCheckpointIO
 from resnet_cifar.cli import exit_on_usage_error
 from resnet_cifar.files import write_json_atomically
 

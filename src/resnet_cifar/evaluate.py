@@ -13,10 +13,10 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from resnet_cifar.checkpoints import check_same_model, checkpoint_config, read_checkpoint
+from resnet_cifar.training.checkpoints import check_same_model, checkpoint_config, read_checkpoint
 from resnet_cifar.cli import exit_on_usage_error
 from resnet_cifar.files import write_json_atomically
-from resnet_cifar.run import build_datamodule, build_module, build_trainer, metric
+from resnet_cifar.training.build import build_datamodule, build_module, build_trainer, metric
 
 log = logging.getLogger(__name__)
 

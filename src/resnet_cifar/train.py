@@ -15,12 +15,12 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from resnet_cifar.callbacks import FinishAtMaxSteps, StopOnNonFiniteLoss, TrainingClock, utc_now
-from resnet_cifar.checkpoints import check_same_model, read_checkpoint
+from resnet_cifar.training.callbacks import FinishAtMaxSteps, StopOnNonFiniteLoss, TrainingClock, utc_now
+from resnet_cifar.training.checkpoints import check_same_model, read_checkpoint
 from resnet_cifar.cli import exit_on_usage_error
 from resnet_cifar.files import write_json_atomically
-from resnet_cifar.ddp import ddp_job
-from resnet_cifar.run import METRICS_FILE, build_datamodule, build_module, build_trainer, metric
+from resnet_cifar.launch.ddp import ddp_job
+from resnet_cifar.training.build import METRICS_FILE, build_datamodule, build_module, build_trainer, metric
 
 log = logging.getLogger(__name__)
 HPARAM_METRICS = ("test_err", "test_err_best_val", "val_err", "train_err")

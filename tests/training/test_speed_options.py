@@ -9,13 +9,11 @@ import lightning as L
 import pytest
 import torch
 
-from conftest import run_command
+from conftest import REPO, run_command
 from resnet_cifar.data import CIFARDataModule
 from resnet_cifar.data.batches import BatchPlan, EpochBatchSampler, ImageBatches, shard_bounds
 from resnet_cifar.models import cifar_resnet
-from resnet_cifar.module import CompileFallbackWarning, ImageClassifier
-
-REPO = Path(__file__).resolve().parents[1]
+from resnet_cifar.training.module import CompileFallbackWarning, ImageClassifier
 
 
 def sgd(params):
@@ -235,7 +233,7 @@ def compose_train(overrides, tmp_path):
 
 
 def test_speed_options_reach_the_module_and_not_the_network(tmp_path):
-    from resnet_cifar.run import build_module
+    from resnet_cifar.training.build import build_module
 
     module = build_module(compose_train(["model.compile=true", "model.channels_last=false", "model.depth=8"], tmp_path))
     assert module.compile_network and not module.channels_last

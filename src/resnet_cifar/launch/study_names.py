@@ -1,4 +1,4 @@
-"""Short job names for the study: ``python -m resnet_cifar.study_names OVERRIDES...`` prints the
+"""Short job names for the study: ``python -m resnet_cifar.launch.study_names OVERRIDES...`` prints the
 Hydra override that leaves the overrides all jobs share out of the job directory names, so that
 multirun.sh's jobs are named ``model.depth=20,model=resnet,seed=0`` whatever else is passed.
 """

@@ -3,7 +3,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from resnet_cifar.callbacks import LrWarmupUntilTrainError
+from resnet_cifar.training.callbacks import LrWarmupUntilTrainError
 
 
 class FakeModule:
@@ -51,7 +51,7 @@ def test_warmup_state_survives_a_resume():
 
 
 def test_input_grid_shows_each_image_under_its_class_name():
-    from resnet_cifar.input_preview import LABEL_HEIGHT, image_grid
+    from resnet_cifar.training.input_preview import LABEL_HEIGHT, image_grid
 
     images = torch.zeros(3, 3, 8, 8)
     images[0, 0], images[1, 2], images[2, 1] = 1, 1, 1  # red, blue, green
@@ -66,7 +66,7 @@ def test_input_grid_shows_each_image_under_its_class_name():
 
 def test_training_clock_runs_from_train_start_without_an_epoch_start():
     """A run resumed mid-epoch gets no on_train_epoch_start; its training time still counts."""
-    from resnet_cifar.callbacks import TrainingClock
+    from resnet_cifar.training.callbacks import TrainingClock
 
     clock, trainer = TrainingClock(), SimpleNamespace(world_size=1)
     module = SimpleNamespace(device=torch.device("cpu"))

@@ -7,9 +7,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from resnet_cifar.checkpoints import AtomicCheckpointIO
+from resnet_cifar.training.checkpoints import AtomicCheckpointIO
 from resnet_cifar.data import CIFARDataModule
-from resnet_cifar.module import ImageClassifier
+from resnet_cifar.training.module import ImageClassifier
 
 METRICS_FILE = "metrics.json"
 # Keys of the model config that set how the network runs (ImageClassifier), not what it is.

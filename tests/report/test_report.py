@@ -11,9 +11,11 @@ import pytest
 from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
 
-from conftest import RunCli, assert_ok, run_cli
+from conftest import RunCli, assert_ok, report_row as row, run_cli
 from resnet_cifar.models import cifar_resnet
-from resnet_cifar.report import PAPER_TEST_ERR, read_run, write_report
+from resnet_cifar.report import write_report
+from resnet_cifar.report.runs import read_run
+from resnet_cifar.report.tables import PAPER_TEST_ERR
 
 CONFIG = """\
 model:
@@ -90,12 +92,6 @@ def report(sweep: Path) -> str:
     completed = assert_ok(run_cli("report", str(sweep), cwd=sweep.parent / "cwd"))
     assert str(sweep / "report.md") in completed.stdout
     return (sweep / "report.md").read_text()
-
-
-def row(report: str, variant: str, depth: int) -> list[str]:
-    rows = [line for line in report.splitlines() if line.startswith(f"| {variant} | {depth} |")]
-    assert len(rows) == 1, report
-    return [cell.strip() for cell in rows[0].strip("|").split("|")]
 
 
 @pytest.mark.parametrize(("variant", "depth"), [("resnet", 20), ("resnet", 32), ("plain", 20), ("plain", 32)])

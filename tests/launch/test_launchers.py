@@ -9,10 +9,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import TINY_SYNTHETIC_RUN, RunCli, assert_ok, read_json
-from resnet_cifar import gpu_pinning
+from conftest import REPO, TINY_SYNTHETIC_RUN, RunCli, assert_ok, read_json
+from resnet_cifar.launch import gpu_pinning
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = REPO / "conf"
 TINY_SWEEP = (*TINY_SYNTHETIC_RUN, "trainer.max_steps=4", "scheduler.milestones=[2,3]", "~callbacks.progress_bar")
 
 
@@ -77,7 +77,7 @@ def test_slurm_launcher_follows_the_trainer() -> None:
 def test_parallel_launcher_config() -> None:
     hydra = launcher_config("hydra/launcher=parallel", "hydra.launcher.n_jobs=3")
     assert hydra.launcher._target_.endswith("JoblibLauncher") and hydra.launcher.n_jobs == 3
-    assert hydra.callbacks.pin_gpus._target_ == "resnet_cifar.gpu_pinning.PinGpuRoundRobin"
+    assert hydra.callbacks.pin_gpus._target_ == "resnet_cifar.launch.gpu_pinning.PinGpuRoundRobin"
     assert "pin_gpus" not in launcher_config().get("callbacks", {})  # the default launcher pins nothing
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from conftest import TINY_SYNTHETIC_RUN, assert_ok, describe, read_json, run_command
-from resnet_cifar.report import layer_response_stds, read_run
-from test_report import row
+from conftest import REPO, report_row as row, TINY_SYNTHETIC_RUN, assert_ok, describe, read_json, run_command
+from resnet_cifar.report.responses import layer_response_stds
+from resnet_cifar.report.runs import read_run
 
-MULTIRUN_SH = Path(__file__).resolve().parents[1] / "multirun.sh"
+MULTIRUN_SH = REPO / "multirun.sh"
 # The tiny runs of conftest for every depth of DEPTHS (multirun.sh sets model.depth itself).
 TINY_STUDY = tuple(arg for arg in TINY_SYNTHETIC_RUN if not arg.startswith("model.depth="))
 
@@ -112,7 +112,7 @@ def test_shared_arguments_are_left_out_of_the_job_names() -> None:
     """What multirun.sh passes to Hydra, with no extra arguments (the default study) and with some."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from resnet_cifar.study_names import exclude_shared_keys
+    from resnet_cifar.launch.study_names import exclude_shared_keys
 
     def excluded(*args: str) -> list[str]:
         (override,) = OverridesParser.create().parse_overrides([exclude_shared_keys(list(args))])

@@ -1,0 +1,96 @@
+"""Figures of a sweep: training curves (paper Fig. 6) and test error against depth."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from resnet_cifar.report.plotting import pyplot
+from resnet_cifar.report.runs import Run
+from resnet_cifar.report.tables import Group
+
+CURVES_FILE = "training_curves.png"
+DEPTH_FILE = "error_vs_depth.png"
+
+
+def averaged_curve(runs: list[Run], tag: str) -> tuple[list[int], list[float]]:
+    """The mean over seeds at every step that all of them logged (else every step logged)."""
+    series = [dict(run.curves[tag]) for run in runs if run.curves.get(tag)]
+    if not series:
+        return [], []
+    common = set.intersection(*(set(s) for s in series))
+    steps = sorted(common) if len(common) > 1 or len(series) == 1 else sorted(set().union(*series))
+    values = [statistics.fmean(s[step] for s in series if step in s) for step in steps]
+    return steps, values
+
+
+def plot_training_curves(root: Path, runs: list[Run]) -> str | None:
+    """Paper Fig. 6: per variant one panel, per depth one colour; train err thin, val err bold."""
+    plt = pyplot()
+
+    by_variant: dict[str, dict[int, list[Run]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        if run.depth is not None and run.curves:
+            by_variant[run.variant][run.depth].append(run)
+    if not by_variant:
+        return None
+    variants = sorted(by_variant, key=lambda v: (v != "plain", v))  # plain left, as in the paper
+    depths = sorted({d for v in by_variant.values() for d in v})
+    colours = {d: plt.cm.viridis(i / max(1, len(depths) - 1) * 0.9) for i, d in enumerate(depths)}
+    fig, axes = plt.subplots(1, len(variants), figsize=(6 * len(variants), 4.5), sharey=True, squeeze=False)
+    for ax, variant in zip(axes[0], variants):
+        for depth in sorted(by_variant[variant]):
+            group = by_variant[variant][depth]
+            name = f"{'plain' if variant == 'plain' else 'ResNet'}-{depth}"
+            for tag, width, label in (("train/err", 0.8, None), ("val/err", 2.2, name)):
+                steps, values = averaged_curve(group, tag)
+                if steps:  # markers where a curve has few points (short runs) and a line shows little
+                    marker = "o" if len(steps) < 10 else None
+                    ax.plot(steps, values, color=colours[depth], linewidth=width, label=label, marker=marker, markersize=2 * width + 1)
+        ax.set_title(variant)
+        ax.set_xlabel("iterations")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper right")
+    axes[0][0].set_ylabel("error (%)   thin: train, bold: val")
+    fig.suptitle("Training on CIFAR-10 (mean over seeds)")
+    fig.tight_layout()
+    fig.savefig(root / CURVES_FILE, dpi=120)
+    plt.close(fig)
+    return CURVES_FILE
+
+
+def plot_error_vs_depth(root: Path, groups: list[Group]) -> str | None:
+    plt = pyplot()
+
+    if not groups:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    variants = sorted({g.variant for g in groups}, key=lambda v: (v != "plain", v))
+    for variant in variants:
+        own = [g for g in groups if g.variant == variant]
+        ax.errorbar(
+            [g.depth for g in own],
+            [g.mean for g in own],
+            yerr=[g.std or 0.0 for g in own],
+            marker="o",
+            capsize=4,
+            label=f"{variant} (mean ± std)",
+        )
+    paper = sorted((g.depth, g.paper) for g in groups if g.paper is not None)
+    if paper:
+        ax.plot(*zip(*paper), "k--", marker="x", alpha=0.6, label="paper (ResNet)")
+    ax.set_xscale("log")
+    ticks = sorted({g.depth for g in groups})
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([str(t) for t in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("depth (layers)")
+    ax.set_ylabel("test error (%)")
+    ax.set_title("CIFAR-10 test error vs depth")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(root / DEPTH_FILE, dpi=120)
+    plt.close(fig)
+    return DEPTH_FILE

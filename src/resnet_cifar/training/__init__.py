@@ -1,0 +1,1 @@
+"""What one training run does: the LightningModule, the protocol's callbacks, checkpoints, the metric."""
