@@ -17,6 +17,7 @@ from resnet_cifar.training.checkpoints import check_same_model, checkpoint_confi
 from resnet_cifar.cli import exit_on_usage_error
 from resnet_cifar.files import write_json_atomically
 from resnet_cifar.training.build import build_datamodule, build_module, build_trainer, metric
+from resnet_cifar.training.quiet import silence_known_noise
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ def evaluate(ckpt_path: str, overrides: list[str]) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="evaluate")
 @exit_on_usage_error
 def main(cfg: DictConfig) -> None:
+    silence_known_noise()
     evaluate(cfg.ckpt_path, list(HydraConfig.get().overrides.task))
 
 

@@ -12,18 +12,29 @@ from typing import Any
 import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from resnet_cifar.training.callbacks import FinishAtMaxSteps, StopOnNonFiniteLoss, TrainingClock, utc_now
 from resnet_cifar.training.checkpoints import check_same_model, read_checkpoint
 from resnet_cifar.cli import exit_on_usage_error
+from resnet_cifar.errors import ConfigError
 from resnet_cifar.files import write_json_atomically
 from resnet_cifar.launch.ddp import ddp_job
 from resnet_cifar.training.build import METRICS_FILE, build_datamodule, build_module, build_trainer, metric
+from resnet_cifar.training.hparams import HparamValue, run_hparams
+from resnet_cifar.training.quiet import silence_known_noise
 
 log = logging.getLogger(__name__)
 HPARAM_METRICS = ("test_err", "test_err_best_val", "val_err", "train_err")
+# The numbers of metrics.json, any of which ``optimized_metric`` may name.
+NUMERIC_RESULTS = (
+    "test_err", "test_loss", "test_err_best_val", "val_err", "val_loss", "train_err", "train_loss",
+    "steps", "wall_s", "images_per_s",
+)
+# Those that a run without a validation split (data.val_size=0) leaves empty.
+NEED_VALIDATION = ("val_err", "val_loss", "test_err_best_val")
 
 
 def checkpoint_to_resume(cfg: DictConfig, output_dir: Path) -> str | None:
@@ -40,11 +51,30 @@ def best_checkpoint_path(trainer: L.Trainer) -> str:
     return paths[0] if paths else ""
 
 
-def log_hyperparameters_with_results(trainer: L.Trainer, module: L.LightningModule, metrics: dict[str, Any]) -> None:
-    """The run's config beside its final errors, for TensorBoard's HPARAMS tab across a sweep."""
+def log_hyperparameters_with_results(
+    trainer: L.Trainer, hparams: dict[str, HparamValue], metrics: dict[str, Any]
+) -> None:
+    """The run's short set of hyper-parameters beside its final errors, for TensorBoard's HPARAMS
+    tab across a sweep (the whole config stays in .hydra/config.yaml and hparams.yaml)."""
     results = {f"hp/{key}": metrics[key] for key in HPARAM_METRICS if metrics[key] is not None}
     for logger in trainer.loggers:
-        logger.log_hyperparams(module.hparams, metrics=results)
+        logger.log_hyperparams(hparams, metrics=results)
+
+
+def check_optimized_metric(cfg: DictConfig) -> None:
+    """Refuse, before any work, an ``optimized_metric`` that the run cannot return."""
+    name = cfg.optimized_metric
+    if name not in NUMERIC_RESULTS:
+        raise ConfigError(
+            f"optimized_metric={name} is not a number in metrics.json; choose one of {', '.join(NUMERIC_RESULTS)}"
+        )
+    hydra = HydraConfig.get()
+    searching = hydra.mode == RunMode.MULTIRUN and not str(hydra.sweeper.get("_target_", "")).endswith("BasicSweeper")
+    if searching and name in NEED_VALIDATION and cfg.data.val_size == 0:
+        raise ConfigError(
+            f"optimized_metric={name} needs a validation split, and data.val_size=0 has none; "
+            "keep data.val_size > 0 for a search (or optimise another metric, e.g. optimized_metric=train_loss)"
+        )
 
 
 def finished_run_metrics(output_dir: Path, checkpoint_step: int, max_steps: int) -> dict[str, Any] | None:
@@ -76,6 +106,7 @@ def save_composed_config(cfg: DictConfig, output_dir: Path) -> None:
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
+    check_optimized_metric(cfg)
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     resume_from = checkpoint_to_resume(cfg, output_dir)
     checkpoint_step = None
@@ -127,7 +158,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "started_at": clock.started_at,
         "finished_at": utc_now(),
     }
-    log_hyperparameters_with_results(trainer, module, metrics)
+    log_hyperparameters_with_results(trainer, run_hparams(cfg, HydraConfig.get().overrides.task), metrics)
     if trainer.is_global_zero:
         write_json_atomically(output_dir / METRICS_FILE, metrics)
         log.info("test error %.2f %% after %d steps; results in %s", metrics["test_err"], metrics["steps"], output_dir)
@@ -137,8 +168,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
 @exit_on_usage_error
 def main(cfg: DictConfig) -> float | None:
+    """Train; return ``optimized_metric`` (the validation error by default) for Hydra's sweepers."""
+    silence_known_noise()
     with ddp_job():
-        return train(cfg)["test_err"]
+        return train(cfg)[cfg.optimized_metric]
 
 
 if __name__ == "__main__":

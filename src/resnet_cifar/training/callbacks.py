@@ -27,7 +27,7 @@ class FinishAtMaxSteps(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         if trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps:
-            trainer.save_checkpoint(self.last_checkpoint)
+            trainer.save_checkpoint(self.last_checkpoint, weights_only=False)  # all state, to resume from
             trainer.should_stop = True
 
 

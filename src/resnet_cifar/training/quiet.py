@@ -1,0 +1,110 @@
+"""What Lightning 2.6.6 prints before the first step that is not true, or not news, for this
+project: silenced here, one targeted filter (or setting) per item, each with its reason.
+
+Every other warning still shows: they may say something true (CompileFallbackWarning, a data
+root that is missing, ...). tests/training/test_quiet.py checks that each filter still meets
+what it filters, so that a Lightning or torch upgrade that changes a message shows up as a
+failing test, not as noise coming back or a filter left matching nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelSummary
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
+from torch.utils.flop_counter import FlopCounterMode
+
+log = logging.getLogger(__name__)
+
+LIGHTNING_INFO_LOGGER = "lightning.pytorch.utilities.rank_zero"
+# (1) An advertisement, logged at every Trainer construction that has no LitLogger
+# (lightning/pytorch/trainer/connectors/logger_connector/logger_connector.py, configure_logger).
+LITLOGGER_TIP = r"Tip: .*litlogger"
+
+# (2) torch >= 2.10 deprecates constructing ``LeafSpec()``; Lightning's own pytree helper
+# (lightning/pytorch/utilities/_pytree.py) still does, at every fit and test. Nothing for a user
+# to do; Lightning has to move to ``treespec_leaf()``.
+LEAFSPEC_MESSAGE = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
+LEAFSPEC_MODULE = r"lightning\.pytorch\.utilities\._pytree"
+
+# (3) Resuming mid-epoch, Lightning warns "your dataloader is not resumable" unless the loader
+# has a state_dict (lightning/pytorch/loops/training_epoch_loop.py, reset). False here: the
+# project's batch sampler derives each epoch's order from (seed, epoch) and skips the batches
+# already done, so a resumed run takes exactly the batches an uninterrupted one would
+# (tests/test_reliability.py proves bit-identical weights).
+NOT_RESUMABLE_MESSAGE = r"You're resuming from a checkpoint that ended before the epoch ended and your dataloader is not resumable"
+NOT_RESUMABLE_MODULE = r"lightning\.pytorch\.loops\.training_epoch_loop"
+
+# (4) "Total FLOPs: 0" in the model summary: Lightning counts FLOPs only by running
+# ``example_input_array`` through the LightningModule, which would compile a compiled network
+# for a batch of one. NetworkSummary below replaces Lightning's summary (conf/callbacks/default.yaml,
+# ``model_summary``) and counts them on the plain network instead. Lightning then logs that it
+# skips its own summary (lightning/pytorch/trainer/connectors/callback_connector.py), which is
+# what the config asked for.
+OWN_SUMMARY_NOTICE = r"Trainer already configured with model summary callbacks: .*NetworkSummary"
+
+
+class DropMessages(logging.Filter):
+    """Drops the log records whose message matches one of ``patterns``."""
+
+    def __init__(self, *patterns: str) -> None:
+        super().__init__()
+        self.pattern = re.compile("|".join(f"(?:{pattern})" for pattern in patterns), re.DOTALL)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self.pattern.search(record.getMessage())
+
+
+_LIGHTNING_INFO_FILTER = DropMessages(LITLOGGER_TIP, OWN_SUMMARY_NOTICE)
+
+
+def silence_known_noise() -> None:
+    """Install the filters above (idempotent); entry points call it before building a Trainer."""
+    warnings.filterwarnings("ignore", message=LEAFSPEC_MESSAGE, category=FutureWarning, module=LEAFSPEC_MODULE)
+    warnings.filterwarnings(
+        "ignore", message=NOT_RESUMABLE_MESSAGE, category=PossibleUserWarning, module=NOT_RESUMABLE_MODULE
+    )
+    logger = logging.getLogger(LIGHTNING_INFO_LOGGER)
+    if _LIGHTNING_INFO_FILTER not in logger.filters:
+        logger.addFilter(_LIGHTNING_INFO_FILTER)
+
+
+class NetworkSummary(ModelSummary):
+    """The model summary as one line: the network's class, parameters, size and forward FLOPs per
+    image, counted with torch's FlopCounterMode on the plain (uncompiled) network.
+
+    Lightning's table lists the metric objects beside the network and FLOPs of 0 (see (4) above).
+    Being a ModelSummary, it stops Lightning from adding its own.
+    """
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        net = getattr(pl_module, "net", pl_module)
+        parameters = sum(p.numel() for p in net.parameters())
+        size_mb = sum(p.numel() * p.element_size() for p in net.parameters()) / 1e6
+        flops = forward_flops_per_image(net)
+        log.info(
+            "network: %s, %s parameters (%.2f MB), %.1f MFLOPs per image forward",
+            type(net).__name__, f"{parameters:,}", size_mb, flops / 1e6,
+        )
+
+
+def forward_flops_per_image(net: torch.nn.Module, image_shape: tuple[int, ...] = (3, 32, 32)) -> int:
+    """FLOPs (a multiply-add counts 2) of one forward pass of one image, in evaluation mode."""
+    parameter = next(net.parameters())
+    image = torch.zeros(1, *image_shape, device=parameter.device, dtype=parameter.dtype)
+    was_training = net.training
+    counter = FlopCounterMode(display=False)
+    try:
+        net.eval()
+        with torch.no_grad(), counter:
+            net(image)
+    finally:
+        net.train(was_training)
+    return counter.get_total_flops()
