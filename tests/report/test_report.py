@@ -25,13 +25,30 @@ model:
   residual: {residual}
   num_classes: ${{data.num_classes}}
 data:
+  dataset: {dataset}
   num_classes: 10
+  batch_size: 128
+  val_size: 5000
+  padding: 4
   seed: ${{seed}}
+optimizer:
+  lr: 0.1
+  momentum: 0.9
+  weight_decay: 0.0001
+scheduler:
+  milestones: {milestones}
+  gamma: 0.1
+trainer:
+  max_steps: {max_steps}
+  precision: {precision}
 logger:
   tensorboard:
     save_dir: ${{hydra:runtime.output_dir}}
 seed: {seed}
 """
+# The paper's recipe (Sec. 4.2), and a short study's: 704 steps on synthetic data.
+PAPER = {"max_steps": 64000, "milestones": [32000, 48000], "dataset": "cifar10", "precision": "32-true"}
+SHORT = {"max_steps": 704, "milestones": [352, 528], "dataset": "synthetic", "precision": "32-true"}
 
 # (variant, depth, seed) -> test error; the means and stds below are computed from these by hand.
 RESULTS = {
@@ -52,12 +69,12 @@ def params(depth: int, residual: bool = True, shortcut: str = "A") -> int:
 
 def write_run(
     root: Path, name: str, depth: int, seed: int, residual: bool = True, shortcut: str = "A",
-    test_err: float | None = None, metrics_text: str | None = None, steps: int = 40,
+    test_err: float | None = None, metrics_text: str | None = None, steps: int = 40, recipe: dict = PAPER,
 ) -> Path:
     run = root / name
     (run / ".hydra").mkdir(parents=True)
     (run / ".hydra" / "config.yaml").write_text(
-        CONFIG.format(depth=depth, shortcut=shortcut, residual=str(residual).lower(), seed=seed)
+        CONFIG.format(depth=depth, shortcut=shortcut, residual=str(residual).lower(), seed=seed, **recipe)
     )
     writer = SummaryWriter(log_dir=str(run))
     for step in range(0, steps + 1, 10):
@@ -183,3 +200,64 @@ def test_no_responses_skips_fig_7(tmp_path: Path) -> None:
     write_run(tmp_path, "a", 20, 0, test_err=8.0)
     text = write_report(tmp_path, responses=False).read_text()
     assert "| resnet | 20 |" in text and "Fig. 7" not in text and "layer_responses" not in text
+
+
+# --- recipes: runs trained unlike the paper are stated, not compared, and not averaged in ---
+
+
+def section(report: str, heading: str) -> str:
+    """The text of report.md from ``## heading`` (exactly) to the next heading."""
+    parts = report.split(f"\n## {heading}\n")
+    assert len(parts) == 2, report
+    return parts[1].split("\n## ")[0]
+
+
+@pytest.fixture(scope="module")
+def mixed_recipes(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """ResNet-20 with the paper's recipe, the same net in a 704-step synthetic study, in bf16,
+    and a ResNet-110 trained without the paper's warm-up."""
+    root = tmp_path_factory.mktemp("recipes")
+    write_run(root, "paper/seed=0", 20, 0, test_err=8.0)
+    write_run(root, "paper/seed=1", 20, 1, test_err=9.0)
+    write_run(root, "short/seed=0", 20, 0, test_err=43.0, recipe=SHORT)
+    write_run(root, "short/seed=1", 20, 1, test_err=45.0, recipe=SHORT)
+    write_run(root, "short-plain/seed=0", 20, 0, residual=False, test_err=50.0, recipe=SHORT)
+    write_run(root, "bf16/seed=0", 20, 0, test_err=8.6, recipe={**PAPER, "precision": "bf16-mixed"})
+    write_run(root, "r110/seed=0", 110, 0, test_err=6.9)
+    return write_report(root, responses=False).read_text()
+
+
+def test_each_recipe_gets_its_own_table_stating_how_it_differs(mixed_recipes: str) -> None:
+    paper = section(mixed_recipes, "ResNets, recipe 1")
+    assert "Recipe: the paper's (Sec. 4.2)" in paper
+    assert row(paper, "resnet", 20)[3:7] == ["2", "8.50 ± 0.71", "8.00", "8.75"]
+    short = [text for text in mixed_recipes.split("\n## ")[1:] if "704 steps (paper 64,000)" in text]
+    resnets, plain = sorted(short, key=lambda text: not text.startswith("ResNets"))
+    for text in (resnets, plain):
+        assert "lr ÷10 at 352 and 528 (paper 32,000 and 48,000)" in text and "data: synthetic (paper CIFAR-10)" in text
+    # Not averaged with the paper's runs, and not set beside the paper's number.
+    assert row(resnets, "resnet", 20)[3:7] == ["2", "44.00 ± 1.41", "43.00", "not comparable"]
+    assert row(plain, "plain", 20)[3:5] == ["1", "50.00 ± —"]
+    assert "43.00" not in paper and "8.50" not in resnets
+
+
+def test_mixed_precision_is_stated_and_stays_comparable(mixed_recipes: str) -> None:
+    (bf16,) = [text for text in mixed_recipes.split("\n## ")[1:] if "bf16-mixed precision (paper fp32)" in text]
+    assert "steps" not in bf16.split("Recipe:")[1].split("\n")[0]  # nothing else differs
+    assert row(bf16, "resnet", 20)[3:7] == ["1", "8.60 ± —", "8.60", "8.75"]
+
+
+def test_resnet_110_without_the_warm_up_is_not_comparable(mixed_recipes: str) -> None:
+    (r110,) = [text for text in mixed_recipes.split("\n## ")[1:] if "| resnet | 110 |" in text]
+    assert "no lr warm-up (paper warms up ResNet-110)" in r110
+    assert row(r110, "resnet", 110)[6] == "not comparable"
+
+
+def test_runs_of_different_recipes_are_grouped_apart(tmp_path: Path) -> None:
+    from resnet_cifar.report.runs import read_runs
+    from resnet_cifar.report.tables import group_runs
+
+    write_run(tmp_path, "a", 20, 0, test_err=8.0)
+    write_run(tmp_path, "b", 20, 1, test_err=40.0, recipe=SHORT)
+    groups = group_runs(read_runs(tmp_path))
+    assert sorted((len(g.errors), g.mean, g.comparable) for g in groups) == [(1, 8.0, True), (1, 40.0, False)]

@@ -7,6 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from resnet_cifar.report.plotting import pyplot
+from resnet_cifar.report.recipes import Recipe, recipe_labels
 from resnet_cifar.report.runs import Run
 from resnet_cifar.report.tables import Group
 
@@ -26,29 +27,30 @@ def averaged_curve(runs: list[Run], tag: str) -> tuple[list[int], list[float]]:
 
 
 def plot_training_curves(root: Path, runs: list[Run]) -> str | None:
-    """Paper Fig. 6: per variant one panel, per depth one colour; train err thin, val err bold."""
+    """Paper Fig. 6: per variant and recipe one panel, per depth one colour; train err thin, val err bold."""
     plt = pyplot()
 
-    by_variant: dict[str, dict[int, list[Run]]] = defaultdict(lambda: defaultdict(list))
+    panels: dict[tuple[str, Recipe], dict[int, list[Run]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
         if run.depth is not None and run.curves:
-            by_variant[run.variant][run.depth].append(run)
-    if not by_variant:
+            panels[(run.variant, run.recipe)][run.depth].append(run)
+    if not panels:
         return None
-    variants = sorted(by_variant, key=lambda v: (v != "plain", v))  # plain left, as in the paper
-    depths = sorted({d for v in by_variant.values() for d in v})
+    keys = sorted(panels, key=lambda key: (key[1], key[0] != "plain", key[0]))  # plain left, as in the paper
+    labels = recipe_labels({recipe for _, recipe in keys})
+    depths = sorted({d for panel in panels.values() for d in panel})
     colours = {d: plt.cm.viridis(i / max(1, len(depths) - 1) * 0.9) for i, d in enumerate(depths)}
-    fig, axes = plt.subplots(1, len(variants), figsize=(6 * len(variants), 4.5), sharey=True, squeeze=False)
-    for ax, variant in zip(axes[0], variants):
-        for depth in sorted(by_variant[variant]):
-            group = by_variant[variant][depth]
+    fig, axes = plt.subplots(1, len(keys), figsize=(6 * len(keys), 4.5), sharey=True, squeeze=False)
+    for ax, (variant, recipe) in zip(axes[0], keys):
+        for depth in sorted(panels[(variant, recipe)]):
+            group = panels[(variant, recipe)][depth]
             name = f"{'plain' if variant == 'plain' else 'ResNet'}-{depth}"
             for tag, width, label in (("train/err", 0.8, None), ("val/err", 2.2, name)):
                 steps, values = averaged_curve(group, tag)
                 if steps:  # markers where a curve has few points (short runs) and a line shows little
                     marker = "o" if len(steps) < 10 else None
                     ax.plot(steps, values, color=colours[depth], linewidth=width, label=label, marker=marker, markersize=2 * width + 1)
-        ax.set_title(variant)
+        ax.set_title(variant + labels[recipe])
         ax.set_xlabel("iterations")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="upper right")
@@ -66,18 +68,20 @@ def plot_error_vs_depth(root: Path, groups: list[Group]) -> str | None:
     if not groups:
         return None
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    variants = sorted({g.variant for g in groups}, key=lambda v: (v != "plain", v))
-    for variant in variants:
-        own = [g for g in groups if g.variant == variant]
+    lines = sorted({(g.variant, g.recipe) for g in groups}, key=lambda key: (key[1], key[0] != "plain", key[0]))
+    labels = recipe_labels({recipe for _, recipe in lines})
+    for variant, recipe in lines:
+        own = [g for g in groups if (g.variant, g.recipe) == (variant, recipe)]
         ax.errorbar(
             [g.depth for g in own],
             [g.mean for g in own],
             yerr=[g.std or 0.0 for g in own],
             marker="o",
             capsize=4,
-            label=f"{variant} (mean ± std)",
+            label=f"{variant}{labels[recipe]} (mean ± std)",
         )
-    paper = sorted((g.depth, g.paper) for g in groups if g.paper is not None)
+    # The paper's curve beside runs of its recipe only.
+    paper = sorted({(g.depth, g.paper) for g in groups if g.paper is not None and g.comparable})
     if paper:
         ax.plot(*zip(*paper), "k--", marker="x", alpha=0.6, label="paper (ResNet)")
     ax.set_xscale("log")

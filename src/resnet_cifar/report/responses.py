@@ -11,6 +11,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from resnet_cifar.report.plotting import pyplot
+from resnet_cifar.report.recipes import Recipe, recipe_labels
 from resnet_cifar.report.runs import Run, relative
 
 RESPONSES_FILE = "layer_responses.png"
@@ -100,19 +101,20 @@ def plot_layer_responses(root: Path, runs: list[Run]) -> str | None:
     """Paper Fig. 7: per layer, and sorted by magnitude; plain dashed, ResNets solid."""
     plt = pyplot()
 
-    groups: dict[tuple[str, int], list[list[float]]] = defaultdict(list)
+    groups: dict[tuple[str, int, Recipe], list[list[float]]] = defaultdict(list)
     for run in runs:
-        if run.responses:
-            groups[(run.variant, run.depth)].append(run.responses)
+        if run.responses:  # runs trained differently are not averaged together
+            groups[(run.variant, run.depth, run.recipe)].append(run.responses)
     if not groups:
         return None
-    depths = sorted({depth for _, depth in groups})
+    depths = sorted({depth for _, depth, _ in groups})
+    labels = recipe_labels({recipe for _, _, recipe in groups})
     colours = {d: plt.cm.viridis(i / max(1, len(depths) - 1) * 0.9) for i, d in enumerate(depths)}
     fig, (by_layer, by_size) = plt.subplots(2, 1, figsize=(8, 7))
-    for (variant, depth), series in sorted(groups.items(), key=lambda item: (item[0][0] != "plain", item[0])):
+    for (variant, depth, recipe), series in sorted(groups.items(), key=lambda item: (item[0][0] != "plain", item[0])):
         mean = [statistics.fmean(values) for values in zip(*series)]
         style = "--" if variant == "plain" else "-"
-        label = f"{'plain' if variant == 'plain' else variant.replace('resnet', 'ResNet')}-{depth}"
+        label = f"{'plain' if variant == 'plain' else variant.replace('resnet', 'ResNet')}-{depth}{labels[recipe]}"
         layers = range(1, len(mean) + 1)
         by_layer.plot(layers, mean, style, color=colours[depth], label=label, linewidth=1.5)
         by_size.plot(layers, sorted(mean, reverse=True), style, color=colours[depth], label=label, linewidth=1.5)

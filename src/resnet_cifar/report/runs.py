@@ -15,6 +15,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from resnet_cifar.report.recipes import Recipe, recipe_of
+
 CURVE_TAGS = ("train/err", "val/err")
 
 
@@ -31,6 +33,7 @@ class Run:
     residual: bool = True
     num_classes: int = 10
     seed: Any = None
+    recipe: Recipe = ()  # how it was trained unlike the paper (recipes.py)
     metrics: dict[str, Any] | None = None
     problem: str | None = None  # why the run is not in the tables
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
@@ -68,6 +71,7 @@ def read_config(run: Run) -> None:
         run.problem = f".hydra/config.yaml cannot be read ({type(error).__name__}: {error})"
         return
     run.variant = variant_name(run.residual, run.shortcut)
+    run.recipe = recipe_of(cfg, run.depth)
 
 
 def read_metrics(run: Run) -> None:

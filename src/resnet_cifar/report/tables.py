@@ -8,6 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from resnet_cifar.files import atomic_write
+from resnet_cifar.report.recipes import Recipe, comparable, describe_recipe, recipe_labels
 from resnet_cifar.report.runs import Run, relative
 
 REPORT_FILE = "report.md"
@@ -30,6 +31,7 @@ class Group:
     shortcut: str
     residual: bool
     num_classes: int
+    recipe: Recipe
     errors: list[float]
 
     @property
@@ -47,19 +49,26 @@ class Group:
 
     @property
     def paper(self) -> float | None:
+        """The paper's test error for this network, if it has one (option A ResNets, CIFAR-10)."""
         return PAPER_TEST_ERR.get(self.depth) if self.variant == "resnet" and self.num_classes == 10 else None
+
+    @property
+    def comparable(self) -> bool:
+        """Trained with the paper's recipe, so that its error may stand beside the paper's."""
+        return comparable(self.recipe)
 
 
 def group_runs(runs: list[Run]) -> list[Group]:
+    """Finished runs by network and recipe: runs trained differently are never averaged together."""
     groups: dict[tuple, Group] = {}
     for run in runs:
         if not run.finished:
             continue
-        key = (run.variant, run.depth, run.num_classes)
+        key = (run.variant, run.depth, run.num_classes, run.recipe)
         if key not in groups:
-            groups[key] = Group(run.variant, run.depth, run.shortcut, run.residual, run.num_classes, [])
+            groups[key] = Group(run.variant, run.depth, run.shortcut, run.residual, run.num_classes, run.recipe, [])
         groups[key].errors.append(float(run.metrics["test_err"]))
-    return sorted(groups.values(), key=lambda g: (g.variant != "resnet", g.variant, g.num_classes, g.depth))
+    return sorted(groups.values(), key=lambda g: (g.recipe, g.variant != "resnet", g.variant, g.num_classes, g.depth))
 
 
 def format_params(count: int) -> str:
@@ -80,8 +89,24 @@ def error_table(groups: list[Group], with_paper: bool) -> list[str]:
             f"| {g.mean:.2f} ± {std} | {min(g.errors):.2f} |"
         )
         if with_paper:
-            row += f" {g.paper:.2f} |" if g.paper is not None else " — |"
+            row += f" {paper_cell(g)} |"
         lines.append(row)
+    return lines
+
+
+def paper_cell(group: Group) -> str:
+    if group.paper is None:
+        return "—"
+    return f"{group.paper:.2f}" if group.comparable else "not comparable"
+
+
+def recipe_sections(title: str, groups: list[Group], labels: dict[Recipe, str], with_paper: bool) -> list[str]:
+    """One table per recipe, the paper's first, each under the recipe its runs were trained with."""
+    lines = []
+    for recipe in sorted({g.recipe for g in groups}):
+        own = [g for g in groups if g.recipe == recipe]
+        lines += [f"## {title}{labels[recipe]}", "", f"Recipe: {describe_recipe(recipe)}.", ""]
+        lines += [*error_table(own, with_paper), ""]
     return lines
 
 
@@ -98,13 +123,16 @@ def write_markdown(
         f"{len(runs)} runs: {len(finished)} finished, {len(failed)} failed or unfinished. "
         "Test error is top-1 % of the final weights (the paper's protocol); ± is the sample "
         "standard deviation over seeds (— for a single run). The paper's numbers are He et al. "
-        "(2016), Table 6 (ResNets, option A shortcuts).",
+        "(2016), Table 6 (ResNets, option A shortcuts), trained with the recipe of Sec. 4.2; each "
+        "table states how its runs were trained differently, and where that makes the results "
+        "not comparable, the paper column says so. Runs trained differently are never averaged together.",
         "",
     ]
+    labels = recipe_labels({g.recipe for g in groups})
     if residual:
-        lines += ["## ResNets", "", *error_table(residual, with_paper=True), ""]
+        lines += recipe_sections("ResNets", residual, labels, with_paper=True)
     if plain:
-        lines += ["## Plain nets", "", *error_table(plain, with_paper=False), ""]
+        lines += recipe_sections("Plain nets", plain, labels, with_paper=False)
     if not groups:
         lines += ["No run has finished yet.", ""]
     if plots:
