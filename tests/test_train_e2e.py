@@ -19,6 +19,11 @@ import yaml
 from PIL import Image
 from conftest import TINY_IMAGE_FOLDER_RUN, TINY_SYNTHETIC_RUN, RunCli, assert_ok, describe, read_json
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+from tensorboard.plugins.custom_scalar import layout_pb2
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+from resnet_cifar.training.hparams import RECIPE_KEYS
 
 SMOKE_STEPS = 6
 RESUMED_STEPS = 12
@@ -101,6 +106,42 @@ def test_smoke_run_tensorboard_scalars(smoke: Run) -> None:
     test_err = events.Scalars("test/err")
     assert test_err[-1].value == pytest.approx(smoke.metrics["test_err"], abs=1e-4)
     assert [event.value for event in events.Scalars("lr")][0] == pytest.approx(0.1)
+
+
+def summaries(run_dir: Path, tag: str) -> list[Any]:
+    """Every summary value tagged ``tag`` in all of the run's event files."""
+    values = []
+    for path in sorted(run_dir.glob("events.out.tfevents.*")):
+        for event in EventFileLoader(str(path)).Load():
+            values += [value for value in event.summary.value if value.tag == tag]
+    return values
+
+
+def test_hparams_tab_gets_a_short_flat_set_and_every_override(smoke: Run) -> None:
+    (start,) = summaries(smoke.dir, "_hparams_/session_start_info")
+    hparams = HParamsPluginData.FromString(start.metadata.plugin_data.content).session_start_info.hparams
+    overridden = {"experiment", "data.eval_batch_size", "data.val_size", "trainer.log_every_n_steps", "data.synthetic_sizes"}
+    assert set(hparams) == set(RECIPE_KEYS) | overridden, sorted(hparams)
+    assert hparams["experiment"].string_value == "smoke"
+    assert hparams["model.depth"].number_value == 8 and hparams["model.residual"].string_value == "true"
+    assert hparams["trainer.max_steps"].number_value == SMOKE_STEPS
+    assert hparams["scheduler.milestones"].string_value == "[10, 15]"
+    assert hparams["data.synthetic_sizes"].string_value == "[300, 100]"
+    (experiment,) = summaries(smoke.dir, "_hparams_/experiment")
+    columns = HParamsPluginData.FromString(experiment.metadata.plugin_data.content).experiment
+    assert {info.name for info in columns.hparam_infos} == set(hparams)
+    metrics = {info.name.tag for info in columns.metric_infos}
+    assert metrics == {"hp/test_err", "hp/test_err_best_val", "hp/val_err", "hp/train_err"}
+
+
+def test_custom_scalars_put_train_and_val_error_on_one_chart_once_per_run(smoke: Run, resumed: Resumed) -> None:
+    (layout_summary,) = summaries(smoke.dir, "custom_scalars__config__")
+    layout = layout_pb2.Layout.FromString(layout_summary.tensor.string_val[0])
+    charts = {chart.title: list(chart.multiline.tag) for category in layout.category for chart in category.chart}
+    assert charts["error % (train/err, val/err)"] == ["^train/err$", "^val/err$"]  # tags the run logs
+    # The resumed run (two attempts, each with event files of its own) wrote it once.
+    assert len(list(resumed.same_dir.dir.glob("events.out.tfevents.*"))) > 1
+    assert len(summaries(resumed.same_dir.dir, "custom_scalars__config__")) == 1
 
 
 def logged_input_grids(run_dir: Path) -> list[Image.Image]:

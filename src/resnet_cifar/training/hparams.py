@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-HparamValue = bool | int | float | str
+HparamValue = int | float | str
 RECIPE_KEYS = (
     "model.depth",
     "model.residual",
@@ -41,10 +41,13 @@ def overridden(overrides: Iterable[str]) -> dict[str, str]:
 
 
 def tensorboard_value(value: object) -> HparamValue:
-    """What TensorBoard's HPARAMS takes: a bool, number or string (lists as their text)."""
+    """A number or a string, as TensorBoard's HPARAMS shows it: lists as their text, and booleans
+    spelled as on the command line (torch's hparams summary would store them as 1.0 and 0.0)."""
     if isinstance(value, ListConfig):
         value = OmegaConf.to_container(value, resolve=True)
-    if isinstance(value, (bool, int, float, str)):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, str)):
         return value
     return "null" if value is None else str(value)
 

@@ -1,0 +1,149 @@
+"""Noise before the first step is silenced, each filter still meets what it filters (so that a
+Lightning or torch upgrade that changes a message fails here), and true warnings still show."""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.demos.boring_classes import BoringModel
+
+from conftest import TINY_SYNTHETIC_RUN, assert_ok, describe, run_cli
+from resnet_cifar.models import cifar_resnet
+from resnet_cifar.training import quiet
+from resnet_cifar.training.quiet import NetworkSummary, forward_flops_per_image, silence_known_noise
+
+# What must not be printed, and what it comes from.
+NOISE = {
+    "litlogger": "Lightning's litlogger advertisement",
+    "LeafSpec": "torch's deprecation of LeafSpec, met in Lightning's pytree helper",
+    "Total FLOPs": "Lightning's model summary without an example input",
+    "not resumable": "Lightning's doubt about the project's exactly resuming sampler",
+    "Trainer already configured with model summary": "Lightning's note that it keeps our summary",
+}
+
+
+@pytest.fixture()
+def filters_restored() -> Iterator[None]:
+    """Each test starts without the project's filters and leaves none behind."""
+    logger = logging.getLogger(quiet.LIGHTNING_INFO_LOGGER)
+    logger.removeFilter(quiet._LIGHTNING_INFO_FILTER)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        yield
+    logger.removeFilter(quiet._LIGHTNING_INFO_FILTER)
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def lightning_info_when_building_a_trainer() -> list[str]:
+    logger = logging.getLogger(quiet.LIGHTNING_INFO_LOGGER)
+    records = Records()
+    logger.addHandler(records)
+    try:
+        L.Trainer(
+            accelerator="cpu", logger=False, enable_progress_bar=False, enable_checkpointing=False,
+            callbacks=[NetworkSummary()],
+        )
+    finally:
+        logger.removeHandler(records)
+    return records.messages
+
+
+def test_litlogger_tip_and_summary_notice_are_met_and_dropped(filters_restored: None) -> None:
+    before = "\n".join(lightning_info_when_building_a_trainer())
+    assert "litlogger" in before and "Trainer already configured with model summary callbacks" in before
+    assert "GPU available" in before
+    silence_known_noise()
+    after = "\n".join(lightning_info_when_building_a_trainer())
+    assert "litlogger" not in after and "model summary" not in after
+    assert "GPU available" in after, "other information stays"
+
+
+def test_leafspec_deprecation_from_lightnings_pytree_is_met_and_dropped(filters_restored: None) -> None:
+    from lightning.pytorch.utilities._pytree import _tree_flatten
+
+    with warnings.catch_warnings(record=True) as caught:
+        _tree_flatten(1.0)
+    assert any(issubclass(w.category, FutureWarning) and "LeafSpec" in str(w.message) for w in caught), caught
+    silence_known_noise()
+    with warnings.catch_warnings(record=True) as caught:
+        _tree_flatten(1.0)
+        warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated", FutureWarning)  # elsewhere: kept
+    assert [str(w.message) for w in caught] == ["`isinstance(treespec, LeafSpec)` is deprecated"]
+
+
+def fit(tmp_path: Path, max_steps: int, ckpt_path: Path | None = None) -> L.Trainer:
+    trainer = L.Trainer(
+        accelerator="cpu", max_steps=max_steps, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path,
+    )
+    trainer.fit(BoringModel(), ckpt_path=ckpt_path, weights_only=False)
+    return trainer
+
+
+def test_not_resumable_warning_on_a_mid_epoch_resume_is_met_and_dropped(filters_restored: None, tmp_path: Path) -> None:
+    checkpoint = tmp_path / "mid_epoch.ckpt"
+    fit(tmp_path, 3).save_checkpoint(checkpoint)  # 3 of the epoch's 32 batches
+    with warnings.catch_warnings(record=True) as caught:
+        fit(tmp_path, 4, checkpoint)
+    assert any("dataloader is not resumable" in str(w.message) for w in caught)
+    silence_known_noise()
+    with warnings.catch_warnings(record=True) as caught:
+        fit(tmp_path, 4, checkpoint)
+    assert not any("resumable" in str(w.message) for w in caught), [str(w.message) for w in caught]
+
+
+def test_summary_counts_the_networks_flops() -> None:
+    """Against a count by hand: 2 x multiply-adds of every convolution and the classifier."""
+    net = cifar_resnet(depth=20)
+    expected = []
+
+    def count(module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        if isinstance(module, torch.nn.Conv2d):
+            kernel = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+            expected.append(2 * kernel * output.numel())
+        elif isinstance(module, torch.nn.Linear):
+            expected.append(2 * module.in_features * module.out_features)
+
+    hooks = [m.register_forward_hook(count) for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    with torch.no_grad():
+        net(torch.zeros(1, 3, 32, 32))
+    for hook in hooks:
+        hook.remove()
+    net.train()
+    flops = forward_flops_per_image(net)
+    assert flops == sum(expected) and 80e6 < flops < 83e6  # ResNet-20: ~41M multiply-adds
+    assert net.training, "the network is handed back in training mode"
+
+
+# --- end to end: a run and its resume say only what is true -------------------------------------
+
+
+def test_a_run_and_its_resume_print_no_noise_and_keep_true_warnings(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    # An unknown compile mode makes torch.compile fail: a true warning that must still show.
+    settings = (*TINY_SYNTHETIC_RUN, "model.compile=true", "model.compile_mode=no-such-mode", "~callbacks.input_preview")
+    outputs = []
+    for steps in (4, 6):  # 8 steps an epoch: the second run resumes mid-epoch
+        completed = assert_ok(run_cli("train", *settings, f"trainer.max_steps={steps}", f"hydra.run.dir={run_dir}", cwd=tmp_path))
+        outputs.append(completed)
+    assert "resuming from" in outputs[1].output, describe(outputs[1])
+    for completed in outputs:
+        for text, source in NOISE.items():
+            assert text not in completed.output, f"{source}:\n{describe(completed)}"
+        assert re.search(r"CompileFallbackWarning: model.compile=true but torch.compile is unavailable or failed", completed.output), describe(completed)
+        assert "network: CifarResNet, 75,290 parameters (0.30 MB), 24.5 MFLOPs per image forward" in completed.output
