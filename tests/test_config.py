@@ -25,6 +25,7 @@ GROUP_OPTIONS = {
     "logger": ["tensorboard"],
     "callbacks": ["default"],
     "experiment": ["resnet110", "smoke"],
+    "hparams_search": ["lr_wd"],
 }
 
 
