@@ -22,6 +22,7 @@ from resnet_cifar.training.quiet import NetworkSummary, forward_flops_per_image,
 # What must not be printed, and what it comes from.
 NOISE = {
     "litlogger": "Lightning's litlogger advertisement",
+    "litmodels": "Lightning's litmodels advertisement",
     "LeafSpec": "torch's deprecation of LeafSpec, met in Lightning's pytree helper",
     "Total FLOPs": "Lightning's model summary without an example input",
     "not resumable": "Lightning's doubt about the project's exactly resuming sampler",
@@ -49,27 +50,31 @@ class Records(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def lightning_info_when_building_a_trainer() -> list[str]:
+def lightning_info_of_a_test_run(tmp_path: Path) -> list[str]:
+    """What Lightning logs as information while a Trainer is built and tests a model."""
     logger = logging.getLogger(quiet.LIGHTNING_INFO_LOGGER)
     records = Records()
     logger.addHandler(records)
     try:
-        L.Trainer(
-            accelerator="cpu", logger=False, enable_progress_bar=False, enable_checkpointing=False,
-            callbacks=[NetworkSummary()],
+        # No ModelCheckpoint: Lightning adds its own, and advertises litmodels for it.
+        trainer = L.Trainer(
+            accelerator="cpu", logger=False, enable_progress_bar=False, callbacks=[NetworkSummary()],
+            default_root_dir=tmp_path,
         )
+        trainer.test(BoringModel(), verbose=False)
     finally:
         logger.removeHandler(records)
     return records.messages
 
 
-def test_litlogger_tip_and_summary_notice_are_met_and_dropped(filters_restored: None) -> None:
-    before = "\n".join(lightning_info_when_building_a_trainer())
-    assert "litlogger" in before and "Trainer already configured with model summary callbacks" in before
+def test_advertisements_and_summary_notice_are_met_and_dropped(filters_restored: None, tmp_path: Path) -> None:
+    before = "\n".join(lightning_info_of_a_test_run(tmp_path))
+    assert "litlogger" in before and "litmodels" in before
+    assert "Trainer already configured with model summary callbacks" in before
     assert "GPU available" in before
     silence_known_noise()
-    after = "\n".join(lightning_info_when_building_a_trainer())
-    assert "litlogger" not in after and "model summary" not in after
+    after = "\n".join(lightning_info_of_a_test_run(tmp_path))
+    assert "litlogger" not in after and "litmodels" not in after and "model summary" not in after
     assert "GPU available" in after, "other information stays"
 
 

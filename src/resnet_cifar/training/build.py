@@ -4,6 +4,7 @@ from typing import Any
 
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -39,9 +40,15 @@ def build_module(cfg: DictConfig) -> ImageClassifier:
 
 
 def build_trainer(cfg: DictConfig, extra_callbacks: list[L.Callback] = (), **overrides: Any) -> L.Trainer:
-    """The configured Trainer with every configured callback and logger."""
+    """The configured Trainer with every configured callback and logger.
+
+    Without a configured progress bar (``~callbacks.progress_bar``) there is none: Lightning
+    would otherwise add its own, which counts epochs and writes control characters into logs.
+    """
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    if "enable_progress_bar" not in cfg.trainer:
+        overrides.setdefault("enable_progress_bar", any(isinstance(c, ProgressBar) for c in callbacks))
     return instantiate(
         cfg.trainer,
         callbacks=callbacks + list(extra_callbacks),

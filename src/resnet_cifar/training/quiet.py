@@ -22,9 +22,11 @@ from torch.utils.flop_counter import FlopCounterMode
 log = logging.getLogger(__name__)
 
 LIGHTNING_INFO_LOGGER = "lightning.pytorch.utilities.rank_zero"
-# (1) An advertisement, logged at every Trainer construction that has no LitLogger
-# (lightning/pytorch/trainer/connectors/logger_connector/logger_connector.py, configure_logger).
-LITLOGGER_TIP = r"Tip: .*litlogger"
+# (1) Advertisements, logged at every Trainer construction: for LitLogger where the Trainer has
+# none (lightning/pytorch/trainer/connectors/logger_connector/logger_connector.py,
+# configure_logger), and for litmodels where Lightning adds its default ModelCheckpoint, as in
+# evaluate (lightning/pytorch/trainer/connectors/callback_connector.py).
+ADVERTISEMENTS = r"Tip: .*(?:litlogger|litmodels)"
 
 # (2) torch >= 2.10 deprecates constructing ``LeafSpec()``; Lightning's own pytree helper
 # (lightning/pytorch/utilities/_pytree.py) still does, at every fit and test. Nothing for a user
@@ -60,7 +62,7 @@ class DropMessages(logging.Filter):
         return not self.pattern.search(record.getMessage())
 
 
-_LIGHTNING_INFO_FILTER = DropMessages(LITLOGGER_TIP, OWN_SUMMARY_NOTICE)
+_LIGHTNING_INFO_FILTER = DropMessages(ADVERTISEMENTS, OWN_SUMMARY_NOTICE)
 
 
 def silence_known_noise() -> None:
