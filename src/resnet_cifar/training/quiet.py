@@ -38,7 +38,7 @@ LEAFSPEC_MODULE = r"lightning\.pytorch\.utilities\._pytree"
 # has a state_dict (lightning/pytorch/loops/training_epoch_loop.py, reset). False here: the
 # project's batch sampler derives each epoch's order from (seed, epoch) and skips the batches
 # already done, so a resumed run takes exactly the batches an uninterrupted one would
-# (tests/test_reliability.py proves bit-identical weights).
+# (tests/test_reliability.py::test_resume_from_a_mid_epoch_checkpoint_is_bit_identical).
 NOT_RESUMABLE_MESSAGE = r"You're resuming from a checkpoint that ended before the epoch ended and your dataloader is not resumable"
 NOT_RESUMABLE_MODULE = r"lightning\.pytorch\.loops\.training_epoch_loop"
 
