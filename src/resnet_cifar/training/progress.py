@@ -76,7 +76,10 @@ class StepProgressBar(RichProgressBar):
         console_kwargs: dict[str, Any] | None = None,
     ) -> None:
         if refresh_rate <= 0:
-            raise ConfigError(f"callbacks.progress_bar.refresh_rate={refresh_rate}: must be > 0 (redraws per second)")
+            raise ConfigError(
+                f"callbacks.progress_bar.refresh_rate={refresh_rate}: must be > 0 (redraws per second); "
+                "to show no progress, remove the callback: ~callbacks.progress_bar"
+            )
         for name, value in (("line_every_n_steps", line_every_n_steps), ("line_every_s", line_every_s)):
             if value is not None and value <= 0:
                 raise ConfigError(f"callbacks.progress_bar.{name}={value}: must be > 0, or null to leave it out")
@@ -165,9 +168,6 @@ class StepProgressBar(RichProgressBar):
             self._update_metrics(trainer, pl_module)
             self.refresh()
             self._next_update = now + 1 / self.refresh_rate
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        pass  # the figures change at the bar's own rate, not at epoch ends
 
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, str]:
         """What the bar shows after the time: the latest loss and lr, and the last validation's."""
