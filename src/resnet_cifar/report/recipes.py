@@ -56,11 +56,12 @@ WARMUP_DEPTH = 110  # the paper warms up ResNet-110 only (lr 0.01 until the trai
 
 
 def lookup(cfg: DictConfig, key: str) -> Any:
+    """The value at ``key`` (containers as plain ones), or NOT_RECORDED."""
     try:
         value = OmegaConf.select(cfg, key, default=NOT_RECORDED, throw_on_missing=True)
-    except Exception:  # an interpolation that does not resolve outside of its run
+        return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+    except Exception:  # e.g. ${hydra:...}, which does not resolve outside of its run
         return NOT_RECORDED
-    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
 def recipe_of(cfg: DictConfig, depth: int) -> Recipe:
@@ -75,8 +76,7 @@ def recipe_of(cfg: DictConfig, depth: int) -> Recipe:
     precision = lookup(cfg, "trainer.precision")
     if precision is not NOT_RECORDED and precision not in PAPER_PRECISION:
         differences.append(Difference(f"{precision} precision (paper fp32)", breaks_comparison=False))
-    callbacks = lookup(cfg, "callbacks")
-    warmup = isinstance(callbacks, dict) and callbacks.get("lr_warmup") is not None
+    warmup = lookup(cfg, "callbacks.lr_warmup") not in (None, NOT_RECORDED)
     if warmup != (depth == WARMUP_DEPTH):
         differences.append(Difference("lr warm-up" if warmup else f"no lr warm-up (paper warms up ResNet-{WARMUP_DEPTH})"))
     return tuple(differences)  # in PAPER_RECIPE's order, so equal recipes are equal tuples
