@@ -14,6 +14,10 @@
 # limit does not hold the others back). Exits non-zero when the node is not idle within 60 s,
 # printing the daemons' logs.
 set -euo pipefail
+if [[ $EUID -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "error: $0 needs root (it installs packages and starts SLURM's daemons); run it as root" >&2; exit 1; }
+  exec sudo --preserve-env=SLURM_CLUSTER_DIR,SLURM_CLUSTER_CPUS "$0" "$@"
+fi
 STATE=${SLURM_CLUSTER_DIR:-/var/tmp/resnet-cifar-slurm}
 CONF=/etc/slurm/slurm.conf
 MARK="# written by resnet-cifar scripts/slurm_cluster.sh"

@@ -116,7 +116,8 @@ class InterruptOnSlurm(L.Callback):
         if attempt < 2:
             if trainer.global_rank == 0:
                 how = "USR2" if attempt == 0 else "TERM"
-                job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"  # not the whole array
+                array = os.environ.get("SLURM_ARRAY_JOB_ID")  # an array's own id names the whole array
+                job = f"{array}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array else os.environ["SLURM_JOB_ID"]
                 subprocess.run(["scancel", f"--signal={how}", job], check=True)
             return
         from resnet_cifar.launch.preemption import SaveAndStopOnSignal
@@ -126,3 +127,17 @@ class InterruptOnSlurm(L.Callback):
             if watcher.received:
                 return
             time.sleep(0.5)
+
+
+class SignalOnce(L.Callback):
+    """Sends SIGNAL (a name, default SIGTERM) once, at training step SIGNAL_AT_STEP, from global
+    rank 0 to SIGNAL_TO: ``self``, or ``parent`` (the job's process, which starts DDP's processes);
+    it leaves SIGNAL_MARKER so that the rerun goes on."""
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
+        marker = Path(os.environ["SIGNAL_MARKER"])
+        if trainer.global_rank != 0 or trainer.global_step != int(os.environ["SIGNAL_AT_STEP"]) or marker.exists():
+            return
+        marker.touch()
+        target = os.getppid() if os.environ.get("SIGNAL_TO") == "parent" else os.getpid()
+        os.kill(target, signal.Signals[os.environ.get("SIGNAL", "SIGTERM")])

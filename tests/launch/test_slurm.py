@@ -116,7 +116,7 @@ def test_preemption_signals_and_time_limits_requeue_and_lose_nothing(release_req
     sweep_dir = tmp_path / "sweep"
     completed = train_sweep(
         *SITE, *TINY, *steps, "trainer=cpu,ddp", "trainer.accelerator=cpu", "+callbacks.interrupt._target_=probes.InterruptOnSlurm",
-        "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=20", f"hydra.sweep.dir={sweep_dir}",
+        "hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=30", f"hydra.sweep.dir={sweep_dir}",
         cwd=tmp_path, timeout=900,
     )
     assert_ok(completed)

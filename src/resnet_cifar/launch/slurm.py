@@ -162,7 +162,7 @@ class SlurmLauncher(SubmititSlurmLauncher):
                 if index in results:
                     continue
                 state, _ = states.get(job.job_id, ("GONE", ""))
-                if job.paths.result_pickle.exists() and state not in ("PENDING", "RUNNING"):
+                if job.task(0).paths.result_pickle.exists() and state not in ("PENDING", "RUNNING"):
                     results[index] = job_return(job, overrides[index])
                 elif state in ENDED or state == "GONE":
                     ended_without_result[index] += 1
@@ -212,8 +212,9 @@ def queue_states(job_ids: list[str]) -> dict[str, tuple[str, str]]:
 
 
 def job_return(job: Any, overrides: list[str]) -> JobReturn:
-    """The JobReturn a finished job sent back (a failed training run is one with status FAILED)."""
-    outcome, result = job._get_outcome_and_result()
+    """The JobReturn a finished job sent back (a failed training run is one with status FAILED);
+    under DDP, its task 0's (global rank 0)."""
+    outcome, result = job.task(0)._get_outcome_and_result()
     if outcome == "success":
         return result
     return failed_job_return(overrides, f"SLURM job {job.job_id} failed:\n{result}")
