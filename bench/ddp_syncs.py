@@ -65,7 +65,8 @@ def measure(lightning_sigterm: bool, depth: int, batch_size: int, warmup: int, s
         command = [
             sys.executable, "-m", "resnet_cifar.train", "trainer=ddp", "trainer.accelerator=cpu", "data=synthetic",
             f"model.depth={depth}", f"data.batch_size={batch_size}", f"trainer.max_steps={warmup + steps}",
-            "trainer.limit_val_batches=0", "~callbacks.progress_bar", "~callbacks.input_preview",
+            "+trainer.limit_val_batches=0", "+trainer.limit_test_batches=1", "data.synthetic_sizes=[10000,1000]",
+            "~callbacks.progress_bar", "~callbacks.input_preview",
             "~callbacks.best_checkpoint", f"hydra.run.dir={output_dir}",
             "+callbacks.count_syncs._target_=ddp_syncs.CountCollectives", f"+callbacks.count_syncs.warmup={warmup}",
             f"+callbacks.count_syncs.steps={steps}", f"+callbacks.count_syncs.output_dir={output_dir}",

@@ -92,7 +92,8 @@ def test_ddp_jobs_with_a_failing_rank_fail_alone_and_the_report_lists_them(slurm
     jobs = {seed: sweep_dir / f"model.depth=8,model=resnet,seed={seed}" for seed in (0, 1, 2)}
     assert json.loads((jobs[2] / "metrics.json").read_text())["steps"] == 6
     assert not (jobs[0] / "metrics.json").exists() and not (jobs[1] / "metrics.json").exists()
-    assert "probe: rank 0 fails at step 2" in completed.output
+    # The failure of the first job names the task srun saw killed.
+    assert re.search(r"SLURM job \d+_0 failed: .*srun: error: \S+: task 1: Killed", completed.output), describe(completed)
     report = (sweep_dir / "report.md").read_text()
     assert "3 runs: 1 finished, 2 failed or unfinished" in report, report
 

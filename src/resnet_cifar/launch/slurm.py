@@ -212,20 +212,30 @@ def queue_states(job_ids: list[str]) -> dict[str, tuple[str, str]]:
 
 
 def job_return(job: Any, overrides: list[str]) -> JobReturn:
-    """The JobReturn a finished job sent back (a failed training run is one with status FAILED);
-    under DDP, its task 0's (global rank 0)."""
+    """The JobReturn a finished job sent back (a failed training run is one with status FAILED),
+    under DDP its task 0's (global rank 0); a failure says what srun saw of the other tasks."""
     outcome, result = job.task(0)._get_outcome_and_result()
-    if outcome == "success":
+    if outcome == "success" and result.status != JobStatus.FAILED:
         return result
-    return failed_job_return(overrides, f"SLURM job {job.job_id} failed:\n{result}")
+    error = result if outcome != "success" else f"{type(result._return_value).__name__}: {result._return_value}"
+    return failed_job_return(overrides, f"SLURM job {job.job_id} failed: {error}{srun_report(job)}")
 
 
 def failed_return(job: Any, overrides: list[str], state: str) -> JobReturn:
     return failed_job_return(
         overrides,
-        f"SLURM job {job.job_id} ended ({state}) without a result: killed, out of memory or out of time; "
-        f"its log: {job.paths.stderr}",
+        f"SLURM job {job.job_id} ended ({state}) without a result: killed, out of memory or out of time"
+        f"{srun_report(job)}",
     )
+
+
+def srun_report(job: Any) -> str:
+    """What srun said of the job's tasks (``task 1: Killed``) and where the job's log is."""
+    try:
+        said = [line.strip() for line in Path(job.paths.stderr).read_text().splitlines() if line.startswith("srun: error:")]
+    except OSError:
+        said = []
+    return "".join(f"; {line}" for line in said) + f" (log: {job.paths.stderr})"
 
 
 class SlurmJobFailed(RuntimeError):
