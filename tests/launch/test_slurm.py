@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TINY_SYNTHETIC_RUN, assert_ok, command_environment, describe, run_cli, run_command
+from conftest import TINY_SYNTHETIC_RUN, assert_ok, command_environment, describe, run_command
 from launch.test_ddp_sweeps import processes_of
 from resnet_cifar.launch.study_names import exclude_shared_keys
 
