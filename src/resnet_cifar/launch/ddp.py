@@ -94,10 +94,12 @@ def run_ddp_processes(trainer: L.Trainer, grace_s: float = FAILED_RANK_GRACE_S) 
     if received:  # the ranks saved and stopped on it; so does this process (and a sweep it runs)
         raise SystemExit(128 + received[0])
     if failures:
-        raise DDPProcessFailed(
+        failed = DDPProcessFailed(
             f"DDP process {'; '.join(failures)}; this job's other processes were stopped. "
             "Rerun the same command (same hydra.run.dir or hydra.sweep.dir) to resume from checkpoints/last.ckpt"
         )
+        log.error("%s", failed)  # now: a sweep reports only its first failed job at its end
+        raise failed
 
 
 def wait_for_ranks(processes: list[subprocess.Popen], grace_s: float) -> list[str]:
