@@ -126,3 +126,20 @@ def test_a_failed_rank_gives_the_others_a_grace_period_and_is_named() -> None:
     waiting.wait()
     assert failures == [f"local rank 0 (pid {killed.pid}) was killed by SIGKILL"]
     assert issubclass(DDPProcessFailed, RuntimeError)  # not a UsageError: the sweep goes on
+
+
+def test_a_job_leaves_environment_and_threads_as_it_found_them(monkeypatch) -> None:
+    from resnet_cifar.launch.ddp import ddp_job
+
+    monkeypatch.setenv("KEPT", "1")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before, threads = dict(os.environ), torch.get_num_threads()
+    try:
+        with ddp_job():  # what Lightning's launcher and seed_everything do to the launching process
+            os.environ.update(MASTER_PORT="12910", LOCAL_RANK="0", OMP_NUM_THREADS="1", PL_GLOBAL_SEED="3")
+            del os.environ["KEPT"]
+            torch.set_num_threads(threads + 1)
+            raise RuntimeError("the job failed")
+    except RuntimeError:
+        pass
+    assert dict(os.environ) == before and torch.get_num_threads() == threads
