@@ -71,7 +71,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=1, help="rounds over all configurations; the table shows medians")
     parser.add_argument("--timeout", type=float, default=900, help="seconds one configuration may take")
     parser.add_argument("--sync-check", action="store_true",
-                        help="cuda: count host syncs in the project's timed steps (torch.cuda.set_sync_debug_mode)")
+                        help="cuda: count host syncs in the project's timed steps (torch.cuda.set_sync_debug_mode); "
+                             "cpu: count the collectives per step of a 2-process DDP run (gloo), with Lightning's "
+                             "SIGTERM handling and the project's (bench/ddp_syncs.py)")
     parser.add_argument("--json", type=Path, default=None, help="also write every measurement here")
     parser.add_argument("--child", choices=PIPELINES, help=argparse.SUPPRESS)
     parser.add_argument("--depth", type=int, help=argparse.SUPPRESS)
@@ -541,6 +543,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[round {round_index + 1}/{args.repeats}] ResNet-{depth} {pipeline}: {shown}", file=sys.stderr, flush=True)
                 write_json(args, measurements, table=None)  # after each one: a killed run keeps its results
     table = format_table(args, measurements)
+    if args.sync_check and args.device == "cpu":
+        import ddp_syncs  # bench/ddp_syncs.py
+
+        table += "\n" + "\n".join(ddp_syncs.report(args.depths[0], args.batch_size, args.warmup, args.steps, args.timeout))
     print(table)
     write_json(args, measurements, table)
     failed = any("error" in r for runs in measurements.values() for r in runs)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -104,3 +106,40 @@ def report_row(report: str, variant: str, depth: int) -> list[str]:
     rows = [line for line in report.splitlines() if line.startswith(f"| {variant} | {depth} |")]
     assert len(rows) == 1, report
     return [cell.strip() for cell in rows[0].strip("|").split("|")]
+
+
+# --- the local SLURM cluster (scripts/slurm_cluster.sh) for the tests marked `slurm` ---
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> None:
+    """The SLURM cluster that scripts/slurm_cluster.sh started; tests skip where SLURM is not
+    installed, and fail where it is installed but no cluster answers (CI starts it in .ci/run)."""
+    if shutil.which("sbatch") is None:
+        pytest.skip("SLURM is not installed (no sbatch): run `sudo scripts/slurm_cluster.sh start`")
+    answer = subprocess.run(["sinfo", "--noheader", "--format=%t"], capture_output=True, text=True, check=False)
+    if answer.returncode != 0 or not answer.stdout.split():
+        pytest.fail(f"no SLURM cluster answers ({answer.stderr.strip()}): start one with `sudo scripts/slurm_cluster.sh start`")
+
+
+@pytest.fixture
+def release_requeued_jobs(slurm_cluster: None):
+    """SLURM holds a requeued batch job for 2 minutes (reason BeginTime) before it may start again;
+    while a test runs, such jobs are released at once (scontrol update StartTime=now)."""
+    stop = threading.Event()
+
+    def release() -> None:
+        while not stop.wait(1.0):
+            listed = subprocess.run(["squeue", "--noheader", "--states=PENDING", "--format=%i %r"],
+                                    capture_output=True, text=True, check=False).stdout
+            for line in listed.splitlines():
+                job_id, reason = line.split()[:2]
+                if reason == "BeginTime":
+                    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"],
+                                   capture_output=True, check=False)
+
+    thread = threading.Thread(target=release, daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join()

@@ -6,9 +6,13 @@ PYTHONPATH, which DDP's child processes inherit).
 import json
 import os
 import signal
+import subprocess
+import time
 from pathlib import Path
 
 import lightning as L
+import torch
+from hydra.experimental.callback import Callback
 
 
 class RecordTrainingImages(L.Callback):
@@ -52,3 +56,88 @@ class KillOnce(L.Callback):
         if seed == self.seed and trainer.global_step == self.at_step and not self.marker.exists():
             self.marker.touch()
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Fault(L.Callback):
+    """Injects the faults listed in the environment variable FAULTS into the runs of a sweep:
+    ``seed:rank:how`` entries separated by commas, e.g. ``0:1:sigkill,1:0:raise,2:1:nan``. In the
+    run with that seed, the process of that global rank, at training step FAULT_AT_STEP (default
+    2): ``raise`` an exception, ``sigkill`` itself, or ``nan``: make its loss NaN (that process only).
+    """
+
+    def __init__(self) -> None:
+        self.at_step = int(os.environ.get("FAULT_AT_STEP", "2"))
+        entries = [entry.split(":") for entry in os.environ["FAULTS"].split(",") if entry]
+        self.faults = {(int(seed), int(rank)): how for seed, rank, how in entries}
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        how = self.faults.get((pl_module.hparams.run_config["seed"], trainer.global_rank))
+        if how is None or trainer.global_step != self.at_step:
+            return
+        if how == "raise":
+            raise RuntimeError(f"probe: rank {trainer.global_rank} fails at step {trainer.global_step}")
+        if how == "sigkill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if how == "nan":
+            outputs["loss"] = torch.tensor(float("nan"))
+
+
+class RecordProcessState(Callback):
+    """A Hydra callback: appends this process's thread count and environment to
+    ``<sweep dir>/process_state.jsonl`` before and after every job (one line each, with the pid)."""
+
+    def _record(self, config, when: str) -> None:
+        state = {"pid": os.getpid(), "job": int(config.hydra.job.num), "when": when,
+                 "threads": torch.get_num_threads(), "environ": dict(os.environ)}
+        with open(Path(config.hydra.sweep.dir) / "process_state.jsonl", "a") as file:
+            file.write(json.dumps(state) + "\n")
+
+    def on_job_start(self, config, **kwargs) -> None:
+        self._record(config, "start")
+
+    def on_job_end(self, config, job_return, **kwargs) -> None:
+        self._record(config, "end")
+
+
+class InterruptOnSlurm(L.Callback):
+    """Interrupts its own SLURM job once per attempt (SLURM_RESTART_COUNT), at the first step the
+    attempt trains: attempt 0 with ``scancel --signal=USR2`` (a preemption), attempt 1 with
+    ``scancel --signal=TERM``, attempt 2 by waiting (up to 150 s) for the signal SLURM sends before
+    the time limit (hydra.launcher.timeout_min, signal_delay_s); later attempts run to the end."""
+
+    def __init__(self) -> None:
+        self.done = False
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
+        attempt = int(os.environ.get("SLURM_RESTART_COUNT", "0"))
+        if self.done or attempt > 2:
+            return
+        self.done = True
+        if attempt < 2:
+            if trainer.global_rank == 0:
+                how = "USR2" if attempt == 0 else "TERM"
+                array = os.environ.get("SLURM_ARRAY_JOB_ID")  # an array's own id names the whole array
+                job = f"{array}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array else os.environ["SLURM_JOB_ID"]
+                subprocess.run(["scancel", f"--signal={how}", job], check=True)
+            return
+        from resnet_cifar.launch.preemption import SaveAndStopOnSignal
+
+        (watcher,) = [c for c in trainer.callbacks if isinstance(c, SaveAndStopOnSignal)]
+        for _ in range(300):
+            if watcher.received:
+                return
+            time.sleep(0.5)
+
+
+class SignalOnce(L.Callback):
+    """Sends SIGNAL (a name, default SIGTERM) once, at training step SIGNAL_AT_STEP, from global
+    rank 0 to SIGNAL_TO: ``self``, or ``parent`` (the job's process, which starts DDP's processes);
+    it leaves SIGNAL_MARKER so that the rerun goes on."""
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
+        marker = Path(os.environ["SIGNAL_MARKER"])
+        if trainer.global_rank != 0 or trainer.global_step != int(os.environ["SIGNAL_AT_STEP"]) or marker.exists():
+            return
+        marker.touch()
+        target = os.getppid() if os.environ.get("SIGNAL_TO") == "parent" else os.getpid()
+        os.kill(target, signal.Signals[os.environ.get("SIGNAL", "SIGTERM")])

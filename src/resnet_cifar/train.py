@@ -21,7 +21,7 @@ from resnet_cifar.training.checkpoints import check_same_model, read_checkpoint
 from resnet_cifar.cli import exit_on_usage_error
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.files import write_json_atomically
-from resnet_cifar.launch.ddp import ddp_job
+from resnet_cifar.launch.ddp import ddp_job, run_ddp_processes, starts_ddp_processes
 from resnet_cifar.training.build import METRICS_FILE, build_datamodule, build_module, build_trainer, metric
 from resnet_cifar.training.hparams import HparamValue, run_hparams
 from resnet_cifar.training.quiet import silence_known_noise
@@ -129,6 +129,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     last_checkpoint = output_dir / "checkpoints" / "last.ckpt"
     trainer = build_trainer(cfg, extra_callbacks=[StopOnNonFiniteLoss(), FinishAtMaxSteps(last_checkpoint), clock])
     datamodule.check_world_size(trainer.world_size)
+    if starts_ddp_processes(trainer):  # this process starts the job's DDP processes and waits for them
+        run_ddp_processes(trainer)
+        return json.loads((output_dir / METRICS_FILE).read_text())
 
     if resume_from:
         log.info("resuming from %s (step %d)", resume_from, checkpoint_step)

@@ -62,16 +62,49 @@ def launcher_config(*overrides: str) -> OmegaConf:
 
 def test_slurm_launcher_follows_the_trainer() -> None:
     hydra = launcher_config(
-        "hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2",
+        "hydra/launcher=slurm", "trainer=ddp", "trainer.accelerator=gpu", "trainer.devices=4", "trainer.num_nodes=2",
         "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=600",
     )
     launcher = hydra.launcher
-    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert launcher._target_ == "hydra_plugins.resnet_cifar.SlurmLauncher"
     assert (launcher.nodes, launcher.gpus_per_node, launcher.tasks_per_node) == (2, 4, 4)
     assert (launcher.partition, launcher.timeout_min) == ("gpu", 600)
     assert launcher.max_num_timeout > 0 and launcher.signal_delay_s > 0  # requeued on timeout/preemption
-    single = launcher_config("hydra/launcher=slurm").launcher
+    single = launcher_config("hydra/launcher=slurm").launcher  # accelerator auto: a GPU job on a cluster
     assert (single.nodes, single.gpus_per_node, single.tasks_per_node) == (1, 1, 1)
+
+
+def test_slurm_launcher_asks_for_gpus_only_for_gpu_jobs() -> None:
+    for overrides in (["experiment=smoke"], ["trainer=cpu"], ["trainer=ddp", "trainer.accelerator=cpu"]):
+        launcher = launcher_config("hydra/launcher=slurm", *overrides).launcher
+        assert launcher.gpus_per_node is None, overrides
+    assert launcher.tasks_per_node == 2  # CPU DDP: still one task per process
+    assert launcher_config("hydra/launcher=slurm", "trainer=gpu").launcher.gpus_per_node == 1
+
+
+def test_the_slurm_launcher_is_a_hydra_plugin_with_submitits_parameters() -> None:
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.launcher import Launcher
+    from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
+    from omegaconf import OmegaConf
+
+    # Hydra imports the plugin modules itself (its own module objects): compare by name.
+    launchers = {f"{c.__module__}.{c.__name__}" for c in Plugins.instance().discover(Launcher)}
+    assert "hydra_plugins.resnet_cifar.SlurmLauncher" in launchers
+    ours = set(launcher_config("hydra/launcher=slurm").launcher)
+    submitits = set(OmegaConf.structured(SlurmQueueConf))
+    assert submitits <= ours, "conf/hydra/launcher/slurm.yaml lists every key of hydra-submitit-launcher"
+    assert ours - submitits == {"progress_every_s", "poll_s", "srun_args"}  # srun_args: submitit's slurm_srun_args
+
+
+def test_slurm_refusals_name_the_key_to_change() -> None:
+    from resnet_cifar.launch.slurm import refusal_message
+
+    gres = refusal_message("sbatch: error: Invalid generic resource (gres) specification")
+    assert gres.startswith("SLURM refused the jobs: Invalid generic resource (gres) specification. Change hydra.launcher.gpus_per_node")
+    assert refusal_message("sbatch: error: invalid partition specified: big").endswith("Change hydra.launcher.partition")
+    assert "hydra.launcher.cpus_per_task" in refusal_message(
+        "sbatch: error: Batch job submission failed: Requested node configuration is not available")
 
 
 def test_parallel_launcher_config() -> None:

@@ -1,1 +1,3 @@
-"""How runs are started: DDP inside Hydra multiruns, GPU pinning, job directory names, the study."""
+"""How runs are started: DDP jobs and their processes (ddp), preemption and Lightning's per-step
+SIGTERM broadcast (preemption, lightning_sigterm), the SLURM launcher (slurm), GPU pinning, job
+and study names."""

@@ -159,14 +159,17 @@ class StopOnNonFiniteLoss(L.Callback):
 
     It runs before ModelCheckpoint (Lightning runs checkpoint callbacks last), and refuses every
     checkpoint of weights that are no longer finite, so the last good checkpoint is never replaced
-    by diverged ones. On a GPU the loss check would force a host sync every step; there it looks
-    every ``gpu_check_every_n_steps`` steps and before every checkpoint, keeping on the device the
-    first step whose loss was not finite.
+    by diverged ones. Where looking at the loss costs a host sync (GPU) or a collective (several
+    DDP processes) it looks every ``sync_check_every_n_steps`` steps and before every checkpoint,
+    keeping on the device the first step whose loss was not finite; a single CPU process looks
+    every ``check_every_n_steps``. Under DDP the processes decide together (the earliest bad step
+    of any of them), so a loss that is not finite on one process only stops all of them at the
+    same check, with the same message.
     """
 
-    def __init__(self, check_every_n_steps: int = 1, gpu_check_every_n_steps: int = 25) -> None:
+    def __init__(self, check_every_n_steps: int = 1, sync_check_every_n_steps: int = 25) -> None:
         self.check_every_n_steps = check_every_n_steps
-        self.gpu_check_every_n_steps = gpu_check_every_n_steps
+        self.sync_check_every_n_steps = sync_check_every_n_steps
         self.first_bad_step: torch.Tensor | None = None
 
     def on_train_batch_end(
@@ -179,15 +182,26 @@ class StopOnNonFiniteLoss(L.Callback):
         step = trainer.global_step - 1
         bad_now = ~torch.isfinite(loss) & (self.first_bad_step < 0)
         self.first_bad_step = torch.where(bad_now, step, self.first_bad_step)
-        every = self.gpu_check_every_n_steps if loss.device.type == "cuda" else self.check_every_n_steps
-        if trainer.global_step % every == 0 and int(self.first_bad_step) >= 0:
-            raise diverged(f"the loss became NaN or infinite at step {int(self.first_bad_step)}")
+        free_to_look = loss.device.type == "cpu" and trainer.world_size == 1
+        every = self.check_every_n_steps if free_to_look else self.sync_check_every_n_steps
+        if trainer.global_step % every == 0:
+            self._stop_if_diverged(trainer)
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
-        if self.first_bad_step is not None and int(self.first_bad_step) >= 0:
-            raise diverged(f"the loss became NaN or infinite at step {int(self.first_bad_step)}")
+        # Every process saves (and so comes here) at the same step: a collective is safe.
+        if self.first_bad_step is not None:
+            self._stop_if_diverged(trainer)
         if not torch.stack([torch.isfinite(p).all() for p in pl_module.parameters()]).all():
             raise diverged(f"the weights became NaN or infinite by step {trainer.global_step}")
+
+    def _stop_if_diverged(self, trainer: L.Trainer) -> None:
+        first_bad = self.first_bad_step
+        if trainer.world_size > 1:
+            never = torch.iinfo(torch.long).max
+            first_bad = trainer.strategy.reduce(torch.where(first_bad >= 0, first_bad, never), reduce_op="min")
+            first_bad = torch.where(first_bad == never, -1, first_bad)
+        if int(first_bad) >= 0:
+            raise diverged(f"the loss became NaN or infinite at step {int(first_bad)}")
 
 
 def diverged(what: str) -> TrainingDiverged:

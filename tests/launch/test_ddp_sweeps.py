@@ -1,0 +1,145 @@
+"""DDP jobs inside sweeps: a job whose process fails fails alone (the sweep goes on, nothing is
+left running, the report lists it), and a job leaves the sweep's threads and environment as it
+found them. Faults come from probes.Fault (FAULTS=seed:rank:how,...)."""
+
+from __future__ import annotations
+
+import json
+import re
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from conftest import TINY_SYNTHETIC_RUN, describe, run_command
+from resnet_cifar.launch.ddp import DDPProcessFailed
+from resnet_cifar.launch.study_names import exclude_shared_keys
+
+REPO = Path(__file__).resolve().parents[2]
+# The tiny runs of conftest as 2-process CPU jobs; a checkpoint (and divergence check) every 2 steps.
+DDP_SWEEP = (
+    *(arg for arg in TINY_SYNTHETIC_RUN if not arg.startswith("model.depth=")),
+    "trainer=ddp", "trainer.accelerator=cpu", "trainer.max_steps=6", "scheduler.milestones=[3,5]",
+    "callbacks.model_checkpoint.every_n_train_steps=2", "~callbacks.progress_bar", "~callbacks.input_preview",
+    "+callbacks.fault._target_=probes.Fault", "+hydra.callbacks.process_state._target_=probes.RecordProcessState",
+)
+
+
+def processes_of(directory: Path) -> list[str]:
+    """Command lines of the processes still running with ``directory`` in them."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(directory) in cmdline and proc.name != str(os.getpid()):
+            found.append(cmdline)
+    return found
+
+
+def assert_process_state_restored(sweep_dir: Path) -> None:
+    """Every record of one process (before and after each job) shows the same threads and environment."""
+    records = [json.loads(line) for line in (sweep_dir / "process_state.jsonl").read_text().splitlines()]
+    by_pid: dict[int, list[dict]] = {}
+    for record in records:
+        by_pid.setdefault(record["pid"], []).append(record)
+    assert any(len(same) >= 4 for same in by_pid.values())  # a process that ran two jobs or more
+    for same in by_pid.values():
+        first = same[0]
+        for record in same[1:]:
+            assert record["threads"] == first["threads"], (first, record)
+            changed = {k for k in first["environ"].keys() | record["environ"].keys()
+                       if first["environ"].get(k) != record["environ"].get(k)}
+            assert not changed, f"job {record['job']} ({record['when']}) changed {sorted(changed)}"
+
+
+def job_dir(sweep_dir: Path, seed: int) -> Path:
+    (job,) = [path for path in sweep_dir.iterdir() if path.is_dir() and path.name.endswith(f"seed={seed}")]
+    return job
+
+
+def short_job_names(*overrides: str) -> str:
+    """The override that names a sweep's jobs after what tells them apart (as multirun.sh does)."""
+    return exclude_shared_keys(list(overrides))
+
+
+def test_basic_launcher_sweep_of_ddp_jobs_with_failing_ranks_goes_on_and_reports_them(tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "study"
+    completed = run_command(
+        ["bash", REPO / "multirun.sh", *DDP_SWEEP, f"hydra.sweep.dir={sweep_dir}"], tmp_path / "cwd", timeout=600,
+        PYTHON=sys.executable, DEPTHS="8", SEEDS="0 1 2 3", FAULTS="0:0:sigkill,1:1:raise,2:1:nan", FAULT_AT_STEP="3",
+    )
+    assert completed.returncode != 0, describe(completed)
+    assert not processes_of(sweep_dir), processes_of(sweep_dir)
+    # The job after the failures ran to its end.
+    finished = job_dir(sweep_dir, 3)
+    assert json.loads((finished / "metrics.json").read_text())["steps"] == 6
+    for seed in (0, 1, 2):
+        assert not (job_dir(sweep_dir, seed) / "metrics.json").exists()
+    output = completed.output
+    assert re.search(r"DDP process local rank 0 \(pid \d+\) was killed by SIGKILL", output), describe(completed)
+    assert re.search(r"DDP process local rank 1 \(pid \d+\) exited with status 1", output), describe(completed)
+    # NaN on rank 1 only, at step 3 (the loss of step index 2): both ranks stop at the step-4 check.
+    assert output.count("error: training diverged: the loss became NaN or infinite at step 2") == 2, describe(completed)
+    kept = torch.load(job_dir(sweep_dir, 2) / "checkpoints" / "last.ckpt", weights_only=True)
+    assert kept["global_step"] == 2
+    report = (sweep_dir / "report.md").read_text()
+    assert "4 runs: 1 finished, 3 failed or unfinished" in report
+    for seed in (0, 1, 2):
+        assert f"seed={seed} |" in report.split("## Failed or unfinished runs")[1]
+    assert_process_state_restored(sweep_dir)
+
+
+def test_parallel_launcher_sweep_of_ddp_jobs_with_failing_ranks_goes_on(tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    completed = run_command(
+        [sys.executable, "-m", "resnet_cifar.train", "-m", "model.depth=8", *DDP_SWEEP, "seed=0,1,2",
+         "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep_dir}",
+         short_job_names("model.depth=8", *DDP_SWEEP)],
+        tmp_path / "cwd", timeout=600, FAULTS="0:1:sigkill,1:0:raise",
+    )
+    assert completed.returncode != 0, describe(completed)
+    assert not processes_of(sweep_dir), processes_of(sweep_dir)
+    assert json.loads((job_dir(sweep_dir, 2) / "metrics.json").read_text())["steps"] == 6
+    assert not (job_dir(sweep_dir, 0) / "metrics.json").exists() and not (job_dir(sweep_dir, 1) / "metrics.json").exists()
+    # The rank that was killed is named first (rank 0 then fails in its next collective).
+    assert re.search(r"DDP process local rank 1 \(pid \d+\) was killed by SIGKILL", completed.output), describe(completed)
+    assert "probe: rank 0 fails at step 2" in completed.output
+    assert_process_state_restored(sweep_dir)
+
+
+def test_a_failed_rank_gives_the_others_a_grace_period_and_is_named() -> None:
+    import subprocess
+    import time
+
+    from resnet_cifar.launch.ddp import wait_for_ranks
+
+    killed = subprocess.Popen([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"])
+    waiting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    started = time.monotonic()
+    failures = wait_for_ranks([killed, waiting], grace_s=1.0)
+    assert time.monotonic() - started < 30
+    assert waiting.poll() is None  # still running: run_ddp_processes stops it
+    waiting.kill()
+    waiting.wait()
+    assert failures == [f"local rank 0 (pid {killed.pid}) was killed by SIGKILL"]
+    assert issubclass(DDPProcessFailed, RuntimeError)  # not a UsageError: the sweep goes on
+
+
+def test_a_job_leaves_environment_and_threads_as_it_found_them(monkeypatch) -> None:
+    from resnet_cifar.launch.ddp import ddp_job
+
+    monkeypatch.setenv("KEPT", "1")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before, threads = dict(os.environ), torch.get_num_threads()
+    try:
+        with ddp_job():  # what Lightning's launcher and seed_everything do to the launching process
+            os.environ.update(MASTER_PORT="12910", LOCAL_RANK="0", OMP_NUM_THREADS="1", PL_GLOBAL_SEED="3")
+            del os.environ["KEPT"]
+            torch.set_num_threads(threads + 1)
+            raise RuntimeError("the job failed")
+    except RuntimeError:
+        pass
+    assert dict(os.environ) == before and torch.get_num_threads() == threads

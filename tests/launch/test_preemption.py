@@ -1,0 +1,81 @@
+"""Preemption without SLURM: SIGTERM or the requeue signal saves the checkpoint of the current step
+and stops; the rerun ends with the weights of an uninterrupted run. And the Lightning 2.6.6
+internals that resnet_cifar.launch.lightning_sigterm and .preemption rely on."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+import torch
+from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop
+from lightning.pytorch.trainer.trainer import Trainer
+
+from conftest import TINY_SYNTHETIC_RUN, RunCli, assert_ok, describe
+from resnet_cifar.launch.preemption import SaveAndStopOnSignal, submitit_requeue_handler
+
+STEPS = ("trainer.max_steps=8", "scheduler.milestones=[4,6]", "~callbacks.progress_bar", "~callbacks.input_preview",
+         "callbacks.preemption.check_every_n_steps=1")
+
+
+def test_lightning_still_broadcasts_sigterm_through_the_method_this_project_switches_off() -> None:
+    # lightning_sigterm shadows _broadcast_sigterm_tensor on one trainer's loop; advance must call it by that name.
+    assert "self._broadcast_sigterm_tensor()" in inspect.getsource(_TrainingEpochLoop.advance)
+    # preemption installs its handlers in on_train_start, after Lightning registered its own in Trainer._run.
+    run = inspect.getsource(Trainer._run)
+    assert run.index('"on_fit_start"') < run.index("register_signal_handlers()") < run.index("self._run_stage()")
+
+
+def test_submitits_requeue_handler_is_recognised() -> None:
+    from submitit.core.job_environment import SignalHandler
+
+    handler = SignalHandler.__new__(SignalHandler)
+    assert submitit_requeue_handler(handler.checkpoint_and_try_requeue) is not None
+    assert submitit_requeue_handler(handler.bypass) is None and submitit_requeue_handler(None) is None
+
+
+def final_state(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+
+
+def test_sigterm_to_a_ddp_job_saves_the_current_step_and_the_rerun_ends_as_if_uninterrupted(run_cli: RunCli, tmp_path: Path, monkeypatch) -> None:
+    """SIGTERM to the job's process, which passes it on to its 2 DDP processes: they agree on it at
+    the next check (a step here), save, and stop; a single process is tested on SLURM (test_slurm.py)."""
+    args = (*TINY_SYNTHETIC_RUN, *STEPS, "trainer=ddp", "trainer.accelerator=cpu")
+    reference = tmp_path / "reference"
+    assert_ok(run_cli("train", *args, f"hydra.run.dir={reference}", cwd=tmp_path))
+    monkeypatch.setenv("SIGNAL_AT_STEP", "3")
+    monkeypatch.setenv("SIGNAL_TO", "parent")
+    monkeypatch.setenv("SIGNAL_MARKER", str(tmp_path / "signalled"))
+    run_dir = tmp_path / "run"
+    command = (*args, "+callbacks.signal._target_=probes.SignalOnce", f"hydra.run.dir={run_dir}")
+    stopped = run_cli("train", *command, cwd=tmp_path)
+    assert stopped.returncode == 128 + 15, describe(stopped)
+    saved = re.findall(r"SIGTERM: saved .*last\.ckpt at step (\d+); stopping", stopped.output)
+    assert saved and set(saved) == {saved[0]} and int(saved[0]) in (3, 4), describe(stopped)  # every rank, same step
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == int(saved[0])
+    resumed = run_cli("train", *command, cwd=tmp_path)
+    assert_ok(resumed)
+    assert f"(step {saved[0]})" in resumed.output
+    expected = final_state(reference)
+    for key, value in final_state(run_dir).items():
+        assert torch.equal(value, expected[key]), key
+
+
+def test_the_callback_leaves_signal_handlers_as_it_found_them() -> None:
+    import signal
+
+    callback = SaveAndStopOnSignal("unused.ckpt")
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR2)}
+
+    class FakeTrainer:
+        class fit_loop:
+            class epoch_loop:
+                pass
+
+    callback.setup(FakeTrainer, None, "fit")
+    assert signal.getsignal(signal.SIGTERM) == callback._note
+    assert FakeTrainer.fit_loop.epoch_loop._broadcast_sigterm_tensor() is None
+    callback.teardown(FakeTrainer, None, "fit")
+    assert {s: signal.getsignal(s) for s in before} == before
