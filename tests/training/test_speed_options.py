@@ -221,6 +221,66 @@ def test_compile_failing_at_the_first_call_falls_back_to_the_same_result(monkeyp
     assert len(calls) == 1
 
 
+def failing_backend(where: str):
+    """A torch.compile backend whose forward or backward compiler fails (AOT autograd compiles
+    the backward lazily, at the first backward, as Inductor does)."""
+    from torch._dynamo.backends.common import aot_autograd
+
+    def fails(graph, example_inputs):
+        raise RuntimeError(f"no Triton for the {where}")
+
+    def keeps(graph, example_inputs):
+        return graph.forward
+
+    return aot_autograd(fw_compiler=fails if where == "forward" else keeps, bw_compiler=fails if where == "backward" else keeps)
+
+
+def compile_with(monkeypatch, backend) -> None:
+    """Make the module's torch.compile use ``backend`` (and a fresh Dynamo cache)."""
+    real_compile = torch.compile
+    torch._dynamo.reset()
+    monkeypatch.setattr(torch, "compile", lambda net, mode, dynamic: real_compile(net, backend=backend, dynamic=dynamic))
+
+
+def trained_state(tmp_path: Path, steps: int = 9, **options) -> tuple[dict, dict]:
+    """Network state (weights and BN statistics) and optimizer state after ``steps`` steps of a
+    fixed run: 250 images in batches of 32, so the epoch's short last batch is a new shape."""
+    torch.manual_seed(0)
+    module = classifier(**options)
+    trainer = tiny_fit(module, tmp_path, steps=steps)
+    return module.net.state_dict(), trainer.optimizers[0].state_dict()
+
+
+def assert_same_state(ours: tuple[dict, dict], theirs: tuple[dict, dict]) -> None:
+    (net, optimizer), (other_net, other_optimizer) = ours, theirs
+    assert net.keys() == other_net.keys()
+    for key in net:  # exactly: bit for bit, the BN running statistics and their counters included
+        assert torch.equal(net[key], other_net[key]), key
+    assert optimizer["param_groups"] == other_optimizer["param_groups"]
+    for index, state in optimizer["state"].items():
+        assert torch.equal(state["momentum_buffer"], other_optimizer["state"][index]["momentum_buffer"]), index
+
+
+@pytest.mark.parametrize("where", ["forward", "backward"])
+def test_compile_failing_in_the_first_step_falls_back_to_an_uncompiled_run(where, monkeypatch, tmp_path):
+    uncompiled = trained_state(tmp_path / "eager")
+    compile_with(monkeypatch, failing_backend(where))
+    module_warnings = pytest.warns(CompileFallbackWarning, match=f"no Triton for the {where}")
+    with module_warnings:
+        fallen_back = trained_state(tmp_path / "compiled", compile=True)
+    assert_same_state(fallen_back, uncompiled)
+
+
+def test_the_trial_step_of_a_new_batch_shape_leaves_no_trace(monkeypatch, tmp_path):
+    # Dynamo's "eager" backend computes exactly what the network does: a compiled run then equals
+    # the uncompiled one bit for bit only if the trial steps (of batch 32 and of the short last
+    # batch of 26) left the BN statistics, gradients and optimizer as they were.
+    uncompiled = trained_state(tmp_path / "eager")
+    compile_with(monkeypatch, "eager")
+    compiled = trained_state(tmp_path / "compiled", compile=True)
+    assert_same_state(compiled, uncompiled)
+
+
 def compose_train(overrides, tmp_path):
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig

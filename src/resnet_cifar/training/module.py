@@ -39,7 +39,8 @@ class ImageClassifier(L.LightningModule):
     oneDNN on the CPU: ResNet-20 trains about 1.3x faster on the CPU, docs/benchmarks.md);
     ``compile`` runs the network through ``torch.compile`` (``compile_mode`` None: CUDA graphs on
     a GPU, see :func:`default_compile_mode`), falling back to the uncompiled network with a
-    :class:`CompileFallbackWarning` where compiling is unavailable or fails. Both are applied in
+    :class:`CompileFallbackWarning` where compiling is unavailable or fails, in the forward or
+    in the backward (see :meth:`_try_compiled_step`). Both are applied in
     ``setup``, once the training device is known; the state dict keeps the plain network's keys.
     """
 
@@ -67,6 +68,7 @@ class ImageClassifier(L.LightningModule):
         # out of the state dict) by storing it in a plain list.
         self._compiled: list[Callable[[torch.Tensor], torch.Tensor]] = []
         self._compile_tried = False
+        self._tried_shapes: set[torch.Size] = set()  # training batch shapes compiled in a trial step
         self._cudagraphs = False
         # The epoch's training error as two counters (misclassified, seen): two tiny tensor ops
         # per step instead of a torchmetrics update and a logged Metric object, which cost
@@ -100,10 +102,13 @@ class ImageClassifier(L.LightningModule):
 
     def _compile_failed(self, error: BaseException) -> None:
         self._compiled = []
-        first_line = (str(error).strip().splitlines() or [""])[0][:300]
+        # Dynamo wraps a backend's error (BackendCompilerFailed: "backend='inductor' raised:"):
+        # name the error underneath, which says what is missing.
+        cause = getattr(error, "inner_exception", None) or error.__cause__ or error
+        first_line = (str(cause).strip().splitlines() or [""])[0][:300]
         warnings.warn(
             f"model.compile=true but torch.compile is unavailable or failed here "
-            f"({type(error).__name__}: {first_line}); the network runs uncompiled, with the same "
+            f"({type(cause).__name__}: {first_line}); the network runs uncompiled, with the same "
             "results, only slower. Set model.compile=false to silence this.",
             CompileFallbackWarning,
             stacklevel=2,
@@ -114,21 +119,54 @@ class ImageClassifier(L.LightningModule):
         if self.uses_channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         if self._compiled:
-            if self._cudagraphs:
-                torch.compiler.cudagraph_mark_step_begin()
             try:
-                return self._compiled[0](images)
+                return self._call_compiled(images)
             except torch.OutOfMemoryError:
                 raise
             except Exception as error:  # compiling happens at the first call (and per new shape)
                 self._compile_failed(error)
         return self.net(images)
 
+    def _call_compiled(self, images: torch.Tensor) -> torch.Tensor:
+        if self._cudagraphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        return self._compiled[0](images)
+
+    def _try_compiled_step(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """Compile this training batch shape's forward and backward on a throwaway step.
+
+        torch.compile builds the backward graph lazily, at the first backward, which Lightning
+        runs in its optimizer closure where no fallback can catch it (an Inductor, Triton or
+        CUDA-graph failure there would end the run). So the first step of every new shape is
+        tried here first: a forward and a backward through the compiled network whose gradients
+        are returned (``autograd.grad``), not accumulated, and whose update of the BN running
+        statistics is undone. Weights, gradients, optimizer state and BN statistics are then as
+        before the trial, and the real step runs compiled, or eagerly after a failure, exactly
+        as an uncompiled run would.
+        """
+        self._tried_shapes.add(images.shape)
+        saved_buffers = [buffer.clone() for buffer in self.net.buffers()]
+        if self.uses_channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        try:
+            loss = F.cross_entropy(self._call_compiled(images), labels)
+            torch.autograd.grad(loss, [p for p in self.net.parameters() if p.requires_grad])
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as error:
+            self._compile_failed(error)
+        finally:
+            with torch.no_grad():
+                for buffer, saved in zip(self.net.buffers(), saved_buffers):
+                    buffer.copy_(saved)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.run_net(images)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         images, labels = batch
+        if self._compiled and images.shape not in self._tried_shapes:
+            self._try_compiled_step(images, labels)
         logits = self.run_net(images)
         loss = F.cross_entropy(logits, labels)
         wrong = logits.detach().argmax(1) != labels
