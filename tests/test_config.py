@@ -149,11 +149,16 @@ def test_schedule_divides_by_ten_at_32k_and_48k_steps():
 
 
 def test_module_steps_its_scheduler_every_optimizer_step(tmp_path):
-    cfg = compose_train(["model.depth=8"], tmp_path)
+    cfg = compose_train(["model.depth=8", "data=synthetic", "data.synthetic_sizes=[300,100]", "data.val_size=50",
+                         "data.batch_size=32", "scheduler.milestones=[2,3]"], tmp_path)
     module = build_module(cfg)
-    config = module.configure_optimizers()
-    assert config["lr_scheduler"]["interval"] == "step"
-    assert config["lr_scheduler"]["name"] == "lr"
+    trainer = L.Trainer(accelerator="cpu", max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path)
+    trainer.fit(module, datamodule=instantiate(cfg.data))
+    # The module steps it itself (manual optimisation), once per optimizer step: lr 0.1, 0.1, 0.01, then 0.001.
+    scheduler = trainer.lr_scheduler_configs[0]
+    assert scheduler.scheduler.last_epoch == 3 and trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.001)
+    assert (scheduler.interval, scheduler.name) == ("step", "lr")  # what LearningRateMonitor reads
     assert module.hparams.run_config["model"]["depth"] == 8
 
 

@@ -158,6 +158,40 @@ def test_train_error_is_the_error_over_all_the_epochs_training_images(tmp_path):
     assert float(trainer.callback_metrics["train/err"]) == pytest.approx(expected, abs=1e-4)
 
 
+class LogsEveryStep(ImageClassifier):
+    """The module as it was: ``self.log`` of the loss at every step."""
+
+    def _loss_is_written_now(self) -> bool:
+        return True
+
+
+def logged_losses(module: ImageClassifier, tmp_path: Path, steps: int, every: int) -> tuple[list[tuple[int, str]], float]:
+    """(step, train/loss) rows the logger wrote, and the final train/loss that metrics.json takes."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    from resnet_cifar.training.callbacks import FinishAtMaxSteps
+
+    trainer = L.Trainer(
+        accelerator="cpu", max_steps=steps, log_every_n_steps=every, logger=CSVLogger(tmp_path, name="", version=""),
+        callbacks=[FinishAtMaxSteps(tmp_path / "last.ckpt")], enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path,
+    )
+    trainer.fit(module, datamodule=small_datamodule())
+    rows = [line.split(",") for line in (tmp_path / "metrics.csv").read_text().splitlines()]
+    column = rows[0].index("train/loss")
+    return [(int(row[rows[0].index("step")]), row[column]) for row in rows[1:] if row[column]], float(trainer.callback_metrics["train/loss"])
+
+
+@pytest.mark.parametrize("steps,every", [(7, 3), (6, 2), (3, 50)])
+def test_the_loss_is_logged_at_the_same_steps_as_when_logged_every_step(steps, every, tmp_path):
+    # The loss reaches Lightning only at the steps its logger writes and at the last one.
+    torch.manual_seed(0)
+    net = cifar_resnet(8, "A", True, 10)
+    ours = logged_losses(classifier(copy.deepcopy(net)), tmp_path / "ours", steps, every)
+    every_step = logged_losses(LogsEveryStep(copy.deepcopy(net), sgd, constant), tmp_path / "every_step", steps, every)
+    assert ours == every_step and len(ours[0]) >= 1
+
+
 @pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
 def test_mixed_precision_trains_and_evaluates(precision, tmp_path):
     # On the CPU Lightning runs 16-mixed as bf16-mixed (fp16 autocast is for GPUs); trainer=gpu
