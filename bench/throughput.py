@@ -69,7 +69,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--channels-last", choices=("true", "false"), default=None,
                         help="model.channels_last for project and bare (default: the config's, true)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads in every configuration (default: torch's own choice)")
-    parser.add_argument("--repeats", type=int, default=1, help="rounds over all configurations; the table shows medians")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="rounds over all configurations; the table shows medians (default 1; 3 with --host-overhead)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds one configuration may take")
     parser.add_argument("--sync-check", action="store_true",
                         help="cuda: count host syncs in the project's timed steps (torch.cuda.set_sync_debug_mode)")
@@ -83,6 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.host_overhead:
         apply_host_overhead_settings(args)
+    args.repeats = args.repeats or 1
     on_gpu = args.device == "cuda"
     args.precision = args.precision or ("bf16-mixed" if on_gpu else "32-true")
     args.steps = args.steps if args.steps is not None else (300 if on_gpu else 30)
@@ -100,11 +102,12 @@ HOST_OVERHEAD_PAIRS = (("project", "bare"), ("project-compile", "bare-compile"))
 def apply_host_overhead_settings(args: argparse.Namespace) -> None:
     """--host-overhead: the network's compute made nearly free, so that a step's time is the
     host's (Python, the framework, per-operator dispatch); on a GPU that sets the step rate of a
-    small ResNet. Settings given explicitly are kept; depth, batch and threads are fixed."""
+    small ResNet. Steps, warm-up and repeats given explicitly are kept; depth, batch and threads
+    are fixed."""
     args.depths, args.batch_size, args.threads = [8], 8, 1
     args.steps = args.steps if args.steps is not None else 300
     args.warmup = args.warmup if args.warmup is not None else 30
-    args.repeats = max(args.repeats, 3)
+    args.repeats = args.repeats or 3
     args.pipelines = list(HOST_OVERHEAD_PAIRS[0])  # --compile adds the compiled pair
 
 

@@ -122,6 +122,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "resumed_from": checkpoint_step,
         # Over all attempts: up to the checkpoint resumed from, then this one.
         "wall_s": round(clock.fit_seconds, 3),
+        "train_s": round(clock.train_seconds, 3),  # training only: validation left out
         # The steady rate: the first step of each batch shape (compiling, CUDA-graph capture) apart.
         "images_per_s": None if clock.images_per_second is None else round(clock.images_per_second, 1),
         "compile_s": round(clock.compile_seconds, 3),

@@ -1,6 +1,7 @@
 """Speed options change how fast, never what: device placement, channels-last, compile, the bench."""
 
 import copy
+import re
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -352,3 +353,17 @@ def test_bench_prints_the_table_end_to_end(tmp_path):
         assert row in table, table
     assert "ResNet-8: project / classic = " in table and "ResNet-8: Lightning overhead (project vs bare) = " in table
     assert "peak RSS MiB" in table and (tmp_path / "bench.json").is_file()
+
+
+def test_bench_reports_host_time_per_step(tmp_path):
+    command = [
+        sys.executable, str(REPO / "bench" / "throughput.py"), "--host-overhead", "--steps", "3", "--warmup", "2",
+        "--repeats", "1", "--synthetic-size", "400",
+    ]
+    completed = run_command(command, tmp_path, timeout=240)
+    assert completed.returncode == 0, completed.output
+    assert "batch 8, 2 warm-up + 3 timed steps" in completed.stdout and "1 threads" in completed.stdout
+    line = next(line for line in completed.stdout.splitlines() if line.startswith("host ms/step (ResNet-8, batch 8): "))
+    project, bare, share = (float(re.search(pattern, line).group(1)) for pattern in (
+        r"project (\d+\.\d+)", r"bare (\d+\.\d+)", r"Lightning's share \(project - bare\) = (-?\d+\.\d+) ms/step"))
+    assert project > 0 and bare > 0 and share == pytest.approx(project - bare, abs=0.011), line
