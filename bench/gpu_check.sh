@@ -65,7 +65,7 @@ if [ -f "$RUN_DIR/metrics.json" ]; then
     cp "$RUN_DIR/metrics.json" "$OUT/metrics.json"
     python3 -c "
 import json; m = json.load(open('$RUN_DIR/metrics.json'))
-print('steps', m['steps'], '| fit wall_s', m['wall_s'], '| training images/s', m['images_per_s'],
+print('steps', m['steps'], '| fit wall_s', m['wall_s'], '| steady training images/s', m['images_per_s'], '| compile_s', m['compile_s'],
       '| test_err', m['test_err'], '| val_err', m['val_err'], '| train_err', m['train_err'])
 " | tee -a "$SUMMARY"
 else
