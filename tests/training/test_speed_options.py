@@ -193,6 +193,49 @@ def test_the_loss_is_logged_at_the_same_steps_as_when_logged_every_step(steps, e
     assert ours == every_step and len(ours[0]) >= 1
 
 
+class AutomaticallyOptimised(ImageClassifier):
+    """The module as it optimised before: Lightning's automatic optimisation steps on the
+    training step's loss (and the scheduler, by its "interval": "step")."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.automatic_optimization = True
+
+    def _optimize(self, loss: torch.Tensor) -> None:
+        pass
+
+
+def fit_with_last_checkpoint(module: ImageClassifier, tmp_path: Path, steps: int, ckpt_path: Path | None = None) -> L.Trainer:
+    """As train.py: checkpoints/last.ckpt written at the last step, from which a run resumes."""
+    from resnet_cifar.training.callbacks import FinishAtMaxSteps
+
+    trainer = L.Trainer(
+        accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path,
+        callbacks=[FinishAtMaxSteps(tmp_path / "last.ckpt")],
+    )
+    trainer.fit(module, datamodule=small_datamodule(), ckpt_path=ckpt_path, weights_only=True)
+    return trainer
+
+
+def test_a_checkpoint_of_automatic_optimisation_resumes_at_its_step(tmp_path):
+    # A run interrupted before the module optimised manually resumes where it stopped, and ends
+    # as a run of the manual module that went through in one go.
+    def milestones(optimizer):
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, [4], 0.1)
+
+    torch.manual_seed(0)
+    net = cifar_resnet(8, "A", True, 10)
+    fit_with_last_checkpoint(AutomaticallyOptimised(copy.deepcopy(net), sgd, milestones), tmp_path / "old", steps=3)
+    resumed = ImageClassifier(copy.deepcopy(net), sgd, milestones)
+    trainer = fit_with_last_checkpoint(resumed, tmp_path / "resumed", steps=5, ckpt_path=tmp_path / "old" / "last.ckpt")
+    assert trainer.global_step == 5 and trainer.lr_scheduler_configs[0].scheduler.last_epoch == 5
+    straight = ImageClassifier(copy.deepcopy(net), sgd, milestones)
+    other = fit_with_last_checkpoint(straight, tmp_path / "straight", steps=5)
+    assert_same_state((resumed.net.state_dict(), trainer.optimizers[0].state_dict()),
+                      (straight.net.state_dict(), other.optimizers[0].state_dict()))
+
+
 @pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
 def test_mixed_precision_trains_and_evaluates(precision, tmp_path):
     # On the CPU Lightning runs 16-mixed as bf16-mixed (fp16 autocast is for GPUs); trainer=gpu

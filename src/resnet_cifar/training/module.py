@@ -11,6 +11,7 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from resnet_cifar.training.checkpoints import carry_automatic_steps_to_manual
 from resnet_cifar.training.metrics import top1_error
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
@@ -238,6 +239,9 @@ class ImageClassifier(L.LightningModule):
         loss = F.cross_entropy(logits, labels)
         self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(labels))
         self.log(f"{stage}/err", metric, on_epoch=True, batch_size=len(labels))
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        carry_automatic_steps_to_manual(checkpoint)  # Lightning restores its loops after this hook
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = self.optimizer_factory(self.net.parameters())
