@@ -137,9 +137,10 @@ class ImageClassifier(L.LightningModule):
     def _try_compiled_step(self, images: torch.Tensor, labels: torch.Tensor) -> None:
         """Compile this training batch shape's forward and backward on a throwaway step.
 
-        torch.compile builds the backward graph lazily, at the first backward, which Lightning
-        runs in its optimizer closure where no fallback can catch it (an Inductor, Triton or
-        CUDA-graph failure there would end the run). So the first step of every new shape is
+        torch.compile builds the backward graph lazily, at the first backward, outside the
+        forward's fallback in :meth:`run_net` and after the forward has updated the BN running
+        statistics (an Inductor, Triton or CUDA-graph failure there would end the run, or leave a
+        half-done step). So the first step of every new shape is
         tried here first: a forward and a backward through the compiled network whose gradients
         are returned (``autograd.grad``), not accumulated, and whose update of the BN running
         statistics is undone. Weights, gradients, optimizer state and BN statistics are then as
@@ -178,8 +179,8 @@ class ImageClassifier(L.LightningModule):
             self._train_wrong = torch.zeros((), dtype=torch.long, device=wrong.device)
         self._train_wrong += wrong.sum()
         self._train_seen += len(labels)
-        # Lightning writes step logs every log_every_n_steps; a self.log call costs about 1 ms of
-        # host time (docs/benchmarks.md), so the loss is handed over only at the steps it writes,
+        # Lightning writes step logs every log_every_n_steps; a self.log call costs about 0.3 ms
+        # of host time (docs/benchmarks.md), so the loss is handed over only at the steps it writes,
         # and at the last step (metrics.json's train_loss). Read back only then; the error once
         # per epoch.
         if log_loss:
@@ -191,10 +192,11 @@ class ImageClassifier(L.LightningModule):
     def _optimize(self, loss: torch.Tensor) -> None:
         """One SGD step on ``loss``, then one scheduler step.
 
-        Manual optimisation: Lightning's automatic one wraps this in a closure with four more
-        hooks per step for every callback, about 1 ms of host time per step that no callback
-        here uses (docs/benchmarks.md). ``manual_backward`` and the LightningOptimizer keep what
-        matters: mixed precision's loss scaling, DDP, the step count, checkpointed state.
+        Manual optimisation: Lightning's automatic one wraps this in a closure and dispatches one
+        more hook to every callback at every step, host time that no callback here needs
+        (docs/benchmarks.md, "Host time per step"). ``manual_backward`` and the LightningOptimizer
+        keep what matters: mixed precision's loss scaling, DDP, the step count, the checkpointed
+        state. Gradient clipping and accumulation by the Trainer are not available this way.
         """
         optimizer = self.optimizers()
         optimizer.zero_grad(set_to_none=True)
