@@ -14,9 +14,13 @@
 #      the test at the end; wall time from process start to exit, and its metrics.json;
 #   3. the bench table in bf16: project / bare loop / classic pipeline for ResNet-20, 56, 110,
 #      with the host syncs per timed step of the project's training step;
-#   4. the same for ResNet-20 compiled; 5. ResNet-1202 at batch 128 in bf16.
+#   4. the same for ResNet-20 compiled; 5. ResNet-1202 at batch 128 in bf16;
+#   6. the host time per step (bench --host-overhead: ResNet-8, batch 8, project vs bare loop,
+#      3 interleaved rounds, eager: the compiled pair would compile 6 times, beyond the budget),
+#      the figure that bounds a small ResNet's step rate on a GPU (docs/benchmarks.md).
 # Printed, and written under $OUT (at most 8 files come back from there): summary.txt,
-# train.out, metrics.json, bench.txt/json, bench_compile.txt/json, bench_1202.txt.
+# train.out, metrics.json, bench.txt/json, bench_compile.txt/json, bench_1202.txt; stage 6 goes
+# into summary.txt.
 #
 # Other depths: FULL_DEPTH=56 bash bench/gpu_check.sh (the issue's ResNet-56 target).
 # DRY_RUN=1 bash bench/gpu_check.sh walks through the same stages on the CPU with tiny settings,
@@ -61,7 +65,7 @@ if [ -f "$RUN_DIR/metrics.json" ]; then
     cp "$RUN_DIR/metrics.json" "$OUT/metrics.json"
     python3 -c "
 import json; m = json.load(open('$RUN_DIR/metrics.json'))
-print('steps', m['steps'], '| fit wall_s', m['wall_s'], '| training images/s', m['images_per_s'],
+print('steps', m['steps'], '| fit wall_s', m['wall_s'], '| steady training images/s', m['images_per_s'], '| compile_s', m['compile_s'],
       '| test_err', m['test_err'], '| val_err', m['val_err'], '| train_err', m['train_err'])
 " | tee -a "$SUMMARY"
 else
@@ -86,5 +90,12 @@ grep -E "^\[round|failed|Error|Warning" /tmp/bench_compile.err | tail -n 10 | te
 timeout "$(cap 60 5)" "${BENCH[@]}" "${BIG[@]}" --pipelines project 2>/tmp/bench_1202.err | tee "$OUT/bench_1202.txt"
 say "ResNet-1202 at batch 128 in bf16: exit $? after $(elapsed) s"
 grep -E "^\[round|failed|Error" /tmp/bench_1202.err | tail -n 5 | tee -a "$SUMMARY"
+
+# --- 6. host time per step: the framework's share of a step that costs the GPU almost nothing ----
+if [ "$DRY_RUN" = 1 ]; then HOST=(--device cpu --steps 2 --warmup 1); else HOST=(--device cuda); fi
+timeout "$(cap 150 5)" python3 bench/throughput.py --host-overhead "${HOST[@]}" 2>/tmp/bench_host.err \
+    | grep -E "^host ms/step|^\| 8 " | tee -a "$SUMMARY"
+say "host overhead: exit $? after $(elapsed) s"
+grep -E "failed|Error" /tmp/bench_host.err | tail -n 5 | tee -a "$SUMMARY"
 
 say "total $(elapsed) s"

@@ -3,6 +3,7 @@
     python bench/throughput.py                                   # CPU, ResNet-20, synthetic data
     python bench/throughput.py --data-root /tmp/cifar/cifar10-jpeg --steps 30 --repeats 3
     python bench/throughput.py --device cuda --precision bf16-mixed --depths 20 56 110 --compile
+    python bench/throughput.py --host-overhead [--compile]      # host ms/step, Lightning's share
 
 Each configuration runs in its own subprocess (fresh memory statistics, no shared caches), one
 after another on the same data and machine; with --repeats the configurations are interleaved
@@ -68,16 +69,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--channels-last", choices=("true", "false"), default=None,
                         help="model.channels_last for project and bare (default: the config's, true)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads in every configuration (default: torch's own choice)")
-    parser.add_argument("--repeats", type=int, default=1, help="rounds over all configurations; the table shows medians")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="rounds over all configurations; the table shows medians (default 1; 3 with --host-overhead)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds one configuration may take")
     parser.add_argument("--sync-check", action="store_true",
                         help="cuda: count host syncs in the project's timed steps (torch.cuda.set_sync_debug_mode); "
                              "cpu: count the collectives per step of a 2-process DDP run (gloo), with Lightning's "
                              "SIGTERM handling and the project's (bench/ddp_syncs.py)")
+    parser.add_argument("--host-overhead", action="store_true",
+                        help="host time per step: a nearly free network (ResNet-8, batch 8, one thread, 30 warm-up + 300 "
+                             "steps, 3 interleaved rounds at least) for project and bare (and the compiled variants "
+                             "with --compile), then one line each with ms/step and Lightning's share")
     parser.add_argument("--json", type=Path, default=None, help="also write every measurement here")
     parser.add_argument("--child", choices=PIPELINES, help=argparse.SUPPRESS)
     parser.add_argument("--depth", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.host_overhead:
+        apply_host_overhead_settings(args)
+    args.repeats = args.repeats or 1
     on_gpu = args.device == "cuda"
     args.precision = args.precision or ("bf16-mixed" if on_gpu else "32-true")
     args.steps = args.steps if args.steps is not None else (300 if on_gpu else 30)
@@ -87,6 +96,43 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.precision not in ("32-true", "bf16-mixed", "16-mixed"):
         parser.error(f"--precision {args.precision}: use 32-true, bf16-mixed or 16-mixed")
     return args
+
+
+HOST_OVERHEAD_PAIRS = (("project", "bare"), ("project-compile", "bare-compile"))
+
+
+def apply_host_overhead_settings(args: argparse.Namespace) -> None:
+    """--host-overhead: the network's compute made nearly free, so that a step's time is the
+    host's (Python, the framework, per-operator dispatch); on a GPU that sets the step rate of a
+    small ResNet. Steps, warm-up and repeats given explicitly are kept; depth, batch and threads
+    are fixed."""
+    args.depths, args.batch_size, args.threads = [8], 8, 1
+    args.steps = args.steps if args.steps is not None else 300
+    args.warmup = args.warmup if args.warmup is not None else 30
+    args.repeats = args.repeats or 3
+    args.pipelines = list(HOST_OVERHEAD_PAIRS[0])  # --compile adds the compiled pair
+
+
+def host_overhead_lines(args: argparse.Namespace, measurements: dict[tuple[int, str], list[dict]]) -> list[str]:
+    """Host ms/step of each pipeline and Lightning's share (project minus bare): the median of
+    the per-round differences, rounds being interleaved so that both saw the same load."""
+    lines = []
+    for depth in args.depths:
+        for project, bare in HOST_OVERHEAD_PAIRS:
+            rounds = list(zip(measurements.get((depth, project), []), measurements.get((depth, bare), [])))
+            rounds = [(a, b) for a, b in rounds if "error" not in a and "error" not in b]
+            if not rounds:
+                continue
+            wall = [a["ms_per_step"] - b["ms_per_step"] for a, b in rounds]
+            cpu = [args.batch_size * (a["cpu_ms_per_image"] - b["cpu_ms_per_image"]) for a, b in rounds]
+            lines.append(
+                f"host ms/step (ResNet-{depth}, batch {args.batch_size}): {project} "
+                f"{median_of([a for a, _ in rounds], 'ms_per_step'):.2f}, {bare} {median_of([b for _, b in rounds], 'ms_per_step'):.2f}; "
+                f"Lightning's share ({project} - {bare}) = {statistics.median(wall):.2f} ms/step "
+                f"(median of {len(rounds)} rounds: {', '.join(f'{d:.2f}' for d in wall)}), "
+                f"CPU time {statistics.median(cpu):.2f} ms/step"
+            )
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -509,6 +555,8 @@ def format_table(args: argparse.Namespace, measurements: dict[tuple[int, str], l
                     f"ResNet-{depth}: Lightning overhead ({lightning} vs {bare}) = "
                     f"{100 * (speed(bare) / speed(lightning) - 1):+.1f} % time per step"
                 )
+    if args.host_overhead:
+        ratios += host_overhead_lines(args, measurements)
     header = (
         f"device {args.device} ({machine_description(args)}), precision {args.precision}, batch {args.batch_size}, "
         f"{args.warmup} warm-up + {args.steps} timed steps, data {args.data_root or 'synthetic'}, "

@@ -78,6 +78,56 @@ def test_variants_and_data_sets_change_what_they_should():
     assert (ddp.trainer.strategy, ddp.trainer.devices) == ("ddp", 2)
 
 
+def fake_cuda(monkeypatch, available: bool, bf16: bool = True) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: available)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: available and bf16)
+
+
+@pytest.mark.parametrize("trainer", ["default", "cpu", "gpu", "ddp"])
+@pytest.mark.parametrize(
+    "accelerator,cuda,expected",
+    [
+        ("gpu", False, "bf16-mixed"),  # the composed config of a GPU job, wherever it is composed
+        ("cuda", True, "bf16-mixed"),
+        ("cpu", True, "32-true"),  # the CPU keeps fp32, GPUs or not
+        ("auto", True, "bf16-mixed"),  # Lightning's "auto" picks the GPU where there is one
+        ("auto", False, "32-true"),
+    ],
+)
+def test_every_trainer_trains_in_bf16_on_gpus_and_fp32_on_the_cpu(trainer, accelerator, cuda, expected, monkeypatch):
+    fake_cuda(monkeypatch, available=cuda)
+    cfg = compose_train([f"trainer={trainer}", f"trainer.accelerator={accelerator}"])
+    assert cfg.trainer.precision == expected
+
+
+def test_the_trainer_configs_get_their_devices_precision_without_arguments(monkeypatch):
+    fake_cuda(monkeypatch, available=True)
+    assert compose_train(["trainer=ddp"]).trainer.precision == "bf16-mixed"  # DDP (and SLURM) jobs on GPUs
+    assert compose_train(["trainer=gpu"]).trainer.precision == "bf16-mixed"
+    assert compose_train(["trainer=cpu"]).trainer.precision == "32-true"
+    fake_cuda(monkeypatch, available=False)
+    assert compose_train(["trainer=ddp"]).trainer.precision == "32-true"  # 2 CPU processes (gloo)
+    assert compose_train([]).trainer.precision == "32-true"
+
+
+def test_gpus_without_native_bf16_train_in_fp16_mixed(monkeypatch):
+    fake_cuda(monkeypatch, available=True, bf16=False)
+    assert compose_train(["trainer=ddp"]).trainer.precision == "16-mixed"
+
+
+@pytest.mark.parametrize("trainer", ["default", "cpu", "gpu", "ddp"])
+def test_an_explicit_precision_always_wins(trainer, monkeypatch):
+    fake_cuda(monkeypatch, available=True)
+    for precision in ("32-true", "16-mixed", "bf16-mixed"):
+        assert compose_train([f"trainer={trainer}", f"trainer.precision={precision}"]).trainer.precision == precision
+
+
+def test_the_resolved_precision_reaches_the_trainer_and_the_checkpointed_config(tmp_path):
+    cfg = compose_train(["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=1"], tmp_path)
+    assert build_trainer(cfg).precision == "32-true"
+    assert build_module(cfg).hparams.run_config["trainer"]["precision"] == "32-true"
+
+
 def lr_at_steps(milestones, steps, lr=0.1):
     net = torch.nn.Linear(1, 1)
     cfg = compose_train([f"scheduler.milestones={milestones}", f"optimizer.lr={lr}"])
@@ -100,11 +150,16 @@ def test_schedule_divides_by_ten_at_32k_and_48k_steps():
 
 
 def test_module_steps_its_scheduler_every_optimizer_step(tmp_path):
-    cfg = compose_train(["model.depth=8"], tmp_path)
+    cfg = compose_train(["model.depth=8", "data=synthetic", "data.synthetic_sizes=[300,100]", "data.val_size=50",
+                         "data.batch_size=32", "scheduler.milestones=[2,3]"], tmp_path)
     module = build_module(cfg)
-    config = module.configure_optimizers()
-    assert config["lr_scheduler"]["interval"] == "step"
-    assert config["lr_scheduler"]["name"] == "lr"
+    trainer = L.Trainer(accelerator="cpu", max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path)
+    trainer.fit(module, datamodule=instantiate(cfg.data))
+    # The module steps it itself (manual optimisation), once per optimizer step: lr 0.1, 0.1, 0.01, then 0.001.
+    scheduler = trainer.lr_scheduler_configs[0]
+    assert scheduler.scheduler.last_epoch == 3 and trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.001)
+    assert (scheduler.interval, scheduler.name) == ("step", "lr")  # what LearningRateMonitor reads
     assert module.hparams.run_config["model"]["depth"] == 8
 
 

@@ -93,9 +93,23 @@ def test_smoke_run_metrics_json(smoke: Run) -> None:
     assert metrics["resumed_from"] is None
     assert metrics["wall_s"] > 0
     assert metrics["images_per_s"] > 0
+    assert 0 < metrics["compile_s"] < metrics["train_s"] < metrics["wall_s"]
     started, finished = (datetime.fromisoformat(metrics[key]) for key in ("started_at", "finished_at"))
     assert started.tzinfo is not None and finished.tzinfo is not None
     assert started <= finished
+
+
+def test_compiled_run_reports_the_steady_rate_and_its_compile_time(run_cli: RunCli, root: Path) -> None:
+    # 250 training images in batches of 32: steps 1-7 take 32, step 8 the epoch's last 26 (a new
+    # shape, compiled again), step 9 the next epoch's first 32.
+    run = train(run_cli, root, "compiled", "model.compile=true", steps=9)
+    metrics = run.metrics
+    clock = torch.load(run.dir / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]["TrainingClock"]
+    assert clock["images"] == 8 * 32 + 26 and clock["compile_images"] == 32 + 26
+    assert 0 < metrics["compile_s"] < metrics["train_s"] < metrics["wall_s"]
+    # The steady rate: the 7 other steps' 224 images over the training time without those two steps.
+    steady_images = clock["images"] - clock["compile_images"]
+    assert metrics["images_per_s"] == pytest.approx(steady_images / (metrics["train_s"] - metrics["compile_s"]), rel=0.01)
 
 
 def test_smoke_run_tensorboard_scalars(smoke: Run) -> None:

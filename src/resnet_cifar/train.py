@@ -156,7 +156,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "resumed_from": checkpoint_step,
         # Over all attempts: up to the checkpoint resumed from, then this one.
         "wall_s": round(clock.fit_seconds, 3),
-        "images_per_s": round(clock.images_per_second, 1),
+        "train_s": round(clock.train_seconds, 3),  # training only: validation left out
+        # The steady rate: the first step of each batch shape (compiling, CUDA-graph capture) apart.
+        "images_per_s": None if clock.images_per_second is None else round(clock.images_per_second, 1),
+        "compile_s": round(clock.compile_seconds, 3),
         "best_checkpoint": best_path or None,
         "started_at": clock.started_at,
         "finished_at": utc_now(),

@@ -73,12 +73,31 @@ def test_training_clock_runs_from_train_start_without_an_epoch_start():
     clock.load_state_dict({"started_at": "2026-01-01T00:00:00+00:00", "images": 640, "train_seconds": 2.0, "fit_seconds": 3.0})
     clock.on_fit_start(trainer, module)
     clock.on_train_start(trainer, module)
-    for _ in range(3):
-        clock.on_train_batch_start(trainer, module, (torch.zeros(32, 3, 2, 2), torch.zeros(32)), 0)
+    for size in (32, 32, 32, 16):
+        batch = (torch.zeros(size, 3, 2, 2), torch.zeros(size))
+        clock.on_train_batch_start(trainer, module, batch, 0)
+        clock.on_train_batch_end(trainer, module, {}, batch, 0)
     state = clock.state_dict()  # mid-training, as a periodic checkpoint sees it
     clock.on_train_end(trainer, module)
     clock.on_fit_end(trainer, module)
-    assert state["images"] == clock.images == 640 + 3 * 32
+    assert state["images"] == clock.images == 640 + 3 * 32 + 16
     assert 2.0 < state["train_seconds"] <= clock.train_seconds and 3.0 < clock.fit_seconds
     assert clock.started_at == "2026-01-01T00:00:00+00:00"
-    assert clock.images_per_second == clock.images / clock.train_seconds
+    # The first step of each batch shape (32 and 16) is timed apart: the steady rate leaves it out.
+    assert state["compile_images"] == clock.compile_images == 32 + 16
+    assert 0 < clock.compile_seconds < clock.train_seconds - 2.0
+    steady_images = clock.images - clock.compile_images
+    assert clock.images_per_second == steady_images / (clock.train_seconds - clock.compile_seconds)
+
+
+def test_training_clock_counts_a_compile_step_that_a_checkpoint_interrupts():
+    from resnet_cifar.training.callbacks import TrainingClock
+
+    clock, trainer = TrainingClock(), SimpleNamespace(world_size=2)
+    module = SimpleNamespace(device=torch.device("cpu"))
+    clock.on_fit_start(trainer, module)
+    clock.on_train_start(trainer, module)
+    clock.on_train_batch_start(trainer, module, (torch.zeros(8, 3, 2, 2), torch.zeros(8)), 0)
+    state = clock.state_dict()  # a checkpoint written at the end of the first step
+    assert state["compile_images"] == state["images"] == 2 * 8 and 0 < state["compile_seconds"] <= state["train_seconds"]
+    assert clock.images_per_second is None  # no steady step yet

@@ -1,6 +1,7 @@
 """Speed options change how fast, never what: device placement, channels-last, compile, the bench."""
 
 import copy
+import re
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -158,6 +159,83 @@ def test_train_error_is_the_error_over_all_the_epochs_training_images(tmp_path):
     assert float(trainer.callback_metrics["train/err"]) == pytest.approx(expected, abs=1e-4)
 
 
+class LogsEveryStep(ImageClassifier):
+    """The module as it was: ``self.log`` of the loss at every step."""
+
+    def _loss_is_written_now(self) -> bool:
+        return True
+
+
+def logged_losses(module: ImageClassifier, tmp_path: Path, steps: int, every: int) -> tuple[list[tuple[int, str]], float]:
+    """(step, train/loss) rows the logger wrote, and the final train/loss that metrics.json takes."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    from resnet_cifar.training.callbacks import FinishAtMaxSteps
+
+    trainer = L.Trainer(
+        accelerator="cpu", max_steps=steps, log_every_n_steps=every, logger=CSVLogger(tmp_path, name="", version=""),
+        callbacks=[FinishAtMaxSteps(tmp_path / "last.ckpt")], enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path,
+    )
+    trainer.fit(module, datamodule=small_datamodule())
+    rows = [line.split(",") for line in (tmp_path / "metrics.csv").read_text().splitlines()]
+    column = rows[0].index("train/loss")
+    return [(int(row[rows[0].index("step")]), row[column]) for row in rows[1:] if row[column]], float(trainer.callback_metrics["train/loss"])
+
+
+@pytest.mark.parametrize("steps,every", [(7, 3), (6, 2), (3, 50)])
+def test_the_loss_is_logged_at_the_same_steps_as_when_logged_every_step(steps, every, tmp_path):
+    # The loss reaches Lightning only at the steps its logger writes and at the last one.
+    torch.manual_seed(0)
+    net = cifar_resnet(8, "A", True, 10)
+    ours = logged_losses(classifier(copy.deepcopy(net)), tmp_path / "ours", steps, every)
+    every_step = logged_losses(LogsEveryStep(copy.deepcopy(net), sgd, constant), tmp_path / "every_step", steps, every)
+    assert ours == every_step and len(ours[0]) >= 1
+
+
+class AutomaticallyOptimised(ImageClassifier):
+    """The module as it optimised before: Lightning's automatic optimisation steps on the
+    training step's loss (and the scheduler, by its "interval": "step")."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.automatic_optimization = True
+
+    def _optimize(self, loss: torch.Tensor) -> None:
+        pass
+
+
+def fit_with_last_checkpoint(module: ImageClassifier, tmp_path: Path, steps: int, ckpt_path: Path | None = None) -> L.Trainer:
+    """As train.py: checkpoints/last.ckpt written at the last step, from which a run resumes."""
+    from resnet_cifar.training.callbacks import FinishAtMaxSteps
+
+    trainer = L.Trainer(
+        accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path,
+        callbacks=[FinishAtMaxSteps(tmp_path / "last.ckpt")],
+    )
+    trainer.fit(module, datamodule=small_datamodule(), ckpt_path=ckpt_path, weights_only=True)
+    return trainer
+
+
+def test_a_checkpoint_of_automatic_optimisation_resumes_at_its_step(tmp_path):
+    # A run interrupted before the module optimised manually resumes where it stopped, and ends
+    # as a run of the manual module that went through in one go.
+    def milestones(optimizer):
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, [4], 0.1)
+
+    torch.manual_seed(0)
+    net = cifar_resnet(8, "A", True, 10)
+    fit_with_last_checkpoint(AutomaticallyOptimised(copy.deepcopy(net), sgd, milestones), tmp_path / "old", steps=3)
+    resumed = ImageClassifier(copy.deepcopy(net), sgd, milestones)
+    trainer = fit_with_last_checkpoint(resumed, tmp_path / "resumed", steps=5, ckpt_path=tmp_path / "old" / "last.ckpt")
+    assert trainer.global_step == 5 and trainer.lr_scheduler_configs[0].scheduler.last_epoch == 5
+    straight = ImageClassifier(copy.deepcopy(net), sgd, milestones)
+    other = fit_with_last_checkpoint(straight, tmp_path / "straight", steps=5)
+    assert_same_state((resumed.net.state_dict(), trainer.optimizers[0].state_dict()),
+                      (straight.net.state_dict(), other.optimizers[0].state_dict()))
+
+
 @pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
 def test_mixed_precision_trains_and_evaluates(precision, tmp_path):
     # On the CPU Lightning runs 16-mixed as bf16-mixed (fp16 autocast is for GPUs); trainer=gpu
@@ -221,6 +299,66 @@ def test_compile_failing_at_the_first_call_falls_back_to_the_same_result(monkeyp
     assert len(calls) == 1
 
 
+def failing_backend(where: str):
+    """A torch.compile backend whose forward or backward compiler fails (AOT autograd compiles
+    the backward lazily, at the first backward, as Inductor does)."""
+    from torch._dynamo.backends.common import aot_autograd
+
+    def fails(graph, example_inputs):
+        raise RuntimeError(f"no Triton for the {where}")
+
+    def keeps(graph, example_inputs):
+        return graph.forward
+
+    return aot_autograd(fw_compiler=fails if where == "forward" else keeps, bw_compiler=fails if where == "backward" else keeps)
+
+
+def compile_with(monkeypatch, backend) -> None:
+    """Make the module's torch.compile use ``backend`` (and a fresh Dynamo cache)."""
+    real_compile = torch.compile
+    torch._dynamo.reset()
+    monkeypatch.setattr(torch, "compile", lambda net, mode, dynamic: real_compile(net, backend=backend, dynamic=dynamic))
+
+
+def trained_state(tmp_path: Path, steps: int = 9, **options) -> tuple[dict, dict]:
+    """Network state (weights and BN statistics) and optimizer state after ``steps`` steps of a
+    fixed run: 250 images in batches of 32, so the epoch's short last batch is a new shape."""
+    torch.manual_seed(0)
+    module = classifier(**options)
+    trainer = tiny_fit(module, tmp_path, steps=steps)
+    return module.net.state_dict(), trainer.optimizers[0].state_dict()
+
+
+def assert_same_state(ours: tuple[dict, dict], theirs: tuple[dict, dict]) -> None:
+    (net, optimizer), (other_net, other_optimizer) = ours, theirs
+    assert net.keys() == other_net.keys()
+    for key in net:  # exactly: bit for bit, the BN running statistics and their counters included
+        assert torch.equal(net[key], other_net[key]), key
+    assert optimizer["param_groups"] == other_optimizer["param_groups"]
+    for index, state in optimizer["state"].items():
+        assert torch.equal(state["momentum_buffer"], other_optimizer["state"][index]["momentum_buffer"]), index
+
+
+@pytest.mark.parametrize("where", ["forward", "backward"])
+def test_compile_failing_in_the_first_step_falls_back_to_an_uncompiled_run(where, monkeypatch, tmp_path):
+    uncompiled = trained_state(tmp_path / "eager")
+    compile_with(monkeypatch, failing_backend(where))
+    module_warnings = pytest.warns(CompileFallbackWarning, match=f"no Triton for the {where}")
+    with module_warnings:
+        fallen_back = trained_state(tmp_path / "compiled", compile=True)
+    assert_same_state(fallen_back, uncompiled)
+
+
+def test_the_trial_step_of_a_new_batch_shape_leaves_no_trace(monkeypatch, tmp_path):
+    # Dynamo's "eager" backend computes exactly what the network does: a compiled run then equals
+    # the uncompiled one bit for bit only if the trial steps (of batch 32 and of the short last
+    # batch of 26) left the BN statistics, gradients and optimizer as they were.
+    uncompiled = trained_state(tmp_path / "eager")
+    compile_with(monkeypatch, "eager")
+    compiled = trained_state(tmp_path / "compiled", compile=True)
+    assert_same_state(compiled, uncompiled)
+
+
 def compose_train(overrides, tmp_path):
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
@@ -258,3 +396,17 @@ def test_bench_prints_the_table_end_to_end(tmp_path):
         assert row in table, table
     assert "ResNet-8: project / classic = " in table and "ResNet-8: Lightning overhead (project vs bare) = " in table
     assert "peak RSS MiB" in table and (tmp_path / "bench.json").is_file()
+
+
+def test_bench_reports_host_time_per_step(tmp_path):
+    command = [
+        sys.executable, str(REPO / "bench" / "throughput.py"), "--host-overhead", "--steps", "3", "--warmup", "2",
+        "--repeats", "1", "--synthetic-size", "400",
+    ]
+    completed = run_command(command, tmp_path, timeout=240)
+    assert completed.returncode == 0, completed.output
+    assert "batch 8, 2 warm-up + 3 timed steps" in completed.stdout and "1 threads" in completed.stdout
+    line = next(line for line in completed.stdout.splitlines() if line.startswith("host ms/step (ResNet-8, batch 8): "))
+    project, bare, share = (float(re.search(pattern, line).group(1)) for pattern in (
+        r"project (\d+\.\d+)", r"bare (\d+\.\d+)", r"Lightning's share \(project - bare\) = (-?\d+\.\d+) ms/step"))
+    assert project > 0 and bare > 0 and share == pytest.approx(project - bare, abs=0.011), line

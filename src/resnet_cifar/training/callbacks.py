@@ -75,11 +75,16 @@ class LrWarmupUntilTrainError(L.Callback):
 
 
 class TrainingClock(L.Callback):
-    """When the run started, wall time of its fits and training throughput (images/s, validation
-    excluded), over all attempts of a resumed run.
+    """When the run started, wall time of its fits and the steady training throughput (images/s,
+    validation excluded), over all attempts of a resumed run.
 
-    The totals travel in every checkpoint, so a resumed run counts the time up to the checkpoint
-    it resumed from plus its own (steps redone after an interruption count once).
+    The first training step of every batch shape a process meets (the batch of 128, an epoch's
+    short last batch) is where torch.compile compiles, CUDA graphs are captured and cuDNN picks
+    its algorithms: on a GPU that can be a minute against a two-minute run. Those steps are timed
+    apart, as ``compile_seconds``, and left out of ``images_per_second``; ``train_seconds`` and
+    ``fit_seconds`` keep them. The totals travel in every checkpoint, so a resumed run counts
+    the time up to the checkpoint it resumed from plus its own (steps redone after an
+    interruption count once; a resumed process compiles again, and that counts too).
     """
 
     def __init__(self) -> None:
@@ -87,9 +92,13 @@ class TrainingClock(L.Callback):
         self.images = 0
         self.train_seconds = 0.0
         self.fit_seconds = 0.0
+        self.compile_seconds = 0.0  # in the first training step of each batch shape
+        self.compile_images = 0  # the images of those steps
         self._fit_seconds_before = 0.0  # in earlier attempts, up to the checkpoint resumed from
         self._fit_started = time.perf_counter()
         self._since: float | None = None  # the training clock runs since then
+        self._shapes_seen: set[tuple[int, ...]] = set()  # by this process: each compiles anew
+        self._compile_step_since: float | None = None  # the step running now is a first one
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.started_at = self.started_at or utc_now()
@@ -107,7 +116,20 @@ class TrainingClock(L.Callback):
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         # Counted at the start: checkpoints written at this step's end then include its batch.
-        self.images += len(batch[1]) * trainer.world_size
+        images = len(batch[1]) * trainer.world_size
+        self.images += images
+        shape = tuple(batch[0].shape)
+        if shape not in self._shapes_seen:
+            self._shapes_seen.add(shape)
+            self.compile_images += images
+            synchronize(pl_module)  # the steps queued before this one are steady time
+            self._compile_step_since = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        if self._compile_step_since is not None:
+            synchronize(pl_module)  # this step's compiling and capture, done
+            self.compile_seconds += time.perf_counter() - self._compile_step_since
+            self._compile_step_since = None
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._pause_clock(pl_module)
@@ -124,19 +146,23 @@ class TrainingClock(L.Callback):
     def _pause_clock(self, pl_module: L.LightningModule) -> None:
         if self._since is None:
             return
-        if pl_module.device.type == "cuda":
-            torch.cuda.synchronize(pl_module.device)  # count the queued work as training time
+        synchronize(pl_module)  # count the queued work as training time
         self.train_seconds += time.perf_counter() - self._since
         self._since = None
 
     def state_dict(self) -> dict[str, Any]:
-        # Checkpoints are written mid-training: count the running stretch without stopping.
-        running = time.perf_counter() - self._since if self._since is not None else 0.0
+        # Checkpoints are written mid-training (and mid-step): count the running stretches
+        # without stopping them.
+        now = time.perf_counter()
+        running = now - self._since if self._since is not None else 0.0
+        compiling = now - self._compile_step_since if self._compile_step_since is not None else 0.0
         return {
             "started_at": self.started_at,
             "images": self.images,
             "train_seconds": self.train_seconds + running,
             "fit_seconds": self._fit_seconds_now(),
+            "compile_seconds": self.compile_seconds + compiling,
+            "compile_images": self.compile_images,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -144,10 +170,23 @@ class TrainingClock(L.Callback):
         self.images = state_dict["images"]
         self.train_seconds = state_dict["train_seconds"]
         self._fit_seconds_before = state_dict["fit_seconds"]
+        # Checkpoints written before the compile steps were timed apart have neither.
+        self.compile_seconds = state_dict.get("compile_seconds", 0.0)
+        self.compile_images = state_dict.get("compile_images", 0)
 
     @property
-    def images_per_second(self) -> float:
-        return self.images / self.train_seconds if self.train_seconds > 0 else 0.0
+    def images_per_second(self) -> float | None:
+        """Steady training images/s: the first step of each batch shape left out (None when a
+        run had no other step)."""
+        steady_seconds = self.train_seconds - self.compile_seconds
+        steady_images = self.images - self.compile_images
+        return steady_images / steady_seconds if steady_images > 0 and steady_seconds > 0 else None
+
+
+def synchronize(pl_module: L.LightningModule) -> None:
+    """Wait for the module's GPU to finish its queued work (nothing to wait for on the CPU)."""
+    if pl_module.device.type == "cuda":
+        torch.cuda.synchronize(pl_module.device)
 
 
 def utc_now() -> str:

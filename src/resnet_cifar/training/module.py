@@ -11,6 +11,7 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from resnet_cifar.training.checkpoints import carry_automatic_steps_to_manual
 from resnet_cifar.training.metrics import top1_error
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
@@ -39,7 +40,8 @@ class ImageClassifier(L.LightningModule):
     oneDNN on the CPU: ResNet-20 trains about 1.3x faster on the CPU, docs/benchmarks.md);
     ``compile`` runs the network through ``torch.compile`` (``compile_mode`` None: CUDA graphs on
     a GPU, see :func:`default_compile_mode`), falling back to the uncompiled network with a
-    :class:`CompileFallbackWarning` where compiling is unavailable or fails. Both are applied in
+    :class:`CompileFallbackWarning` where compiling is unavailable or fails, in the forward or
+    in the backward (see :meth:`_try_compiled_step`). Both are applied in
     ``setup``, once the training device is known; the state dict keeps the plain network's keys.
     """
 
@@ -55,6 +57,7 @@ class ImageClassifier(L.LightningModule):
         channels_last: bool = True,
     ) -> None:
         super().__init__()
+        self.automatic_optimization = False  # see _optimize
         self.save_hyperparameters("num_classes", "run_config")
         self.net = net
         self.optimizer_factory = optimizer
@@ -67,6 +70,7 @@ class ImageClassifier(L.LightningModule):
         # out of the state dict) by storing it in a plain list.
         self._compiled: list[Callable[[torch.Tensor], torch.Tensor]] = []
         self._compile_tried = False
+        self._tried_shapes: set[torch.Size] = set()  # training batch shapes compiled in a trial step
         self._cudagraphs = False
         # The epoch's training error as two counters (misclassified, seen): two tiny tensor ops
         # per step instead of a torchmetrics update and a logged Metric object, which cost
@@ -100,10 +104,13 @@ class ImageClassifier(L.LightningModule):
 
     def _compile_failed(self, error: BaseException) -> None:
         self._compiled = []
-        first_line = (str(error).strip().splitlines() or [""])[0][:300]
+        # Dynamo wraps a backend's error (BackendCompilerFailed: "backend='inductor' raised:"):
+        # name the error underneath, which says what is missing.
+        cause = getattr(error, "inner_exception", None) or error.__cause__ or error
+        first_line = (str(cause).strip().splitlines() or [""])[0][:300]
         warnings.warn(
             f"model.compile=true but torch.compile is unavailable or failed here "
-            f"({type(error).__name__}: {first_line}); the network runs uncompiled, with the same "
+            f"({type(cause).__name__}: {first_line}); the network runs uncompiled, with the same "
             "results, only slower. Set model.compile=false to silence this.",
             CompileFallbackWarning,
             stacklevel=2,
@@ -114,33 +121,100 @@ class ImageClassifier(L.LightningModule):
         if self.uses_channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         if self._compiled:
-            if self._cudagraphs:
-                torch.compiler.cudagraph_mark_step_begin()
             try:
-                return self._compiled[0](images)
+                return self._call_compiled(images)
             except torch.OutOfMemoryError:
                 raise
             except Exception as error:  # compiling happens at the first call (and per new shape)
                 self._compile_failed(error)
         return self.net(images)
 
+    def _call_compiled(self, images: torch.Tensor) -> torch.Tensor:
+        if self._cudagraphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        return self._compiled[0](images)
+
+    def _try_compiled_step(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """Compile this training batch shape's forward and backward on a throwaway step.
+
+        torch.compile builds the backward graph lazily, at the first backward, outside the
+        forward's fallback in :meth:`run_net` and after the forward has updated the BN running
+        statistics (an Inductor, Triton or CUDA-graph failure there would end the run, or leave a
+        half-done step). So the first step of every new shape is
+        tried here first: a forward and a backward through the compiled network whose gradients
+        are returned (``autograd.grad``), not accumulated, and whose update of the BN running
+        statistics is undone. Weights, gradients, optimizer state and BN statistics are then as
+        before the trial, and the real step runs compiled, or eagerly after a failure, exactly
+        as an uncompiled run would.
+        """
+        self._tried_shapes.add(images.shape)
+        saved_buffers = [buffer.clone() for buffer in self.net.buffers()]
+        if self.uses_channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        try:
+            loss = F.cross_entropy(self._call_compiled(images), labels)
+            torch.autograd.grad(loss, [p for p in self.net.parameters() if p.requires_grad])
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as error:
+            self._compile_failed(error)
+        finally:
+            with torch.no_grad():
+                for buffer, saved in zip(self.net.buffers(), saved_buffers):
+                    buffer.copy_(saved)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.run_net(images)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         images, labels = batch
+        if self._compiled and images.shape not in self._tried_shapes:
+            self._try_compiled_step(images, labels)
         logits = self.run_net(images)
         loss = F.cross_entropy(logits, labels)
+        log_loss = self._loss_is_written_now()  # before the optimizer step counts this step
+        self._optimize(loss)
         wrong = logits.detach().argmax(1) != labels
         if self._train_wrong is None or self._train_wrong.device != wrong.device:
             self._train_wrong = torch.zeros((), dtype=torch.long, device=wrong.device)
         self._train_wrong += wrong.sum()
         self._train_seen += len(labels)
-        # Logged tensors are read back only every log_every_n_steps; the error once per epoch.
-        self.log("train/loss", loss, batch_size=len(labels))
+        # Lightning writes step logs every log_every_n_steps; a self.log call costs about 0.3 ms
+        # of host time (docs/benchmarks.md), so the loss is handed over only at the steps it writes,
+        # and at the last step (metrics.json's train_loss). Read back only then; the error once
+        # per epoch.
+        if log_loss:
+            self.log("train/loss", loss, batch_size=len(labels))
         # The batch error (no host sync here) lets callbacks such as the warm-up react to it.
         batch_err = wrong.float().mean() * 100
         return {"loss": loss, "err": batch_err}
+
+    def _optimize(self, loss: torch.Tensor) -> None:
+        """One SGD step on ``loss``, then one scheduler step.
+
+        Manual optimisation: Lightning's automatic one wraps this in a closure and dispatches one
+        more hook to every callback at every step, host time that no callback here needs
+        (docs/benchmarks.md, "Host time per step"). ``manual_backward`` and the LightningOptimizer
+        keep what matters: mixed precision's loss scaling, DDP, the step count, the checkpointed
+        state. Gradient clipping and accumulation by the Trainer are not available this way.
+        """
+        optimizer = self.optimizers()
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        optimizer.step()
+        self.lr_schedulers().step()
+
+    def _loss_is_written_now(self) -> bool:
+        """Whether Lightning writes this step's logs, or it is the last step.
+
+        Lightning 2.6.6's own rule, ``_LoggerConnector.should_update_logs`` (private: every
+        ``log_every_n_steps`` batches counted as its logger counts them, resumed runs included,
+        and when stopping); no upstream issue asks for a public one.
+        tests/training/test_speed_options.py::test_the_loss_is_logged_at_the_same_steps_as_when_logged_every_step
+        fails if an upgrade changes it.
+        """
+        trainer = self.trainer
+        return trainer._logger_connector.should_update_logs or 0 < trainer.max_steps <= trainer.global_step + 1
 
     def on_train_epoch_start(self) -> None:
         self._train_wrong, self._train_seen = None, 0
@@ -167,6 +241,9 @@ class ImageClassifier(L.LightningModule):
         loss = F.cross_entropy(logits, labels)
         self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(labels))
         self.log(f"{stage}/err", metric, on_epoch=True, batch_size=len(labels))
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        carry_automatic_steps_to_manual(checkpoint)  # Lightning restores its loops after this hook
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = self.optimizer_factory(self.net.parameters())
