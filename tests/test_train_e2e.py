@@ -81,6 +81,8 @@ def smoke(run_cli: RunCli, root: Path) -> Run:
 def test_smoke_run_writes_config_checkpoint_and_nothing_in_the_working_directory(smoke: Run) -> None:
     assert smoke.config["model"]["depth"] == 8
     assert smoke.config["trainer"]["max_steps"] == SMOKE_STEPS
+    # The precision it trained in, not the resolver: the report may read it on another machine.
+    assert smoke.config["trainer"]["precision"] == "32-true"
     assert (smoke.dir / "checkpoints" / "last.ckpt").is_file()
     assert list(smoke.cwd.iterdir()) == [], "nothing may land in the working directory (e.g. outputs/)"
 

@@ -100,7 +100,12 @@ def save_composed_config(cfg: DictConfig, output_dir: Path) -> None:
     hydra = HydraConfig.get()
     config_dir = output_dir / ".hydra"
     config_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, config_dir / "config.yaml")
+    saved = cfg.copy()
+    with open_dict(saved):
+        # The precision this run trains in, not the resolver that chose it: read on another
+        # machine (the report on a CPU), ${default_precision:...} would answer for that machine.
+        saved.trainer.precision = cfg.trainer.precision
+    OmegaConf.save(saved, config_dir / "config.yaml")
     OmegaConf.save(hydra, config_dir / "hydra.yaml")
     OmegaConf.save(list(hydra.overrides.task), config_dir / "overrides.yaml")
 
