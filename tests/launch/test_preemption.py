@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import inspect
 import re
+import signal
+import subprocess
 from pathlib import Path
 
+import pytest
 import torch
 from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop
 from lightning.pytorch.trainer.trainer import Trainer
 
 from conftest import TINY_SYNTHETIC_RUN, RunCli, assert_ok, describe
-from resnet_cifar.launch.preemption import SaveAndStopOnSignal, submitit_requeue_handler
+from resnet_cifar.launch.preemption import SaveAndStopOnSignal, requeue, submitit_requeue_handler
 
 STEPS = ("trainer.max_steps=8", "scheduler.milestones=[4,6]", "~callbacks.progress_bar", "~callbacks.input_preview",
          "callbacks.preemption.check_every_n_steps=1")
@@ -79,3 +82,21 @@ def test_the_callback_leaves_signal_handlers_as_it_found_them() -> None:
     assert FakeTrainer.fit_loop.epoch_loop._broadcast_sigterm_tensor() is None
     callback.teardown(FakeTrainer, None, "fit")
     assert {s: signal.getsignal(s) for s in before} == before
+
+
+def scontrol_requeue_ending(returncode: int):
+    """A stand-in for submitit's requeue handler whose ``scontrol requeue`` ends with ``returncode``."""
+
+    def handler(signum, frame) -> None:
+        raise subprocess.CalledProcessError(returncode, ["scontrol", "requeue", "56"])
+
+    return handler
+
+
+def test_a_requeue_ended_by_its_own_sigterm_counts_as_done_and_other_failures_stand() -> None:
+    requeue(scontrol_requeue_ending(-signal.SIGTERM))  # SLURM terminated the job, scontrol with it
+    with pytest.raises(subprocess.CalledProcessError):
+        requeue(scontrol_requeue_ending(1))  # e.g. "Requested operation is presently disabled"
+    with pytest.raises(subprocess.CalledProcessError):
+        requeue(scontrol_requeue_ending(-signal.SIGKILL))
+

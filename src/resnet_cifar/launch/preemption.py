@@ -21,6 +21,7 @@ reads a flag back from rank 0 on every training step.
 import logging
 import os
 import signal
+import subprocess
 from pathlib import Path
 from types import FrameType
 from typing import Any, Callable
@@ -99,7 +100,7 @@ class SaveAndStopOnSignal(L.Callback):
         trainer.save_checkpoint(self.checkpoint)
         log.warning("%s: saved %s at step %d; stopping", name, self.checkpoint, trainer.global_step)
         if self._requeue is not None:
-            self._requeue(requeue_signal(), None)  # rank 0: requeues, then exits; other ranks: returns
+            requeue(self._requeue)  # rank 0: requeues, then exits; other ranks: returns
         raise SystemExit(128 + signum)
 
     def _received_anywhere(self, trainer: L.Trainer, pl_module: L.LightningModule) -> int:
@@ -109,6 +110,23 @@ class SaveAndStopOnSignal(L.Callback):
             return 0
         flag = torch.tensor(self.received, device=pl_module.device)
         return int(trainer.strategy.reduce(flag, reduce_op="max"))
+
+
+def requeue(handler: Callable[[int, FrameType | None], Any]) -> None:
+    """Call submitit's requeue ``handler``, which runs ``scontrol requeue`` from inside the job.
+
+    SLURM requeues a job by terminating its processes, and ``scontrol`` is one of them (a child
+    of the job's task): when SLURM is quicker than ``scontrol`` returns, ``scontrol`` dies of that
+    SIGTERM after the requeue was accepted. submitit takes that for a failed requeue and raises,
+    which would record the job as failed although it is already queued again (seen on the test
+    cluster, DDP jobs). Any other failure of the requeue stands.
+    """
+    try:
+        handler(requeue_signal(), None)
+    except subprocess.CalledProcessError as error:
+        if error.returncode != -signal.SIGTERM or "requeue" not in error.cmd:
+            raise
+        log.info("scontrol requeue was ended by the requeue it asked for; the job is queued again")
 
 
 def not_main_thread() -> bool:
