@@ -121,15 +121,26 @@ def pinned(job_num: int, callback: gpu_pinning.PinGpuRoundRobin) -> str | None:
     return os.environ.get("CUDA_VISIBLE_DEVICES")
 
 
-def test_gpu_pinning_is_round_robin_over_the_visible_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(gpu_pinning.ALL_GPUS_VARIABLE, raising=False)
+@pytest.fixture
+def pinning_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No GPU variables set, and both variables the callback writes restored after the test:
+    ``delenv`` alone records nothing for an absent variable, so what the callback set would leak
+    into the tests that run later in this process (and into their subprocesses' environment)."""
+    for name in (gpu_pinning.ALL_GPUS_VARIABLE, "CUDA_VISIBLE_DEVICES"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    return monkeypatch
+
+
+def test_gpu_pinning_is_round_robin_over_the_visible_gpus(pinning_environment: pytest.MonkeyPatch) -> None:
+    monkeypatch = pinning_environment
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5,6")
     callback = gpu_pinning.PinGpuRoundRobin()
     assert [pinned(num, callback) for num in range(7)] == ["3", "5", "6", "3", "5", "6", "3"]
 
 
-def test_gpu_pinning_does_nothing_without_gpus_or_when_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(gpu_pinning.ALL_GPUS_VARIABLE, raising=False)
+def test_gpu_pinning_does_nothing_without_gpus_or_when_disabled(pinning_environment: pytest.MonkeyPatch) -> None:
+    monkeypatch = pinning_environment
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert pinned(1, gpu_pinning.PinGpuRoundRobin()) == ""
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
