@@ -14,12 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TINY_SYNTHETIC_RUN, assert_ok, command_environment, describe, run_command
+from conftest import REPO, TINY_SYNTHETIC_RUN, assert_ok, command_environment, describe, run_command
 from launch.test_ddp_sweeps import processes_of
 from resnet_cifar.launch.study_names import exclude_shared_keys
 
 pytestmark = pytest.mark.slurm
-REPO = Path(__file__).resolve().parents[2]
 # The site's own setting: this cluster's node has few CPUs.
 SITE = ("hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.poll_s=1")
 TINY = (*TINY_SYNTHETIC_RUN, "trainer.max_steps=4", "scheduler.milestones=[2,3]", "~callbacks.progress_bar", "~callbacks.input_preview")
