@@ -4,8 +4,11 @@ Files are decoded once into uint8 tensors (see ``sources``). On a GPU those tens
 once to the training device in ``setup`` (about 180 MB for CIFAR), so a batch is an index into
 device memory and no image crosses the bus during training. Batches leave the loader as uint8
 images with their augmentation parameters; cropping, flipping and mean subtraction happen on
-the training device, batch-wise, in ``on_after_batch_transfer``.
+the training device, batch-wise, in ``on_after_batch_transfer`` — or, with
+``defer_train_augmentation``, inside the consumer's own training step (see :class:`RawTrainBatch`).
 """
+
+from typing import NamedTuple
 
 import lightning as L
 import torch
@@ -18,6 +21,18 @@ from resnet_cifar.errors import ConfigError
 
 DATASETS = ("cifar10", "cifar100", "synthetic")
 NUM_TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000}
+
+
+class RawTrainBatch(NamedTuple):
+    """A training batch as it leaves the loader: uint8 images not yet augmented or normalised.
+
+    Handed over when ``defer_train_augmentation`` is set, for a consumer that applies
+    :meth:`CIFARDataModule.training_inputs` itself (e.g. inside one compiled training step).
+    """
+
+    images: torch.Tensor
+    crop_flip: CropFlip
+    labels: torch.Tensor
 
 
 def split_train_val(num_images: int, val_size: int, split_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,6 +96,8 @@ class CIFARDataModule(L.LightningDataModule):
         self.arrays: CifarArrays | None = None
         self.mean_image: torch.Tensor | None = None
         self._mean_on_device: dict[torch.device, torch.Tensor] = {}
+        # Set by a consumer that augments training batches itself (see RawTrainBatch).
+        self.defer_train_augmentation = False
 
     def check_world_size(self, world_size: int) -> None:
         """Fail before any work starts if the global batches do not split over the processes."""
@@ -182,11 +199,18 @@ class CIFARDataModule(L.LightningDataModule):
             moved["crop_flip"] = CropFlip(*(t.to(device, non_blocking=True) for t in batch["crop_flip"]))
         return moved
 
-    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
-        images = batch["images"]
-        if "crop_flip" in batch:
-            images = apply_crop_flip(images, batch["crop_flip"], self.padding)
-        return self.normalize(images), batch["labels"]
+    def on_after_batch_transfer(
+        self, batch: dict, dataloader_idx: int
+    ) -> tuple[torch.Tensor, torch.Tensor] | RawTrainBatch:
+        if "crop_flip" not in batch:  # evaluation: no augmentation
+            return self.normalize(batch["images"]), batch["labels"]
+        if self.defer_train_augmentation:
+            return RawTrainBatch(batch["images"], batch["crop_flip"], batch["labels"])
+        return self.training_inputs(batch["images"], batch["crop_flip"]), batch["labels"]
+
+    def training_inputs(self, images: torch.Tensor, crop_flip: CropFlip) -> torch.Tensor:
+        """The network's input for a training batch: uint8 images cropped, flipped, normalised."""
+        return self.normalize(apply_crop_flip(images, crop_flip, self.padding))
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 images to float in [0, 1] minus the training split's mean image."""

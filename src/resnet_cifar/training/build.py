@@ -14,7 +14,7 @@ from resnet_cifar.training.module import ImageClassifier
 
 METRICS_FILE = "metrics.json"
 # Keys of the model config that set how the network runs (ImageClassifier), not what it is.
-SPEED_KEYS = ("compile", "compile_mode", "channels_last")
+SPEED_KEYS = ("compile", "compile_mode", "compile_scope", "channels_last")
 
 
 def build_datamodule(cfg: DictConfig) -> CIFARDataModule:

@@ -10,6 +10,8 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from PIL import Image, ImageDraw
 
+from resnet_cifar.data.datamodule import RawTrainBatch
+
 LABEL_HEIGHT = 13  # pixels above each image for its class name
 
 
@@ -34,7 +36,10 @@ class LogInputsOnce(L.Callback):
         loggers = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
         if not trainer.is_global_zero or not loggers:
             return
-        images, labels = batch
+        if isinstance(batch, RawTrainBatch):  # compile_scope=step augments inside the step
+            images, labels = trainer.datamodule.training_inputs(batch.images, batch.crop_flip), batch.labels
+        else:
+            images, labels = batch
         shown = images[: self.num_images].detach().float().cpu()
         mean_image = getattr(trainer.datamodule, "mean_image", None)  # subtracted from the input
         if mean_image is not None:

@@ -11,11 +11,15 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from resnet_cifar.data.datamodule import RawTrainBatch
+from resnet_cifar.errors import ConfigError
 from resnet_cifar.training.checkpoints import carry_automatic_steps_to_manual
 from resnet_cifar.training.metrics import top1_error
+from resnet_cifar.training.whole_step import StepResult, WholeTrainingStep, check_optimizer
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[[Optimizer], LRScheduler]
+COMPILE_SCOPES = ("network", "step")
 
 
 class CompileFallbackWarning(UserWarning):
@@ -41,8 +45,11 @@ class ImageClassifier(L.LightningModule):
     ``compile`` runs the network through ``torch.compile`` (``compile_mode`` None: CUDA graphs on
     a GPU, see :func:`default_compile_mode`), falling back to the uncompiled network with a
     :class:`CompileFallbackWarning` where compiling is unavailable or fails, in the forward or
-    in the backward (see :meth:`_try_compiled_step`). Both are applied in
+    in the backward (see :meth:`_try_compiled`). Both are applied in
     ``setup``, once the training device is known; the state dict keeps the plain network's keys.
+    ``compile_scope`` says what ``compile`` compiles for training: the ``network``'s forward and
+    backward, or the whole ``step`` — augmentation, forward, backward and SGD update as one graph
+    (:mod:`resnet_cifar.training.whole_step`; one device, SGD, not fp16 with loss scaling).
     """
 
     def __init__(
@@ -55,6 +62,7 @@ class ImageClassifier(L.LightningModule):
         compile: bool = False,
         compile_mode: str | None = None,
         channels_last: bool = True,
+        compile_scope: str = "network",
     ) -> None:
         super().__init__()
         self.automatic_optimization = False  # see _optimize
@@ -64,6 +72,12 @@ class ImageClassifier(L.LightningModule):
         self.scheduler_factory = scheduler
         self.compile_network = compile
         self.compile_mode = compile_mode
+        if compile_scope not in COMPILE_SCOPES:
+            raise ConfigError(
+                f"model.compile_scope={compile_scope!r} is not known; use network (the network's "
+                "forward and backward) or step (the whole training step as one graph)"
+            )
+        self.compile_scope = compile_scope
         self.channels_last = bool(channels_last)
         self.uses_channels_last = False
         # The compiled network shares self.net's parameters; kept out of the module tree (and so
@@ -72,6 +86,10 @@ class ImageClassifier(L.LightningModule):
         self._compile_tried = False
         self._tried_shapes: set[torch.Size] = set()  # training batch shapes compiled in a trial step
         self._cudagraphs = False
+        # compile_scope=step: the step function and its compiled form (built at the first step,
+        # once the optimizer exists and a resumed run has restored its state).
+        self._whole_step: WholeTrainingStep | None = None
+        self._compiled_step: Callable[..., StepResult] | None = None
         # The epoch's training error as two counters (misclassified, seen): two tiny tensor ops
         # per step instead of a torchmetrics update and a logged Metric object, which cost
         # Lightning about 2 ms of Python per step on the 2-core CPU (docs/benchmarks.md).
@@ -85,6 +103,32 @@ class ImageClassifier(L.LightningModule):
     def setup(self, stage: str) -> None:
         device = self.trainer.strategy.root_device if self._trainer is not None else self.device
         self.prepare_network(device)
+        if stage == "fit" and self._compiles_whole_step():
+            self._check_whole_step_trainer()
+            self.trainer.datamodule.defer_train_augmentation = True  # augmented inside the step
+
+    def _compiles_whole_step(self) -> bool:
+        return self.compile_network and self.compile_scope == "step"
+
+    def _check_whole_step_trainer(self) -> None:
+        """Refuse, before training, what the compiled whole step does not do."""
+        trainer = self.trainer
+        if trainer.world_size > 1:
+            raise ConfigError(
+                f"model.compile_scope=step trains on one device, and this run has {trainer.world_size} "
+                "processes (its gradients are not all-reduced inside the step); use "
+                "model.compile_scope=network for DDP"
+            )
+        if str(trainer.precision) == "16-mixed":
+            raise ConfigError(
+                "model.compile_scope=step does not do fp16 loss scaling; use trainer.precision=bf16-mixed "
+                "(or 32-true), or model.compile_scope=network"
+            )
+        if not hasattr(trainer.datamodule, "training_inputs"):
+            raise ConfigError(
+                "model.compile_scope=step augments inside the step and needs the project's CIFAR "
+                "data module; use model.compile_scope=network"
+            )
 
     def prepare_network(self, device: torch.device) -> None:
         """Apply the memory format and compile options for training on ``device`` (idempotent)."""
@@ -104,6 +148,7 @@ class ImageClassifier(L.LightningModule):
 
     def _compile_failed(self, error: BaseException) -> None:
         self._compiled = []
+        self._compiled_step = None
         # Dynamo wraps a backend's error (BackendCompilerFailed: "backend='inductor' raised:"):
         # name the error underneath, which says what is missing.
         cause = getattr(error, "inner_exception", None) or error.__cause__ or error
@@ -134,60 +179,110 @@ class ImageClassifier(L.LightningModule):
             torch.compiler.cudagraph_mark_step_begin()
         return self._compiled[0](images)
 
-    def _try_compiled_step(self, images: torch.Tensor, labels: torch.Tensor) -> None:
-        """Compile this training batch shape's forward and backward on a throwaway step.
+    def _try_compiled(self, shape: torch.Size, attempt: Callable[[], object], touched: list[torch.Tensor]) -> None:
+        """Compile for a new training batch ``shape`` on a throwaway step that leaves no trace.
 
-        torch.compile builds the backward graph lazily, at the first backward, outside the
-        forward's fallback in :meth:`run_net` and after the forward has updated the BN running
-        statistics (an Inductor, Triton or CUDA-graph failure there would end the run, or leave a
-        half-done step). So the first step of every new shape is
-        tried here first: a forward and a backward through the compiled network whose gradients
-        are returned (``autograd.grad``), not accumulated, and whose update of the BN running
-        statistics is undone. Weights, gradients, optimizer state and BN statistics are then as
-        before the trial, and the real step runs compiled, or eagerly after a failure, exactly
-        as an uncompiled run would.
+        torch.compile builds a graph at its first call, and the backward graph lazily at the
+        first backward: outside the forward's fallback in :meth:`run_net` and after the forward
+        has updated the BN running statistics (an Inductor, Triton or CUDA-graph failure there
+        would end the run, or leave a half-done step). So the first step of every new shape is
+        tried here first, ``attempt``, and every tensor it may change (``touched``) is put back as
+        it was. Weights, gradients, optimizer state and BN statistics are then as before the
+        trial, and the real step runs compiled, or eagerly after a failure, exactly as an
+        uncompiled run would.
         """
-        self._tried_shapes.add(images.shape)
-        saved_buffers = [buffer.clone() for buffer in self.net.buffers()]
-        if self.uses_channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+        self._tried_shapes.add(shape)
+        saved = [tensor.clone() for tensor in touched]
         try:
-            loss = F.cross_entropy(self._call_compiled(images), labels)
-            torch.autograd.grad(loss, [p for p in self.net.parameters() if p.requires_grad])
+            attempt()
         except torch.OutOfMemoryError:
             raise
         except Exception as error:
             self._compile_failed(error)
         finally:
             with torch.no_grad():
-                for buffer, saved in zip(self.net.buffers(), saved_buffers):
-                    buffer.copy_(saved)
+                for tensor, before in zip(touched, saved):
+                    tensor.copy_(before)
+
+    def _try_compiled_network(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """The network's forward and a backward whose gradients are returned (``autograd.grad``),
+        not accumulated; only the BN statistics change, and are restored."""
+        if self.uses_channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        params = [p for p in self.net.parameters() if p.requires_grad]
+
+        def attempt() -> None:
+            torch.autograd.grad(F.cross_entropy(self._call_compiled(images), labels), params)
+
+        self._try_compiled(images.shape, attempt, list(self.net.buffers()))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.run_net(images)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
-        images, labels = batch
-        if self._compiled and images.shape not in self._tried_shapes:
-            self._try_compiled_step(images, labels)
-        logits = self.run_net(images)
-        loss = F.cross_entropy(logits, labels)
+    def training_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor] | RawTrainBatch, batch_idx: int
+    ) -> dict[str, torch.Tensor]:
         log_loss = self._loss_is_written_now()  # before the optimizer step counts this step
-        self._optimize(loss)
-        wrong = logits.detach().argmax(1) != labels
-        if self._train_wrong is None or self._train_wrong.device != wrong.device:
-            self._train_wrong = torch.zeros((), dtype=torch.long, device=wrong.device)
-        self._train_wrong += wrong.sum()
+        if isinstance(batch, RawTrainBatch):  # compile_scope=step: augmentation is the step's
+            result = self._whole_step_update(batch)
+            labels = batch.labels
+        else:
+            images, labels = batch
+            result = self._network_step(images, labels)
+        if self._train_wrong is None or self._train_wrong.device != result.wrong.device:
+            self._train_wrong = torch.zeros((), dtype=torch.long, device=result.wrong.device)
+        self._train_wrong += result.wrong
         self._train_seen += len(labels)
         # Lightning writes step logs every log_every_n_steps; a self.log call costs about 0.3 ms
         # of host time (docs/benchmarks.md), so the loss is handed over only at the steps it writes,
         # and at the last step (metrics.json's train_loss). Read back only then; the error once
         # per epoch.
         if log_loss:
-            self.log("train/loss", loss, batch_size=len(labels))
+            self.log("train/loss", result.loss, batch_size=len(labels))
         # The batch error (no host sync here) lets callbacks such as the warm-up react to it.
-        batch_err = wrong.float().mean() * 100
-        return {"loss": loss, "err": batch_err}
+        return {"loss": result.loss, "err": result.error}
+
+    def _network_step(self, images: torch.Tensor, labels: torch.Tensor) -> StepResult:
+        """Forward (compiled when the network is), backward and SGD step, launched op by op."""
+        if self._compiled and images.shape not in self._tried_shapes:
+            self._try_compiled_network(images, labels)
+        logits = self.run_net(images)
+        loss = F.cross_entropy(logits, labels)
+        self._optimize(loss)
+        wrong = (logits.detach().argmax(1) != labels).sum()
+        return StepResult(loss, wrong, wrong.float() * (100 / len(labels)))
+
+    def _whole_step_update(self, batch: RawTrainBatch) -> StepResult:
+        """One step through the compiled whole step (or, after a compile failure, op by op).
+
+        The optimizer is stepped with the compiled step as its closure: Lightning counts the step
+        and calls its hooks as for any step, while SGD itself finds no gradients to apply (the
+        step applied them) and does nothing.
+        """
+        prepare_inputs = self.trainer.datamodule.training_inputs
+        if self._whole_step is None:
+            optimizer = self.optimizers().optimizer
+            self._whole_step = WholeTrainingStep(self.net, optimizer, prepare_inputs, self.uses_channels_last)
+            if self._compiled:  # compiling is available here (see prepare_network)
+                # fullgraph: a graph break would split the step silently; fail and fall back instead.
+                mode = self.compile_mode or default_compile_mode(self.device)
+                self._compiled_step = torch.compile(self._whole_step.run, mode=mode, dynamic=False, fullgraph=True)
+        step = self._whole_step
+        step.sync_with_optimizer()
+        if self._compiled_step is not None and batch.images.shape not in self._tried_shapes:
+            touched = [*step.params, *step.buffers.values(), *(b for b in step.momentum_buffers if b is not None)]
+            self._try_compiled(batch.images.shape, lambda: self._call_compiled_step(batch), touched)
+        if self._compiled_step is None:
+            return self._network_step(prepare_inputs(batch.images, batch.crop_flip), batch.labels)
+        result: list[StepResult] = []
+        self.optimizers().step(closure=lambda: result.append(self._call_compiled_step(batch)))
+        self.lr_schedulers().step()
+        return result[0]
+
+    def _call_compiled_step(self, batch: RawTrainBatch) -> StepResult:
+        if self._cudagraphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        return self._compiled_step(*batch)
 
     def _optimize(self, loss: torch.Tensor) -> None:
         """One SGD step on ``loss``, then one scheduler step.
@@ -247,6 +342,8 @@ class ImageClassifier(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = self.optimizer_factory(self.net.parameters())
+        if self._compiles_whole_step():
+            check_optimizer(optimizer)
         scheduler = self.scheduler_factory(optimizer)
         return {
             "optimizer": optimizer,

@@ -1,0 +1,139 @@
+"""A whole SGD training step as one function, for ``torch.compile`` to turn into one graph.
+
+Augmentation, forward, backward, the SGD update and the BN statistics' update are written as one
+pure tensor function (``torch.func.grad_and_value`` gives the gradients inside it, the optimizer's
+own functional ``torch.optim.sgd.sgd`` applies them), so that compiling it leaves no Python
+between the kernels of a step: on a GPU with CUDA graphs a step is one graph replay, and the host
+only launches it. The learning rate enters as a device tensor, refreshed when the scheduler
+changes it. Parameters, BN buffers and momentum buffers are the network's and the optimizer's own
+tensors, updated in place, so checkpoints, resume and everything that reads them are unchanged.
+"""
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, grad_and_value
+from torch.optim.sgd import SGD, sgd
+
+from resnet_cifar.errors import ConfigError
+
+InputTransform = Callable[..., torch.Tensor]  # (uint8 images, *augmentation parameters) -> input
+
+
+class StepResult(NamedTuple):
+    loss: torch.Tensor  # the batch's mean cross-entropy
+    wrong: torch.Tensor  # int64 count of misclassified images
+    error: torch.Tensor  # top-1 error of the batch, %
+
+
+def check_optimizer(optimizer: torch.optim.Optimizer) -> None:
+    """Refuse what the functional SGD update would not reproduce exactly."""
+    if type(optimizer) is not SGD:
+        raise ConfigError(
+            f"model.compile_scope=step compiles the SGD update into the step, but the optimizer is "
+            f"{type(optimizer).__name__}; use optimizer=sgd, or model.compile_scope=network"
+        )
+    if len(optimizer.param_groups) != 1:
+        raise ConfigError(
+            "model.compile_scope=step supports one SGD parameter group; use model.compile_scope=network"
+        )
+
+
+class WholeTrainingStep:
+    """``step(images, crop_flip, labels)``: one SGD step of ``net`` on a raw training batch.
+
+    ``prepare_inputs`` turns the raw batch into the network's input (the data module's
+    augmentation and normalisation); ``channels_last`` is the network's memory format. The
+    function itself is :meth:`run`; :attr:`compiled` wraps it in ``torch.compile``.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: SGD,
+        prepare_inputs: InputTransform,
+        channels_last: bool,
+    ) -> None:
+        check_optimizer(optimizer)
+        self.net = net
+        self.optimizer = optimizer
+        self.prepare_inputs = prepare_inputs
+        self.channels_last = channels_last
+        self.names = [name for name, p in net.named_parameters() if p.requires_grad]
+        self.params = [p for p in net.parameters() if p.requires_grad]
+        self.buffers = dict(net.named_buffers())
+        self._state_source: dict | None = None  # the optimizer.state its buffers were taken from
+        self.momentum_buffers: list[torch.Tensor | None] = []
+        self.lr = torch.zeros((), dtype=torch.float32, device=self.params[0].device)
+        self._lr_value: float | None = None
+
+    def sync_with_optimizer(self) -> None:
+        """Take the optimizer's current learning rate and momentum buffers.
+
+        The learning rate is copied into the device tensor only when the scheduler changed it.
+        Momentum buffers that SGD has not created yet are created as zeros, which gives the same
+        first update (``0.9 * 0 + g == g``) and tensors that exist before the first step, as a
+        compiled graph needs; after ``load_state_dict`` (a resume) the optimizer holds a new state
+        dict and its buffers are taken again.
+        """
+        group = self.optimizer.param_groups[0]
+        if group["lr"] != self._lr_value:
+            self._lr_value = group["lr"]
+            self.lr.fill_(self._lr_value)
+        if self.optimizer.state is not self._state_source:
+            self._state_source = self.optimizer.state
+            self.momentum_buffers = [self._momentum_buffer(p) for p in self.params] if group["momentum"] else [
+                None for _ in self.params
+            ]
+            for tensor in [*self.params, *self.buffers.values(), self.lr, *self.momentum_buffers]:
+                if tensor is not None:
+                    # Same memory at every call: CUDA graphs then update these tensors in place
+                    # instead of copying them in and out of the graph's own memory.
+                    torch._dynamo.mark_static_address(tensor)
+
+    def _momentum_buffer(self, param: torch.Tensor) -> torch.Tensor:
+        state = self.optimizer.state[param]
+        if state.get("momentum_buffer") is None:
+            state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        return state["momentum_buffer"]
+
+    def run(self, images: torch.Tensor, crop_flip: tuple[torch.Tensor, ...], labels: torch.Tensor) -> StepResult:
+        """The step itself: pure tensor code, no host synchronisation, no Python-side state."""
+        inputs = self.prepare_inputs(images, crop_flip)
+        if self.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        gradients, (loss, logits) = grad_and_value(self._loss, has_aux=True)(
+            dict(zip(self.names, self.params)), self.buffers, inputs, labels
+        )
+        group = self.optimizer.param_groups[0]
+        with torch.no_grad():
+            sgd(
+                self.params,
+                [gradients[name] for name in self.names],
+                self.momentum_buffers,
+                foreach=True,
+                weight_decay=group["weight_decay"],
+                momentum=group["momentum"],
+                lr=self.lr,
+                dampening=group["dampening"],
+                nesterov=group["nesterov"],
+                maximize=group["maximize"],
+            )
+        wrong = (logits.argmax(1) != labels).sum()
+        return StepResult(loss.detach(), wrong, wrong.float() * (100 / len(labels)))
+
+    def _loss(
+        self,
+        params: dict[str, torch.Tensor],
+        buffers: dict[str, torch.Tensor],
+        inputs: torch.Tensor,
+        labels: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        # The buffers are an argument, not captured: BN updates its running statistics in place,
+        # which grad transforms allow only on their function's inputs.
+        logits = functional_call(self.net, (params, buffers), (inputs,))
+        loss = F.cross_entropy(logits, labels)
+        return loss, logits.detach()  # the loss to differentiate, and the logits as "aux"
