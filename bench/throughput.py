@@ -4,6 +4,7 @@
     python bench/throughput.py --data-root /tmp/cifar/cifar10-jpeg --steps 30 --repeats 3
     python bench/throughput.py --device cuda --precision bf16-mixed --depths 20 56 110 --compile
     python bench/throughput.py --host-overhead [--compile]      # host ms/step, Lightning's share
+    python bench/throughput.py --device cuda --compile step      # only the whole-step variants
 
 Each configuration runs in its own subprocess (fresh memory statistics, no shared caches), one
 after another on the same data and machine; with --repeats the configurations are interleaved
@@ -19,7 +20,11 @@ round by round and the table shows the median. Pipelines:
   classic  the classic pipeline: a torchvision-style Dataset yielding one PIL image per item,
            RandomCrop(32, padding=4) + RandomHorizontalFlip + ToTensor + Normalize, a DataLoader
            with --workers worker processes, a plain PyTorch loop; the same network
-  project-compile, bare-compile   the same with model.compile=true
+  project-compile, bare-compile   the same with model.compile=true (the network's forward and
+           backward compiled; augmentation and the SGD update run op by op)
+  project-step, bare-step   model.compile=true model.compile_scope=step: the whole training step
+           (augmentation, forward, backward, SGD update) compiled as one graph; bare-step calls
+           the same WholeTrainingStep from a plain loop
 
 Throughput is steady state: --warmup steps first (not timed), then --steps timed steps, the
 device synchronised at both ends. Peak memory is torch.cuda.max_memory_allocated on a GPU and
@@ -45,7 +50,9 @@ import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PIPELINES = ("project", "bare", "classic", "project-compile", "bare-compile")
+PIPELINES = ("project", "bare", "classic", "project-compile", "bare-compile", "project-step", "bare-step")
+# What --compile adds, by compile scope (model.compile_scope).
+COMPILED_PIPELINES = {"network": ("project-compile", "bare-compile"), "step": ("project-step", "bare-step")}
 DEFAULT_PIPELINES = ("project", "bare", "classic")
 PER_STEP_CALLBACKS = ("StopOnNonFiniteLoss", "TrainingClock")
 # The classic pipeline's per-channel statistics of CIFAR-10 (the usual constants).
@@ -58,7 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--depths", type=int, nargs="+", default=[20], help="ResNet depths, e.g. 20 56 110")
     parser.add_argument("--pipelines", nargs="+", choices=PIPELINES, default=list(DEFAULT_PIPELINES))
-    parser.add_argument("--compile", action="store_true", help="also run project-compile and bare-compile")
+    parser.add_argument("--compile", nargs="*", choices=tuple(COMPILED_PIPELINES), default=None, metavar="SCOPE",
+                        help="also run the compiled pipelines of these compile scopes: network (project-compile, "
+                             "bare-compile), step (project-step, bare-step); no scope given: both")
     parser.add_argument("--precision", default=None, help="32-true, bf16-mixed or 16-mixed (default: 32-true on cpu, bf16-mixed on cuda)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 30 on cpu, 300 on cuda)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 5 on cpu, 50 on cuda)")
@@ -78,8 +87,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "SIGTERM handling and the project's (bench/ddp_syncs.py)")
     parser.add_argument("--host-overhead", action="store_true",
                         help="host time per step: a nearly free network (ResNet-8, batch 8, one thread, 30 warm-up + 300 "
-                             "steps, 3 interleaved rounds at least) for project and bare (and the compiled variants "
-                             "with --compile), then one line each with ms/step and Lightning's share")
+                             "steps, 3 interleaved rounds at least) for project and bare (and the compiled pairs "
+                             "with --compile), then one line per pair with ms/step and Lightning's share")
     parser.add_argument("--json", type=Path, default=None, help="also write every measurement here")
     parser.add_argument("--child", choices=PIPELINES, help=argparse.SUPPRESS)
     parser.add_argument("--depth", type=int, help=argparse.SUPPRESS)
@@ -91,14 +100,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.precision = args.precision or ("bf16-mixed" if on_gpu else "32-true")
     args.steps = args.steps if args.steps is not None else (300 if on_gpu else 30)
     args.warmup = args.warmup if args.warmup is not None else (50 if on_gpu else 5)
-    if args.compile:
-        args.pipelines += [p for p in ("project-compile", "bare-compile") if p not in args.pipelines]
+    if args.compile is not None:
+        for scope in args.compile or COMPILED_PIPELINES:
+            args.pipelines += [p for p in COMPILED_PIPELINES[scope] if p not in args.pipelines]
     if args.precision not in ("32-true", "bf16-mixed", "16-mixed"):
         parser.error(f"--precision {args.precision}: use 32-true, bf16-mixed or 16-mixed")
     return args
 
 
-HOST_OVERHEAD_PAIRS = (("project", "bare"), ("project-compile", "bare-compile"))
+HOST_OVERHEAD_PAIRS = (("project", "bare"), *COMPILED_PIPELINES.values())
 
 
 def apply_host_overhead_settings(args: argparse.Namespace) -> None:
@@ -110,7 +120,7 @@ def apply_host_overhead_settings(args: argparse.Namespace) -> None:
     args.steps = args.steps if args.steps is not None else 300
     args.warmup = args.warmup if args.warmup is not None else 30
     args.repeats = args.repeats or 3
-    args.pipelines = list(HOST_OVERHEAD_PAIRS[0])  # --compile adds the compiled pair
+    args.pipelines = list(HOST_OVERHEAD_PAIRS[0])  # --compile adds the compiled pairs
 
 
 def host_overhead_lines(args: argparse.Namespace, measurements: dict[tuple[int, str], list[dict]]) -> list[str]:
@@ -205,7 +215,12 @@ def data_overrides(args: argparse.Namespace) -> list[str]:
     return ["data=synthetic", f"data.synthetic_sizes=[{args.synthetic_size},1000]", f"data.val_size={val_size}"]
 
 
-def compose_config(args: argparse.Namespace, compile_net: bool, output_dir: str):
+def compile_scope_of(pipeline: str) -> str | None:
+    """model.compile_scope of a pipeline, None for an uncompiled one."""
+    return next((scope for scope, pipelines in COMPILED_PIPELINES.items() if pipeline in pipelines), None)
+
+
+def compose_config(args: argparse.Namespace, compile_scope: str | None, output_dir: str):
     """The project's composed training config for this measurement."""
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
@@ -215,7 +230,8 @@ def compose_config(args: argparse.Namespace, compile_net: bool, output_dir: str)
         f"trainer.precision={args.precision}",
         f"trainer.max_steps={args.warmup + args.steps}",
         f"model.depth={args.depth}",
-        f"model.compile={str(compile_net).lower()}",
+        f"model.compile={str(compile_scope is not None).lower()}",
+        *([f"model.compile_scope={compile_scope}"] if compile_scope else []),
         f"data.batch_size={args.batch_size}",
         *([f"model.channels_last={args.channels_last}"] if args.channels_last else []),
         *data_overrides(args),
@@ -227,7 +243,7 @@ def compose_config(args: argparse.Namespace, compile_net: bool, output_dir: str)
     return cfg
 
 
-def measure_project(args: argparse.Namespace, compile_net: bool) -> dict:
+def measure_project(args: argparse.Namespace, compile_scope: str | None) -> dict:
     import lightning as L
     import torch
 
@@ -249,7 +265,7 @@ def measure_project(args: argparse.Namespace, compile_net: bool) -> dict:
                 torch.cuda.set_sync_debug_mode("default")
 
     with tempfile.TemporaryDirectory() as output_dir:
-        cfg = compose_config(args, compile_net, output_dir)
+        cfg = compose_config(args, compile_scope, output_dir)
         L.seed_everything(0, verbose=False)
         datamodule = build_datamodule(cfg)
         module = build_module(cfg)
@@ -267,8 +283,9 @@ def measure_project(args: argparse.Namespace, compile_net: bool) -> dict:
             warnings.simplefilter("always")
             trainer.fit(module, datamodule=datamodule)
         device = trainer.strategy.root_device
+        compiled = module._compiled_step if compile_scope == "step" else module._compiled
         result = {**clock.result(), "peak_mem_mb": peak_memory_mb(device), "channels_last": module.uses_channels_last,
-                  "compiled": bool(module._compiled)}
+                  "compiled": bool(compiled)}
         if any(issubclass(w.category, CompileFallbackWarning) for w in caught):
             result["fallback_warning"] = True
         if sync_check:
@@ -318,30 +335,56 @@ def train_loop(args, device, batches, forward, optimizer, scheduler) -> dict:
                 return clock.result()
 
 
-def measure_bare(args: argparse.Namespace, compile_net: bool) -> dict:
+def whole_step_loop(args, device, batches, step, scheduler) -> dict:
+    """bare-step's loop: the compiled whole step, then the scheduler, nothing else."""
+    import torch
+
+    autocast, scaler = autocast_and_scaler(args, device)
+    if scaler is not None:
+        raise SystemExit("bare-step: the whole step does not do fp16 loss scaling; use --precision bf16-mixed")
+    compiled = torch.compile(step.run, mode="reduce-overhead" if device.type == "cuda" else "default",
+                             dynamic=False, fullgraph=True)
+    clock = Clock(device, args.warmup, args.steps, args.batch_size)
+    done = 0
+    while True:
+        for batch in batches():
+            step.sync_with_optimizer()
+            if device.type == "cuda":
+                torch.compiler.cudagraph_mark_step_begin()
+            with autocast():
+                compiled(*batch)
+            scheduler.step()
+            done += 1
+            if clock.after_step(done):
+                return clock.result()
+
+
+def measure_bare(args: argparse.Namespace, compile_scope: str | None) -> dict:
     import lightning as L
     import torch
     from hydra.utils import instantiate
 
     from resnet_cifar.training.module import ImageClassifier
     from resnet_cifar.training.build import build_datamodule, build_net
+    from resnet_cifar.training.whole_step import WholeTrainingStep
 
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory() as output_dir:
-        cfg = compose_config(args, compile_net, output_dir)
+        cfg = compose_config(args, compile_scope, output_dir)
         L.seed_everything(0, verbose=False)
         datamodule = build_datamodule(cfg)
         datamodule.setup("fit")
         datamodule.train_set = datamodule.train_set.to(device)  # where the Trainer would put it
         module = ImageClassifier(
             build_net(cfg), instantiate(cfg.optimizer), instantiate(cfg.scheduler),
-            compile=compile_net, channels_last=cfg.model.channels_last,
+            compile=compile_scope == "network", channels_last=cfg.model.channels_last,
         )
         module.prepare_network(device)
         module.to(device)
         optimizer = module.optimizer_factory(module.net.parameters())
         scheduler = module.scheduler_factory(optimizer)
         epoch = iter(range(10**9))
+        datamodule.defer_train_augmentation = compile_scope == "step"  # batches as RawTrainBatch
 
         def batches():
             loader = datamodule.train_dataloader()
@@ -350,9 +393,13 @@ def measure_bare(args: argparse.Namespace, compile_net: bool) -> dict:
                 batch = {key: to_device(value, device) for key, value in batch.items()}
                 yield datamodule.on_after_batch_transfer(batch, 0)
 
-        result = train_loop(args, device, batches, module.run_net, optimizer, scheduler)
+        if compile_scope == "step":
+            step = WholeTrainingStep(module.net, optimizer, datamodule.training_inputs, module.uses_channels_last)
+            result = whole_step_loop(args, device, batches, step, scheduler)
+        else:
+            result = train_loop(args, device, batches, module.run_net, optimizer, scheduler)
         return {**result, "peak_mem_mb": peak_memory_mb(device), "channels_last": module.uses_channels_last,
-                "compiled": bool(module._compiled)}
+                "compiled": compile_scope == "step" or bool(module._compiled)}
 
 
 def to_device(value, device):
@@ -437,9 +484,9 @@ def run_child(args: argparse.Namespace) -> None:
     if args.child == "classic":
         result = measure_classic(args)
     elif args.child.startswith("bare"):
-        result = measure_bare(args, compile_net=args.child.endswith("compile"))
+        result = measure_bare(args, compile_scope_of(args.child))
     else:
-        result = measure_project(args, compile_net=args.child.endswith("compile"))
+        result = measure_project(args, compile_scope_of(args.child))
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -537,19 +584,21 @@ def format_table(args: argparse.Namespace, measurements: dict[tuple[int, str], l
 
         for fast, slow, label in (("project", "classic", "project / classic"),
                                   ("project-compile", "classic", "project-compile / classic"),
-                                  ("project-compile", "project", "compile speed-up")):
+                                  ("project-step", "classic", "project-step / classic"),
+                                  ("project-compile", "project", "compile speed-up"),
+                                  ("project-step", "project", "whole-step compile speed-up")):
             if speed(fast) and speed(slow):
                 text = f"ResNet-{depth}: {label} = {speed(fast) / speed(slow):.2f}x images/s"
                 if cost(fast) and cost(slow):
                     text += f", {cost(slow) / cost(fast):.2f}x less CPU time per image"
                 ratios.append(text)
-        for pipeline in ("project", "project-compile"):
+        for pipeline in ("project", "project-compile", "project-step"):
             checked = [r for r in measurements.get((depth, pipeline), []) if "syncs_per_step" in r]
             if checked:
                 sites = ", ".join(f"{site} x{count}" for site, count in checked[-1]["sync_sites"]) or "none"
                 ratios.append(f"ResNet-{depth}: {pipeline} host syncs per timed step = "
                               f"{median_of(checked, 'syncs_per_step'):.3f} (where: {sites})")
-        for lightning, bare in (("project", "bare"), ("project-compile", "bare-compile")):
+        for lightning, bare in HOST_OVERHEAD_PAIRS:
             if speed(lightning) and speed(bare):
                 ratios.append(
                     f"ResNet-{depth}: Lightning overhead ({lightning} vs {bare}) = "
