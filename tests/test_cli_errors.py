@@ -116,6 +116,29 @@ def test_global_batch_not_divisible_by_the_ddp_world_size_fails_before_training(
     assert not (run_dir / "train_rank1.log").exists(), "no DDP process may have started"
 
 
+WHOLE_STEP = ("model.compile=true", "model.compile_scope=step")
+
+
+@pytest.mark.parametrize(
+    "overrides,phrases",
+    [
+        (("model.compile_scope=graph",), ("model.compile_scope='graph'", "network", "step")),
+        ((*WHOLE_STEP, "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu"),
+         ("model.compile_scope=step", "2 processes", "model.compile_scope=network for DDP")),
+        ((*WHOLE_STEP, "optimizer._target_=torch.optim.Adam", "~optimizer.momentum"),
+         ("the optimizer is Adam", "optimizer=sgd", "model.compile_scope=network")),
+    ],
+    ids=["unknown-scope", "ddp", "not-sgd"],
+)
+def test_what_the_compiled_whole_step_cannot_do_is_refused_before_training(
+    run_cli: RunCli, tmp_path: Path, overrides: tuple[str, ...], phrases: tuple[str, ...]
+) -> None:
+    run_dir = tmp_path / "run"
+    assert_usage_error(train_fails(run_cli, tmp_path, *overrides), *phrases)
+    assert not list(run_dir.rglob("*.ckpt")) and not (run_dir / "metrics.json").exists()
+    assert not (run_dir / "train_rank1.log").exists(), "no DDP process may have started"
+
+
 # --- data ---
 
 

@@ -134,6 +134,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     last_checkpoint = output_dir / "checkpoints" / "last.ckpt"
     trainer = build_trainer(cfg, extra_callbacks=[StopOnNonFiniteLoss(), FinishAtMaxSteps(last_checkpoint), clock])
     datamodule.check_world_size(trainer.world_size)
+    module.check_trainer(trainer)
     if starts_ddp_processes(trainer):  # this process starts the job's DDP processes and waits for them
         run_ddp_processes(trainer)
         return json.loads((output_dir / METRICS_FILE).read_text())

@@ -2,13 +2,18 @@
 uncompiled step computes, falls back like the network's compile, resumes bit for bit, and refuses
 what it cannot do."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
-from small_fits import assert_same_state, compile_with, failing_backend, trained_state
+from conftest import TINY_SYNTHETIC_RUN, assert_ok, read_json
+from small_fits import assert_same_state, classifier, compile_with, failing_backend, tiny_fit, trained_state
 
+from resnet_cifar.errors import ConfigError
 from resnet_cifar.training.module import CompileFallbackWarning
 
 WHOLE_STEP = {"compile": True, "compile_scope": "step"}
+WHOLE_STEP_OVERRIDES = ("model.compile=true", "model.compile_scope=step")
 
 
 def test_the_whole_step_computes_exactly_what_the_uncompiled_step_does(monkeypatch, tmp_path):
@@ -51,3 +56,64 @@ def test_the_compiled_whole_step_equals_the_uncompiled_step_within_float_toleran
     difference = max_difference(whole_step, uncompiled)
     print(f"{precision}: compiled whole step vs uncompiled {difference:.2e}, NCHW vs NHWC {rounding:.2e}")
     assert 0 < rounding and difference < 10 * rounding
+
+
+@pytest.mark.parametrize("where", ["unavailable", "forward"])
+def test_compile_failing_falls_back_to_an_uncompiled_run(where, monkeypatch, tmp_path):
+    uncompiled = trained_state(tmp_path / "eager")
+    if where == "unavailable":
+        def no_compile(*args, **kwargs):
+            raise RuntimeError("Dynamo is not supported on this Python")
+
+        monkeypatch.setattr(torch, "compile", no_compile)
+        message = "Dynamo is not supported"
+    else:
+        compile_with(monkeypatch, failing_backend(where))
+        message = f"no Triton for the {where}"
+    with pytest.warns(CompileFallbackWarning, match=message):
+        fallen_back = trained_state(tmp_path / "compiled", **WHOLE_STEP)
+    assert_same_state(fallen_back, uncompiled)
+
+
+def test_lightning_counts_optimizer_steps_through_the_hooks_the_whole_step_calls(monkeypatch, tmp_path):
+    # The whole step tells Lightning's manual loop of each step through the LightningOptimizer's
+    # private _on_before_step/_on_after_step (module.py, _whole_step_update). If an upgrade
+    # counted steps elsewhere, global_step would stay 0 and the run would end with its epoch.
+    monkeypatch.setattr(torch, "compile", lambda function, **options: function)
+    module = classifier(**WHOLE_STEP)
+    trainer = tiny_fit(module, tmp_path, steps=3, max_epochs=1)
+    assert trainer.global_step == 3
+    assert trainer.fit_loop.epoch_loop.batch_progress.current.completed == 3
+    assert trainer.lr_scheduler_configs[0].scheduler.last_epoch == 3
+
+
+def test_fp16_loss_scaling_and_ddp_are_refused():
+    module = classifier(**WHOLE_STEP)
+    with pytest.raises(ConfigError, match="does not do fp16 loss scaling"):
+        module.check_trainer(SimpleNamespace(world_size=1, precision_plugin=SimpleNamespace(scaler=object())))
+    with pytest.raises(ConfigError, match="this run has 2 processes"):
+        module.check_trainer(SimpleNamespace(world_size=2, precision_plugin=SimpleNamespace(scaler=None)))
+    module.check_trainer(SimpleNamespace(world_size=1, precision_plugin=SimpleNamespace(scaler=None)))
+    classifier(compile=True).check_trainer(SimpleNamespace(world_size=2, precision_plugin=None))  # network scope
+
+
+def test_a_resumed_whole_step_run_ends_bit_identical_to_an_uninterrupted_one(run_cli, tmp_path):
+    # 450 training images in batches of 32: 15 steps an epoch, the last a batch of 2 (a second
+    # compiled shape). Stopped at step 10, mid-epoch, and resumed in a new process, which compiles
+    # again: the same weights, BN statistics and momentum as the run that went through.
+    run = (*TINY_SYNTHETIC_RUN, "data.synthetic_sizes=[500,100]", *WHOLE_STEP_OVERRIDES, "seed=0")
+    uninterrupted, stopped, continued = tmp_path / "uninterrupted", tmp_path / "stopped", tmp_path / "continued"
+    straight = assert_ok(run_cli("train", *run, "trainer.max_steps=20", f"hydra.run.dir={uninterrupted}", cwd=tmp_path))
+    assert "CompileFallbackWarning" not in straight.output
+    assert_ok(run_cli("train", *run, "trainer.max_steps=10", f"hydra.run.dir={stopped}", cwd=tmp_path))
+    step10 = stopped / "checkpoints" / "last.ckpt"
+    resumed = assert_ok(run_cli(
+        "train", *run, "trainer.max_steps=20", f"ckpt_path={step10}", f"hydra.run.dir={continued}", cwd=tmp_path
+    ))
+    assert "CompileFallbackWarning" not in resumed.output
+    ours, theirs = (torch.load(d / "checkpoints" / "last.ckpt", weights_only=True) for d in (continued, uninterrupted))
+    assert ours["global_step"] == theirs["global_step"] == 20
+    assert_same_state(
+        (ours["state_dict"], ours["optimizer_states"][0]), (theirs["state_dict"], theirs["optimizer_states"][0])
+    )
+    assert read_json(continued / "metrics.json")["test_err"] == read_json(uninterrupted / "metrics.json")["test_err"]

@@ -1,5 +1,6 @@
 """Callbacks for the paper's protocol that Lightning does not ship."""
 
+import math
 import time
 from collections import deque
 from datetime import datetime, timezone
@@ -201,7 +202,7 @@ class StopOnNonFiniteLoss(L.Callback):
     by diverged ones. Where looking at the loss costs a host sync (GPU) or a collective (several
     DDP processes) it looks every ``sync_check_every_n_steps`` steps and before every checkpoint,
     keeping on the device the first step whose loss was not finite; a single CPU process looks
-    every ``check_every_n_steps``. Under DDP the processes decide together (the earliest bad step
+    every ``check_every_n_steps`` (at every step, the default, it just reads the number). Under DDP the processes decide together (the earliest bad step
     of any of them), so a loss that is not finite on one process only stops all of them at the
     same check, with the same message.
     """
@@ -215,10 +216,14 @@ class StopOnNonFiniteLoss(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         loss = outputs["loss"].detach()
-        if self.first_bad_step is None or self.first_bad_step.device != loss.device:
-            self.first_bad_step = torch.full((), -1, dtype=torch.long, device=loss.device)
         # The step this loss belongs to (global_step has counted its optimizer step already).
         step = trainer.global_step - 1
+        if loss.device.type == "cpu" and trainer.world_size == 1 and self.check_every_n_steps == 1:
+            if not math.isfinite(loss):  # reading a CPU number costs nothing: one look, no bookkeeping
+                raise diverged(f"the loss became NaN or infinite at step {step}")
+            return
+        if self.first_bad_step is None or self.first_bad_step.device != loss.device:
+            self.first_bad_step = torch.full((), -1, dtype=torch.long, device=loss.device)
         bad_now = ~torch.isfinite(loss) & (self.first_bad_step < 0)
         self.first_bad_step = torch.where(bad_now, step, self.first_bad_step)
         free_to_look = loss.device.type == "cpu" and trainer.world_size == 1

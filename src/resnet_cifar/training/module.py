@@ -32,6 +32,21 @@ def default_compile_mode(device: torch.device) -> str:
     return "reduce-overhead" if device.type == "cuda" else "default"
 
 
+class EpochErrorCounts:
+    """Misclassified and seen training images of the epoch so far (a plain object: assigning a
+    LightningModule attribute goes through nn.Module.__setattr__, a few µs every step)."""
+
+    def __init__(self) -> None:
+        self.wrong: torch.Tensor | None = None
+        self.seen = 0
+
+    def add(self, wrong: torch.Tensor, seen: int) -> None:
+        if self.wrong is None or self.wrong.device != wrong.device:
+            self.wrong = torch.zeros((), dtype=torch.long, device=wrong.device)
+        self.wrong += wrong
+        self.seen += seen
+
+
 class ImageClassifier(L.LightningModule):
     """Cross-entropy training with top-1 error for train, val and test.
 
@@ -90,11 +105,10 @@ class ImageClassifier(L.LightningModule):
         # once the optimizer exists and a resumed run has restored its state).
         self._whole_step: WholeTrainingStep | None = None
         self._compiled_step: Callable[..., StepResult] | None = None
-        # The epoch's training error as two counters (misclassified, seen): two tiny tensor ops
+        # The epoch's training error as two counters (misclassified, seen): one tiny tensor op
         # per step instead of a torchmetrics update and a logged Metric object, which cost
         # Lightning about 2 ms of Python per step on the 2-core CPU (docs/benchmarks.md).
-        self._train_wrong: torch.Tensor | None = None
-        self._train_seen = 0
+        self._train_counts = EpochErrorCounts()
         self.val_err = top1_error(num_classes)
         self.test_err = top1_error(num_classes)
         # Where test results are logged: "test", or e.g. "test_best_val" for another checkpoint.
@@ -104,30 +118,31 @@ class ImageClassifier(L.LightningModule):
         device = self.trainer.strategy.root_device if self._trainer is not None else self.device
         self.prepare_network(device)
         if stage == "fit" and self._compiles_whole_step():
-            self._check_whole_step_trainer()
+            self.check_trainer(self.trainer)
+            if not hasattr(self.trainer.datamodule, "training_inputs"):
+                raise ConfigError(
+                    "model.compile_scope=step augments inside the step and needs the project's CIFAR "
+                    "data module; use model.compile_scope=network"
+                )
             self.trainer.datamodule.defer_train_augmentation = True  # augmented inside the step
 
     def _compiles_whole_step(self) -> bool:
         return self.compile_network and self.compile_scope == "step"
 
-    def _check_whole_step_trainer(self) -> None:
-        """Refuse, before training, what the compiled whole step does not do."""
-        trainer = self.trainer
+    def check_trainer(self, trainer: L.Trainer) -> None:
+        """Refuse, before any work, a trainer that the compiled whole step cannot train with."""
+        if not self._compiles_whole_step():
+            return
         if trainer.world_size > 1:
             raise ConfigError(
                 f"model.compile_scope=step trains on one device, and this run has {trainer.world_size} "
                 "processes (its gradients are not all-reduced inside the step); use "
                 "model.compile_scope=network for DDP"
             )
-        if str(trainer.precision) == "16-mixed":
+        if getattr(trainer.precision_plugin, "scaler", None) is not None:  # fp16 on a GPU (on the CPU, 16-mixed is bf16)
             raise ConfigError(
                 "model.compile_scope=step does not do fp16 loss scaling; use trainer.precision=bf16-mixed "
                 "(or 32-true), or model.compile_scope=network"
-            )
-        if not hasattr(trainer.datamodule, "training_inputs"):
-            raise ConfigError(
-                "model.compile_scope=step augments inside the step and needs the project's CIFAR "
-                "data module; use model.compile_scope=network"
             )
 
     def prepare_network(self, device: torch.device) -> None:
@@ -229,10 +244,7 @@ class ImageClassifier(L.LightningModule):
         else:
             images, labels = batch
             result = self._network_step(images, labels)
-        if self._train_wrong is None or self._train_wrong.device != result.wrong.device:
-            self._train_wrong = torch.zeros((), dtype=torch.long, device=result.wrong.device)
-        self._train_wrong += result.wrong
-        self._train_seen += len(labels)
+        self._train_counts.add(result.wrong, len(labels))
         # Lightning writes step logs every log_every_n_steps; a self.log call costs about 0.3 ms
         # of host time (docs/benchmarks.md), so the loss is handed over only at the steps it writes,
         # and at the last step (metrics.json's train_loss). Read back only then; the error once
@@ -255,9 +267,15 @@ class ImageClassifier(L.LightningModule):
     def _whole_step_update(self, batch: RawTrainBatch) -> StepResult:
         """One step through the compiled whole step (or, after a compile failure, op by op).
 
-        The optimizer is stepped with the compiled step as its closure: Lightning counts the step
-        and calls its hooks as for any step, while SGD itself finds no gradients to apply (the
-        step applied them) and does nothing.
+        The step applies the SGD update itself, so the optimizer is not stepped; Lightning is only
+        told that a step happened, which is what it counts global_step, checkpoints and resume by.
+        Stepping the LightningOptimizer with the step as its closure would tell it too, at about
+        0.4 ms of host time per step (docs/benchmarks.md): the precision plugin, torch's optimizer
+        wrapper and an ``on_before_optimizer_step`` to every callback, with no gradients to
+        show them. Lightning 2.6.6's manual loop counts a step in the LightningOptimizer's
+        ``_on_before_step``/``_on_after_step`` (private; no public way exists);
+        tests/training/test_whole_step.py::test_lightning_counts_optimizer_steps_through_the_hooks_the_whole_step_calls
+        fails if an upgrade changes that.
         """
         prepare_inputs = self.trainer.datamodule.training_inputs
         if self._whole_step is None:
@@ -274,10 +292,12 @@ class ImageClassifier(L.LightningModule):
             self._try_compiled(batch.images.shape, lambda: self._call_compiled_step(batch), touched)
         if self._compiled_step is None:
             return self._network_step(prepare_inputs(batch.images, batch.crop_flip), batch.labels)
-        result: list[StepResult] = []
-        self.optimizers().step(closure=lambda: result.append(self._call_compiled_step(batch)))
+        counted = self.optimizers()
+        counted._on_before_step()
+        result = self._call_compiled_step(batch)
+        counted._on_after_step()
         self.lr_schedulers().step()
-        return result[0]
+        return result
 
     def _call_compiled_step(self, batch: RawTrainBatch) -> StepResult:
         if self._cudagraphs:
@@ -312,12 +332,13 @@ class ImageClassifier(L.LightningModule):
         return trainer._logger_connector.should_update_logs or 0 < trainer.max_steps <= trainer.global_step + 1
 
     def on_train_epoch_start(self) -> None:
-        self._train_wrong, self._train_seen = None, 0
+        self._train_counts = EpochErrorCounts()
 
     def on_train_epoch_end(self) -> None:
         """Log train/err: top-1 error (%) over this epoch's training batches of all processes."""
-        wrong = self._train_wrong if self._train_wrong is not None else torch.zeros((), device=self.device)
-        counts = torch.stack([wrong.float(), torch.tensor(float(self._train_seen), device=wrong.device)])
+        seen = self._train_counts.seen
+        wrong = self._train_counts.wrong if seen else torch.zeros((), device=self.device)
+        counts = torch.stack([wrong.float(), torch.tensor(float(seen), device=wrong.device)])
         wrong_total, seen_total = self.trainer.strategy.reduce(counts, reduce_op="sum")
         if seen_total > 0:
             self.log("train/err", 100 * wrong_total / seen_total)
