@@ -9,12 +9,15 @@
 #   1. install the carried wheels (Hydra, OmegaConf, antlr4) into .site/; unpack the data and
 #      decode it once into its uint8 cache;
 #   2. the headline: one full 64k-step ResNet-20 paper schedule on the real data, bf16
-#      (trainer=gpu), model.compile=true (CUDA graphs; it falls back to eager with a warning,
+#      (trainer=gpu), model.compile=true with model.compile_scope=$COMPILE_SCOPE (default step:
+#      the whole step as one CUDA graph; network for the network alone) (it falls back to eager with a warning,
 #      and if the compiled run dies early it is rerun uncompiled), validation every epoch and
 #      the test at the end; wall time from process start to exit, and its metrics.json;
 #   3. the bench table in bf16: project / bare loop / classic pipeline for ResNet-20, 56, 110,
 #      with the host syncs per timed step of the project's training step;
-#   4. the same for ResNet-20 compiled; 5. ResNet-1202 at batch 128 in bf16;
+#   4. the same for ResNet-20 compiled: the network alone (project-compile, bare-compile) and the
+#      whole step as one graph (project-step, bare-step; CUDA-graph skips noted in the table);
+#   5. ResNet-1202 at batch 128 in bf16;
 #   6. the host time per step (bench --host-overhead: ResNet-8, batch 8, project vs bare loop,
 #      3 interleaved rounds, eager: the compiled pair would compile 6 times, beyond the budget),
 #      the figure that bounds a small ResNet's step rate on a GPU (docs/benchmarks.md).
@@ -30,6 +33,7 @@ set -u -o pipefail
 # --- 1. environment and data ------------------------------------------------------------------
 source "$(dirname "$0")/gpu_setup.sh"
 FULL_DEPTH=${FULL_DEPTH:-20}
+COMPILE_SCOPE=${COMPILE_SCOPE:-step}
 if [ "$DRY_RUN" = 1 ]; then
     DEVICE=(--device cpu --precision bf16-mixed --batch-size 16)
     EAGER=(--depths 8 --steps 2 --warmup 1); COMPILED=(--depths 8 --steps 2 --warmup 1); BIG=(--depths 14 --steps 1 --warmup 1)
@@ -46,11 +50,11 @@ RUN_DIR=/tmp/full_run
 full_run() {  # full_run COMPILE CAP
     rm -rf "$RUN_DIR"
     local t0=$(date +%s)
-    timeout "$2" python3 -m resnet_cifar.train "${TRAIN[@]}" data.root="$DATA" model.compile="$1" \
+    timeout "$2" python3 -m resnet_cifar.train "${TRAIN[@]}" data.root="$DATA" model.compile="$1" model.compile_scope="$COMPILE_SCOPE" \
         hydra.run.dir="$RUN_DIR" >"$OUT/train.out" 2>&1
     local status=$?
     RUN_S=$(( $(date +%s) - t0 ))
-    say "full run (model.compile=$1): exit $status after $RUN_S s, process start to exit (data load, compile, 64k steps, validation every epoch, test)"
+    say "full run (model.compile=$1 model.compile_scope=$COMPILE_SCOPE): exit $status after $RUN_S s, process start to exit (data load, compile, 64k steps, validation every epoch, test)"
     return $status
 }
 full_run true "$(cap 330 200)"
@@ -83,10 +87,10 @@ say "bench (eager) exit $? after $(elapsed) s"
 grep -E "^\[round|failed|Error" /tmp/bench.err | tail -n 20 | tee -a "$SUMMARY"
 
 # --- 4. compiled ResNet-20; 5. ResNet-1202 at batch 128 ---------------------------------------------
-timeout "$(cap 120 40)" "${BENCH[@]}" "${COMPILED[@]}" --pipelines project-compile bare-compile --sync-check \
+timeout "$(cap 150 40)" "${BENCH[@]}" "${COMPILED[@]}" --pipelines project-compile bare-compile project-step bare-step --sync-check \
     --json "$OUT/bench_compile.json" 2>/tmp/bench_compile.err | tee "$OUT/bench_compile.txt"
 say "bench (compile) exit $? after $(elapsed) s"
-grep -E "^\[round|failed|Error|Warning" /tmp/bench_compile.err | tail -n 10 | tee -a "$SUMMARY"
+grep -E "^\[round|failed|Error|Warning|skipping cudagraphs" /tmp/bench_compile.err | tail -n 12 | tee -a "$SUMMARY"
 timeout "$(cap 60 5)" "${BENCH[@]}" "${BIG[@]}" --pipelines project 2>/tmp/bench_1202.err | tee "$OUT/bench_1202.txt"
 say "ResNet-1202 at batch 128 in bf16: exit $? after $(elapsed) s"
 grep -E "^\[round|failed|Error" /tmp/bench_1202.err | tail -n 5 | tee -a "$SUMMARY"

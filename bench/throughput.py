@@ -288,12 +288,23 @@ def measure_project(args: argparse.Namespace, compile_scope: str | None) -> dict
                   "compiled": bool(compiled)}
         if any(issubclass(w.category, CompileFallbackWarning) for w in caught):
             result["fallback_warning"] = True
+        result.update(cudagraph_skips(device))
         if sync_check:
             syncs = [w for w in caught if "synchronizing" in str(w.message)]
             sites = collections.Counter(f"{Path(w.filename).name}:{w.lineno}" for w in syncs)
             result["syncs_per_step"] = len(syncs) / args.steps
             result["sync_sites"] = sites.most_common(5)
         return result
+
+
+def cudagraph_skips(device) -> dict:
+    """How often Inductor ran a compiled graph without CUDA graphs (it logs why: "skipping
+    cudagraphs due to ..."); a step that is one graph replay has none."""
+    if device.type != "cuda":
+        return {}
+    from torch._dynamo.utils import counters
+
+    return {"cudagraph_skips": counters["inductor"]["cudagraph_skips"]}
 
 
 def autocast_and_scaler(args: argparse.Namespace, device):
@@ -399,7 +410,7 @@ def measure_bare(args: argparse.Namespace, compile_scope: str | None) -> dict:
         else:
             result = train_loop(args, device, batches, module.run_net, optimizer, scheduler)
         return {**result, "peak_mem_mb": peak_memory_mb(device), "channels_last": module.uses_channels_last,
-                "compiled": compile_scope == "step" or bool(module._compiled)}
+                "compiled": compile_scope == "step" or bool(module._compiled), **cudagraph_skips(device)}
 
 
 def to_device(value, device):
@@ -570,6 +581,8 @@ def format_table(args: argparse.Namespace, measurements: dict[tuple[int, str], l
                 notes.append("compile fell back")
             if results[0].get("channels_last"):
                 notes.append("NHWC")
+            if any(r.get("cudagraph_skips") for r in results):
+                notes.append(f"CUDA graphs skipped {max(r['cudagraph_skips'] for r in results)}x")
             lines.append(
                 f"| {depth} | {pipeline}{' (' + ', '.join(notes) + ')' if notes else ''} | {median_of(results, 'images_per_s'):.0f} | "
                 f"{median_of(results, 'ms_per_step'):.1f} | {median_of(results, 'cpu_ms_per_image'):.2f} | "

@@ -1,6 +1,5 @@
 """Every config group composes and instantiates; the paper's recipe is the default."""
 
-from pathlib import Path
 
 import lightning as L
 import pytest

@@ -300,9 +300,12 @@ class ImageClassifier(L.LightningModule):
         return result
 
     def _call_compiled_step(self, batch: RawTrainBatch) -> StepResult:
-        if self._cudagraphs:
-            torch.compiler.cudagraph_mark_step_begin()
-        return self._compiled_step(*batch)
+        if not self._cudagraphs:
+            return self._compiled_step(*batch)
+        torch.compiler.cudagraph_mark_step_begin()
+        # A CUDA graph's outputs live in its own memory, overwritten by the next replay (reading
+        # them after it raises): the logged loss and what callbacks keep must be copies.
+        return StepResult(*(output.clone() for output in self._compiled_step(*batch)))
 
     def _optimize(self, loss: torch.Tensor) -> None:
         """One SGD step on ``loss``, then one scheduler step.
