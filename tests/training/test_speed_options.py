@@ -332,13 +332,17 @@ def test_bench_prints_the_table_end_to_end(tmp_path):
 
 def test_bench_reports_host_time_per_step(tmp_path):
     command = [
-        sys.executable, str(REPO / "bench" / "throughput.py"), "--host-overhead", "--steps", "3", "--warmup", "2",
-        "--repeats", "1", "--synthetic-size", "400",
+        sys.executable, str(REPO / "bench" / "throughput.py"), "--host-overhead", "--compile", "step", "--steps", "3",
+        "--warmup", "2", "--repeats", "1", "--synthetic-size", "400",
     ]
     completed = run_command(command, tmp_path, timeout=240)
     assert completed.returncode == 0, completed.output
     assert "batch 8, 2 warm-up + 3 timed steps" in completed.stdout and "1 threads" in completed.stdout
-    line = next(line for line in completed.stdout.splitlines() if line.startswith("host ms/step (ResNet-8, batch 8): "))
-    project, bare, share = (float(re.search(pattern, line).group(1)) for pattern in (
-        r"project (\d+\.\d+)", r"bare (\d+\.\d+)", r"Lightning's share \(project - bare\) = (-?\d+\.\d+) ms/step"))
-    assert project > 0 and bare > 0 and share == pytest.approx(project - bare, abs=0.011), line
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("host ms/step (ResNet-8, batch 8): ")]
+    assert len(lines) == 2, completed.stdout  # the eager pair and the whole-step pair (--compile step)
+    for line, (project, bare) in zip(lines, [("project", "bare"), ("project-step", "bare-step")]):
+        ours, theirs, share = (float(re.search(pattern, line).group(1)) for pattern in (
+            rf"{project} (\d+\.\d+)", rf"{bare} (\d+\.\d+)",
+            rf"Lightning's share \({project} - {bare}\) = (-?\d+\.\d+) ms/step"))
+        assert ours > 0 and theirs > 0 and share == pytest.approx(ours - theirs, abs=0.011), line
+    assert "| 8 | project-step (NHWC) |" in completed.stdout and "compile fell back" not in completed.stdout
