@@ -7,10 +7,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 from conftest import TINY_SYNTHETIC_RUN, assert_ok, read_json
-from small_fits import assert_same_state, classifier, compile_with, failing_backend, tiny_fit, trained_state
+from small_fits import (
+    assert_same_state, classifier, compile_with, failing_backend, sgd, small_datamodule, tiny_fit, trained_state,
+)
 
 from resnet_cifar.errors import ConfigError
+from resnet_cifar.models import cifar_resnet
 from resnet_cifar.training.module import CompileFallbackWarning
+from resnet_cifar.training.whole_step import WholeTrainingStep
 
 WHOLE_STEP = {"compile": True, "compile_scope": "step"}
 WHOLE_STEP_OVERRIDES = ("model.compile=true", "model.compile_scope=step")
@@ -117,3 +121,26 @@ def test_a_resumed_whole_step_run_ends_bit_identical_to_an_uninterrupted_one(run
         (ours["state_dict"], ours["optimizer_states"][0]), (theirs["state_dict"], theirs["optimizer_states"][0])
     )
     assert read_json(continued / "metrics.json")["test_err"] == read_json(uninterrupted / "metrics.json")["test_err"]
+
+
+def test_the_step_compiles_once_per_batch_shape():
+    # Nothing the step reads may change between its calls (the data module's mean image on the
+    # batches' device was once filled in at the first call; the graph once read the learning
+    # rate from the optimizer and was compiled again at each milestone): each is a recompile.
+    datamodule = small_datamodule()
+    datamodule.setup("fit")
+    datamodule.defer_train_augmentation = True
+    loader = iter(datamodule.train_dataloader())
+    net = cifar_resnet(8, "A", True, 10).to(memory_format=torch.channels_last)
+    optimizer = sgd(net.parameters())
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[1], gamma=0.1)
+    step = WholeTrainingStep(net, optimizer, datamodule.training_inputs, channels_last=True)
+    torch._dynamo.reset()
+    compiled = torch.compile(step.run, backend="eager", dynamic=False, fullgraph=True)
+    for call in range(3):
+        batch = datamodule.on_after_batch_transfer(next(loader), 0)
+        step.sync_with_optimizer()
+        with torch._dynamo.config.patch(error_on_recompile=call > 0):
+            compiled(*batch)
+        scheduler.step()
+    assert float(step.lr) == pytest.approx(0.01)

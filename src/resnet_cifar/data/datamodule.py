@@ -128,8 +128,10 @@ class CIFARDataModule(L.LightningDataModule):
         # The paper's input: the mean image of the training split subtracted from every image.
         # Computed on the CPU, so that it is the same number whatever the training device.
         self.mean_image = train_images.float().mean(dim=0) / 255
-        self._mean_on_device.clear()
         device = self.data_device()
+        # On the batches' device from the start: filling it lazily inside a compiled step would
+        # change what the compiled graph assumed, and compile it again at its next call.
+        self._mean_on_device = {device: self.mean_image.to(device)}
         self.train_set = ImageBatches(train_images, arrays.train_labels[train_idx]).to(device)
         self.val_set = ImageBatches(arrays.train_images[val_idx], arrays.train_labels[val_idx]).to(device)
         self.test_set = ImageBatches(arrays.test_images, arrays.test_labels).to(device)

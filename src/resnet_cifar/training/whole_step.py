@@ -21,6 +21,8 @@ from torch.optim.sgd import SGD, sgd
 from resnet_cifar.errors import ConfigError
 
 InputTransform = Callable[..., torch.Tensor]  # (uint8 images, *augmentation parameters) -> input
+# SGD's settings besides the learning rate, read from its parameter group.
+SGD_SETTINGS = ("weight_decay", "momentum", "dampening", "nesterov", "maximize")
 
 
 class StepResult(NamedTuple):
@@ -69,6 +71,10 @@ class WholeTrainingStep:
         self.momentum_buffers: list[torch.Tensor | None] = []
         self.lr = torch.zeros((), dtype=torch.float32, device=self.params[0].device)
         self._lr_value: float | None = None
+        # Plain values, not the optimizer: a compiled graph that read the optimizer would be
+        # guarded on its whole parameter group, learning rate included, and compiled again at
+        # every change of it.
+        self.settings: dict[str, float | bool] = {}
 
     def sync_with_optimizer(self) -> None:
         """Take the optimizer's current learning rate and momentum buffers.
@@ -83,6 +89,9 @@ class WholeTrainingStep:
         if group["lr"] != self._lr_value:
             self._lr_value = group["lr"]
             self.lr.fill_(self._lr_value)
+        settings = {key: group[key] for key in SGD_SETTINGS}
+        if settings != self.settings:  # a scheduler may cycle momentum: compiled again, rarely
+            self.settings = settings
         if self.optimizer.state is not self._state_source:
             self._state_source = self.optimizer.state
             self.momentum_buffers = [self._momentum_buffer(p) for p in self.params] if group["momentum"] else [
@@ -108,20 +117,9 @@ class WholeTrainingStep:
         gradients, (loss, logits) = grad_and_value(self._loss, has_aux=True)(
             dict(zip(self.names, self.params)), self.buffers, inputs, labels
         )
-        group = self.optimizer.param_groups[0]
         with torch.no_grad():
-            sgd(
-                self.params,
-                [gradients[name] for name in self.names],
-                self.momentum_buffers,
-                foreach=True,
-                weight_decay=group["weight_decay"],
-                momentum=group["momentum"],
-                lr=self.lr,
-                dampening=group["dampening"],
-                nesterov=group["nesterov"],
-                maximize=group["maximize"],
-            )
+            gradients = [gradients[name] for name in self.names]
+            sgd(self.params, gradients, self.momentum_buffers, foreach=True, lr=self.lr, **self.settings)
         wrong = (logits.argmax(1) != labels).sum()
         return StepResult(loss.detach(), wrong, wrong.float() * (100 / len(labels)))
 
