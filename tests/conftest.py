@@ -85,6 +85,18 @@ def read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def logged_input_grids(run_dir: Path) -> list[Any]:
+    """The input grids (PIL images) that a run's LogInputsOnce wrote to its TensorBoard events."""
+    import io
+
+    from PIL import Image
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"images": 0})
+    events.Reload()
+    return [Image.open(io.BytesIO(event.encoded_image_string)) for event in events.Images("inputs/augmented_batch")]
+
+
 @pytest.fixture(scope="session", name="run_cli")
 def run_cli_fixture() -> RunCli:
     """:func:`run_cli` as a fixture (session-scoped, so module-scoped fixtures can use it)."""

@@ -6,7 +6,6 @@ tests through module-scoped fixtures.
 
 from __future__ import annotations
 
-import io
 import subprocess
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,8 +15,9 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from PIL import Image
-from conftest import TINY_IMAGE_FOLDER_RUN, TINY_SYNTHETIC_RUN, RunCli, assert_ok, describe, read_json
+from conftest import (
+    TINY_IMAGE_FOLDER_RUN, TINY_SYNTHETIC_RUN, RunCli, assert_ok, describe, logged_input_grids, read_json,
+)
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.plugins.custom_scalar import layout_pb2
@@ -29,7 +29,6 @@ SMOKE_STEPS = 6
 RESUMED_STEPS = 12
 SCALARS = ("train/loss", "train/err", "val/loss", "val/err", "test/loss", "test/err", "lr")
 # What a run's results are, without the times it took.
-INPUT_GRID = "inputs/augmented_batch"
 RESULT_KEYS = ("test_err", "test_loss", "test_err_best_val", "val_err", "val_loss", "train_err", "train_loss", "steps")
 
 
@@ -158,12 +157,6 @@ def test_custom_scalars_put_train_and_val_error_on_one_chart_once_per_run(smoke:
     # The resumed run (two attempts, each with event files of its own) wrote it once.
     assert len(list(resumed.same_dir.dir.glob("events.out.tfevents.*"))) > 1
     assert len(summaries(resumed.same_dir.dir, "custom_scalars__config__")) == 1
-
-
-def logged_input_grids(run_dir: Path) -> list[Image.Image]:
-    events = EventAccumulator(str(run_dir), size_guidance={"images": 0})
-    events.Reload()
-    return [Image.open(io.BytesIO(event.encoded_image_string)) for event in events.Images(INPUT_GRID)]
 
 
 def test_smoke_run_shows_its_augmented_inputs_and_graph_in_tensorboard(smoke: Run) -> None:

@@ -6,7 +6,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import TINY_SYNTHETIC_RUN, assert_ok, read_json
 from small_fits import (
     assert_same_state, classifier, compile_with, failing_backend, sgd, small_datamodule, tiny_fit, trained_state,
 )
@@ -17,7 +16,6 @@ from resnet_cifar.training.module import CompileFallbackWarning
 from resnet_cifar.training.whole_step import WholeTrainingStep
 
 WHOLE_STEP = {"compile": True, "compile_scope": "step"}
-WHOLE_STEP_OVERRIDES = ("model.compile=true", "model.compile_scope=step")
 
 
 def test_the_whole_step_computes_exactly_what_the_uncompiled_step_does(monkeypatch, tmp_path):
@@ -99,28 +97,6 @@ def test_fp16_loss_scaling_and_ddp_are_refused():
         module.check_trainer(SimpleNamespace(world_size=2, precision_plugin=SimpleNamespace(scaler=None)))
     module.check_trainer(SimpleNamespace(world_size=1, precision_plugin=SimpleNamespace(scaler=None)))
     classifier(compile=True).check_trainer(SimpleNamespace(world_size=2, precision_plugin=None))  # network scope
-
-
-def test_a_resumed_whole_step_run_ends_bit_identical_to_an_uninterrupted_one(run_cli, tmp_path):
-    # 450 training images in batches of 32: 15 steps an epoch, the last a batch of 2 (a second
-    # compiled shape). Stopped at step 10, mid-epoch, and resumed in a new process, which compiles
-    # again: the same weights, BN statistics and momentum as the run that went through.
-    run = (*TINY_SYNTHETIC_RUN, "data.synthetic_sizes=[500,100]", *WHOLE_STEP_OVERRIDES, "seed=0")
-    uninterrupted, stopped, continued = tmp_path / "uninterrupted", tmp_path / "stopped", tmp_path / "continued"
-    straight = assert_ok(run_cli("train", *run, "trainer.max_steps=20", f"hydra.run.dir={uninterrupted}", cwd=tmp_path))
-    assert "CompileFallbackWarning" not in straight.output
-    assert_ok(run_cli("train", *run, "trainer.max_steps=10", f"hydra.run.dir={stopped}", cwd=tmp_path))
-    step10 = stopped / "checkpoints" / "last.ckpt"
-    resumed = assert_ok(run_cli(
-        "train", *run, "trainer.max_steps=20", f"ckpt_path={step10}", f"hydra.run.dir={continued}", cwd=tmp_path
-    ))
-    assert "CompileFallbackWarning" not in resumed.output
-    ours, theirs = (torch.load(d / "checkpoints" / "last.ckpt", weights_only=True) for d in (continued, uninterrupted))
-    assert ours["global_step"] == theirs["global_step"] == 20
-    assert_same_state(
-        (ours["state_dict"], ours["optimizer_states"][0]), (theirs["state_dict"], theirs["optimizer_states"][0])
-    )
-    assert read_json(continued / "metrics.json")["test_err"] == read_json(uninterrupted / "metrics.json")["test_err"]
 
 
 def test_the_step_compiles_once_per_batch_shape():

@@ -1,0 +1,52 @@
+"""model.compile_scope=step from the command line: resume, TensorBoard's input grid, evaluate."""
+
+import torch
+from conftest import TINY_SYNTHETIC_RUN, assert_ok, logged_input_grids, read_json
+from small_fits import assert_same_state
+
+WHOLE_STEP = ("model.compile=true", "model.compile_scope=step")
+
+
+def test_a_resumed_whole_step_run_ends_bit_identical_to_an_uninterrupted_one(run_cli, tmp_path):
+    # 450 training images in batches of 32: 15 steps an epoch, the last a batch of 2 (a second
+    # compiled shape). Stopped at step 10, mid-epoch, and resumed in a new process, which compiles
+    # again: the same weights, BN statistics and momentum as the run that went through.
+    run = (*TINY_SYNTHETIC_RUN, "data.synthetic_sizes=[500,100]", *WHOLE_STEP, "seed=0")
+    uninterrupted, stopped, continued = tmp_path / "uninterrupted", tmp_path / "stopped", tmp_path / "continued"
+    straight = assert_ok(run_cli("train", *run, "trainer.max_steps=20", f"hydra.run.dir={uninterrupted}", cwd=tmp_path))
+    assert "CompileFallbackWarning" not in straight.output
+    assert_ok(run_cli("train", *run, "trainer.max_steps=10", f"hydra.run.dir={stopped}", cwd=tmp_path))
+    step10 = stopped / "checkpoints" / "last.ckpt"
+    resumed = assert_ok(run_cli(
+        "train", *run, "trainer.max_steps=20", f"ckpt_path={step10}", f"hydra.run.dir={continued}", cwd=tmp_path
+    ))
+    assert "CompileFallbackWarning" not in resumed.output
+    ours, theirs = (torch.load(d / "checkpoints" / "last.ckpt", weights_only=True) for d in (continued, uninterrupted))
+    assert ours["global_step"] == theirs["global_step"] == 20
+    assert_same_state(
+        (ours["state_dict"], ours["optimizer_states"][0]), (theirs["state_dict"], theirs["optimizer_states"][0])
+    )
+    assert read_json(continued / "metrics.json")["test_err"] == read_json(uninterrupted / "metrics.json")["test_err"]
+
+
+def test_a_whole_step_run_shows_its_inputs_resumes_uncompiled_and_evaluates(run_cli, tmp_path):
+    # The input grid in TensorBoard is what the step augments inside its graph: the same image
+    # as an uncompiled run's. The checkpoint holds the usual state: an uncompiled run resumes
+    # from it, and evaluate reads it.
+    run = (*TINY_SYNTHETIC_RUN, "seed=0", "trainer.max_steps=6")
+    whole_step, uncompiled, resumed = tmp_path / "whole_step", tmp_path / "uncompiled", tmp_path / "resumed"
+    assert_ok(run_cli("train", *run, *WHOLE_STEP, f"hydra.run.dir={whole_step}", cwd=tmp_path))
+    assert_ok(run_cli("train", *run, f"hydra.run.dir={uncompiled}", cwd=tmp_path))
+    (ours,), (theirs,) = logged_input_grids(whole_step), logged_input_grids(uncompiled)
+    assert ours.tobytes() == theirs.tobytes()
+
+    checkpoint = whole_step / "checkpoints" / "last.ckpt"
+    assert_ok(run_cli(
+        "train", *TINY_SYNTHETIC_RUN, "seed=0", "trainer.max_steps=10", f"ckpt_path={checkpoint}",
+        f"hydra.run.dir={resumed}", cwd=tmp_path,
+    ))
+    assert (read_json(resumed / "metrics.json")["steps"], read_json(resumed / "metrics.json")["resumed_from"]) == (10, 6)
+
+    evaluated = assert_ok(run_cli("evaluate", f"ckpt_path={checkpoint}", cwd=tmp_path))
+    test_err = read_json(whole_step / "metrics.json")["test_err"]
+    assert f"test error {test_err:.2f} %" in evaluated.stdout
