@@ -350,11 +350,12 @@ def whole_step_loop(args, device, batches, step, scheduler) -> dict:
     """bare-step's loop: the compiled whole step, then the scheduler, nothing else."""
     import torch
 
+    from resnet_cifar.training.module import default_compile_mode
+
     autocast, scaler = autocast_and_scaler(args, device)
     if scaler is not None:
         raise SystemExit("bare-step: the whole step does not do fp16 loss scaling; use --precision bf16-mixed")
-    compiled = torch.compile(step.run, mode="reduce-overhead" if device.type == "cuda" else "default",
-                             dynamic=False, fullgraph=True)
+    compiled = torch.compile(step.run, mode=default_compile_mode(device), dynamic=False, fullgraph=True)
     clock = Clock(device, args.warmup, args.steps, args.batch_size)
     done = 0
     while True:

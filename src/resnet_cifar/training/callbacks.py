@@ -202,9 +202,9 @@ class StopOnNonFiniteLoss(L.Callback):
     by diverged ones. Where looking at the loss costs a host sync (GPU) or a collective (several
     DDP processes) it looks every ``sync_check_every_n_steps`` steps and before every checkpoint,
     keeping on the device the first step whose loss was not finite; a single CPU process looks
-    every ``check_every_n_steps`` (at every step, the default, it just reads the number). Under DDP the processes decide together (the earliest bad step
-    of any of them), so a loss that is not finite on one process only stops all of them at the
-    same check, with the same message.
+    every ``check_every_n_steps`` (at every step, the default, it just reads the number). Under
+    DDP the processes decide together (the earliest bad step of any of them), so a loss that is
+    not finite on one process only stops all of them at the same check, with the same message.
     """
 
     def __init__(self, check_every_n_steps: int = 1, sync_check_every_n_steps: int = 25) -> None:
