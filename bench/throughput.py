@@ -320,30 +320,39 @@ def autocast_and_scaler(args: argparse.Namespace, device):
     return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
 
 
-def train_loop(args, device, batches, forward, optimizer, scheduler) -> dict:
-    """The plain PyTorch loop both bare and classic use: forward, loss, backward, step."""
-    import torch
-    import torch.nn.functional as F
-
-    autocast, scaler = autocast_and_scaler(args, device)
+def timed_steps(args, device, batches, one_step) -> dict:
+    """Call ``one_step(batch)`` on the batches, epoch after epoch, until the clock has timed its steps."""
     clock = Clock(device, args.warmup, args.steps, args.batch_size)
     done = 0
     while True:
-        for images, labels in batches():
-            with autocast():
-                loss = F.cross_entropy(forward(images), labels)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is None:
-                loss.backward()
-                optimizer.step()
-            else:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            scheduler.step()
+        for batch in batches():
+            one_step(batch)
             done += 1
             if clock.after_step(done):
                 return clock.result()
+
+
+def train_loop(args, device, batches, forward, optimizer, scheduler) -> dict:
+    """The plain PyTorch loop both bare and classic use: forward, loss, backward, step."""
+    import torch.nn.functional as F
+
+    autocast, scaler = autocast_and_scaler(args, device)
+
+    def one_step(batch) -> None:
+        images, labels = batch
+        with autocast():
+            loss = F.cross_entropy(forward(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        scheduler.step()
+
+    return timed_steps(args, device, batches, one_step)
 
 
 def whole_step_loop(args, device, batches, step, scheduler) -> dict:
@@ -356,19 +365,16 @@ def whole_step_loop(args, device, batches, step, scheduler) -> dict:
     if scaler is not None:
         raise SystemExit("bare-step: the whole step does not do fp16 loss scaling; use --precision bf16-mixed")
     compiled = torch.compile(step.run, mode=default_compile_mode(device), dynamic=False, fullgraph=True)
-    clock = Clock(device, args.warmup, args.steps, args.batch_size)
-    done = 0
-    while True:
-        for batch in batches():
-            step.sync_with_optimizer()
-            if device.type == "cuda":
-                torch.compiler.cudagraph_mark_step_begin()
-            with autocast():
-                compiled(*batch)
-            scheduler.step()
-            done += 1
-            if clock.after_step(done):
-                return clock.result()
+
+    def one_step(batch) -> None:
+        step.sync_with_optimizer()
+        if device.type == "cuda":
+            torch.compiler.cudagraph_mark_step_begin()
+        with autocast():
+            compiled(*batch)
+        scheduler.step()
+
+    return timed_steps(args, device, batches, one_step)
 
 
 def measure_bare(args: argparse.Namespace, compile_scope: str | None) -> dict:

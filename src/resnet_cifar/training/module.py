@@ -101,6 +101,7 @@ class ImageClassifier(L.LightningModule):
         self._compile_tried = False
         self._tried_shapes: set[torch.Size] = set()  # training batch shapes compiled in a trial step
         self._cudagraphs = False
+        self._mode: str | None = None  # torch.compile's mode, resolved for the training device
         # compile_scope=step: the step function and its compiled form (built at the first step,
         # once the optimizer exists and a resumed run has restored its state).
         self._whole_step: WholeTrainingStep | None = None
@@ -152,7 +153,7 @@ class ImageClassifier(L.LightningModule):
             self.uses_channels_last = True
         if self.compile_network and not self._compile_tried:
             self._compile_tried = True
-            mode = self.compile_mode or default_compile_mode(device)
+            mode = self._mode = self.compile_mode or default_compile_mode(device)
             try:
                 # dynamic=False: one static graph per batch shape (the epoch's short last batch,
                 # the evaluation batch) rather than one dynamic-shape graph for all of them.
@@ -261,8 +262,7 @@ class ImageClassifier(L.LightningModule):
         logits = self.run_net(images)
         loss = F.cross_entropy(logits, labels)
         self._optimize(loss)
-        wrong = (logits.detach().argmax(1) != labels).sum()
-        return StepResult(loss, wrong, wrong.float() * (100 / len(labels)))
+        return StepResult.of(loss, logits, labels)
 
     def _whole_step_update(self, batch: RawTrainBatch) -> StepResult:
         """One step through the compiled whole step (or, after a compile failure, op by op).
@@ -283,13 +283,11 @@ class ImageClassifier(L.LightningModule):
             self._whole_step = WholeTrainingStep(self.net, optimizer, prepare_inputs, self.uses_channels_last)
             if self._compiled:  # compiling is available here (see prepare_network)
                 # fullgraph: a graph break would split the step silently; fail and fall back instead.
-                mode = self.compile_mode or default_compile_mode(self.device)
-                self._compiled_step = torch.compile(self._whole_step.run, mode=mode, dynamic=False, fullgraph=True)
+                self._compiled_step = torch.compile(self._whole_step.run, mode=self._mode, dynamic=False, fullgraph=True)
         step = self._whole_step
         step.sync_with_optimizer()
         if self._compiled_step is not None and batch.images.shape not in self._tried_shapes:
-            touched = [*step.params, *step.buffers.values(), *(b for b in step.momentum_buffers if b is not None)]
-            self._try_compiled(batch.images.shape, lambda: self._call_compiled_step(batch), touched)
+            self._try_compiled(batch.images.shape, lambda: self._call_compiled_step(batch), step.state_tensors())
         if self._compiled_step is None:
             return self._network_step(prepare_inputs(batch.images, batch.crop_flip), batch.labels)
         counted = self.optimizers()

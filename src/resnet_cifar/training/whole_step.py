@@ -30,6 +30,12 @@ class StepResult(NamedTuple):
     wrong: torch.Tensor  # int64 count of misclassified images
     error: torch.Tensor  # top-1 error of the batch, %
 
+    @classmethod
+    def of(cls, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> "StepResult":
+        """The result of a step whose forward gave ``logits`` and ``loss`` (no host sync)."""
+        wrong = (logits.detach().argmax(1) != labels).sum()
+        return cls(loss, wrong, wrong.float() * (100 / len(labels)))
+
 
 def check_optimizer(optimizer: torch.optim.Optimizer) -> None:
     """Refuse what the functional SGD update would not reproduce exactly."""
@@ -103,6 +109,10 @@ class WholeTrainingStep:
                     # instead of copying them in and out of the graph's own memory.
                     torch._dynamo.mark_static_address(tensor)
 
+    def state_tensors(self) -> list[torch.Tensor]:
+        """Every tensor a step changes: weights, BN buffers, momentum buffers."""
+        return [*self.params, *self.buffers.values(), *(b for b in self.momentum_buffers if b is not None)]
+
     def _momentum_buffer(self, param: torch.Tensor) -> torch.Tensor:
         state = self.optimizer.state[param]
         if state.get("momentum_buffer") is None:
@@ -120,8 +130,7 @@ class WholeTrainingStep:
         with torch.no_grad():
             gradients = [gradients[name] for name in self.names]
             sgd(self.params, gradients, self.momentum_buffers, foreach=True, lr=self.lr, **self.settings)
-        wrong = (logits.argmax(1) != labels).sum()
-        return StepResult(loss.detach(), wrong, wrong.float() * (100 / len(labels)))
+        return StepResult.of(loss.detach(), logits, labels)
 
     def _loss(
         self,
