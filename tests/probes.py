@@ -141,3 +141,35 @@ class SignalOnce(L.Callback):
         marker.touch()
         target = os.getppid() if os.environ.get("SIGNAL_TO") == "parent" else os.getpid()
         os.kill(target, signal.Signals[os.environ.get("SIGNAL", "SIGTERM")])
+
+
+class RecordBatchHooks(L.Callback):
+    """Writes ``hooks_rank<r>.json``: the per-batch training hooks this rank's callback received,
+    in order, and the gradients' norm at each ``on_before_optimizer_step`` (what a gradient-norm
+    logger reads)."""
+
+    def __init__(self, output_dir: str) -> None:
+        self.output_dir = Path(output_dir)
+        self.calls: list[str] = []
+        self.gradient_norms: list[float] = []
+
+    def on_train_batch_start(self, *args) -> None:
+        self.calls.append("on_train_batch_start")
+
+    def on_before_backward(self, *args) -> None:
+        self.calls.append("on_before_backward")
+
+    def on_after_backward(self, *args) -> None:
+        self.calls.append("on_after_backward")
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
+        self.calls.append("on_before_optimizer_step")
+        grads = [p.grad.flatten() for p in pl_module.parameters() if p.grad is not None]
+        self.gradient_norms.append(float(torch.cat(grads).norm()) if grads else 0.0)
+
+    def on_train_batch_end(self, *args) -> None:
+        self.calls.append("on_train_batch_end")
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        path = self.output_dir / f"hooks_rank{trainer.global_rank}.json"
+        path.write_text(json.dumps({"calls": self.calls, "gradient_norms": self.gradient_norms}))

@@ -318,14 +318,24 @@ DDP = ("trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "trainer.m
 def test_ddp_two_cpu_processes_write_one_run_directory(run_cli: RunCli, tmp_path: Path) -> None:
     runs, cwd = tmp_path / "runs", tmp_path / "cwd"
     run_dir = runs / "ddp"
-    completed = run_cli("train", *TINY_SYNTHETIC_RUN, *DDP, f"hydra.run.dir={run_dir}", cwd=cwd)
+    probe = ("+callbacks.probe._target_=probes.RecordBatchHooks", f"+callbacks.probe.output_dir={tmp_path}")
+    completed = run_cli("train", *TINY_SYNTHETIC_RUN, *DDP, *probe, f"hydra.run.dir={run_dir}", cwd=cwd)
     assert_ok(completed)
+    # A user's callback gets every per-batch hook of every step on each rank (the project leaves
+    # out only the hooks that a callback does not implement), with the gradients all-reduced
+    # by the time of on_before_optimizer_step: the same on both ranks.
+    hooks = [read_json(tmp_path / f"hooks_rank{rank}.json") for rank in (0, 1)]
+    step = ["on_train_batch_start", "on_before_backward", "on_after_backward", "on_before_optimizer_step", "on_train_batch_end"]
+    for rank_hooks in hooks:
+        assert rank_hooks["calls"] == step * 3
+        assert len(rank_hooks["gradient_norms"]) == 3 and all(norm > 0 for norm in rank_hooks["gradient_norms"])
+    assert hooks[0]["gradient_norms"] == pytest.approx(hooks[1]["gradient_norms"], rel=1e-6)
     assert list(runs.iterdir()) == [run_dir]
     assert read_json(run_dir / "metrics.json")["steps"] == 3
     assert (run_dir / "train_rank1.log").is_file(), sorted(p.name for p in run_dir.iterdir())
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert list(cwd.iterdir()) == []
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd", "runs"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd", "hooks_rank0.json", "hooks_rank1.json", "runs"]
 
 
 def test_ddp_inside_a_multirun(run_cli: RunCli, tmp_path: Path) -> None:

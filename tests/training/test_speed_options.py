@@ -345,4 +345,5 @@ def test_bench_reports_host_time_per_step(tmp_path):
             rf"{project} (\d+\.\d+)", rf"{bare} (\d+\.\d+)",
             rf"Lightning's share \({project} - {bare}\) = (-?\d+\.\d+) ms/step"))
         assert ours > 0 and theirs > 0 and share == pytest.approx(ours - theirs, abs=0.011), line
+        assert re.search(r"in the fastest tenth of the steps -?\d+\.\d+ ms/step \(rounds: -?\d+\.\d+\)", line), line
     assert "| 8 | project-step (NHWC) |" in completed.stdout and "compile fell back" not in completed.stdout

@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from resnet_cifar.training.checkpoints import AtomicCheckpointIO
+from resnet_cifar.training.hook_dispatch import DispatchOnlyImplementedHooks
 from resnet_cifar.data import CIFARDataModule
 from resnet_cifar.training.module import ImageClassifier
 
@@ -51,7 +52,7 @@ def build_trainer(cfg: DictConfig, extra_callbacks: list[L.Callback] = (), **ove
         overrides.setdefault("enable_progress_bar", any(isinstance(c, ProgressBar) for c in callbacks))
     return instantiate(
         cfg.trainer,
-        callbacks=callbacks + list(extra_callbacks),
+        callbacks=callbacks + list(extra_callbacks) + [DispatchOnlyImplementedHooks()],
         logger=loggers or False,
         plugins=[AtomicCheckpointIO()],
         **overrides,

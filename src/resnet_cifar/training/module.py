@@ -1,5 +1,6 @@
 """The paper's training recipe around any classification network."""
 
+import inspect
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -114,6 +115,15 @@ class ImageClassifier(L.LightningModule):
         self.test_err = top1_error(num_classes)
         # Where test results are logged: "test", or e.g. "test_best_val" for another checkpoint.
         self.test_tag = "test"
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Lightning sets _current_fx_name before and after every hook it calls, about 20 times per
+        # step; nn.Module.__setattr__ first checks whether the value is a parameter, buffer or
+        # submodule (2.4 µs against 0.2), which a hook's name never is.
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     def setup(self, stage: str) -> None:
         device = self.trainer.strategy.root_device if self._trainer is not None else self.device
@@ -371,3 +381,9 @@ class ImageClassifier(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "lr"},
         }
+
+
+# Lightning reads training_step's signature at every step (does it take batch_idx?); a function's
+# __signature__, when set, is used as it is instead of being rebuilt from the code object (17 µs
+# against 6 per step).
+ImageClassifier.training_step.__signature__ = inspect.signature(ImageClassifier.training_step)

@@ -33,8 +33,8 @@ class StepResult(NamedTuple):
     @classmethod
     def of(cls, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> "StepResult":
         """The result of a step whose forward gave ``logits`` and ``loss`` (no host sync)."""
-        wrong = (logits.detach().argmax(1) != labels).sum()
-        return cls(loss, wrong, wrong.float() * (100 / len(labels)))
+        wrong = (logits.argmax(1) != labels).sum()  # argmax is not differentiable: no autograd graph
+        return cls(loss, wrong, wrong * (100 / len(labels)))  # float32, as the default dtype
 
 
 def check_optimizer(optimizer: torch.optim.Optimizer) -> None:

@@ -1,0 +1,97 @@
+"""A training step's hooks reach exactly the callbacks and module hooks that implement them
+(training/hook_dispatch.py), in every precision, with the gradients they expect."""
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.profilers import SimpleProfiler
+from small_fits import classifier, constant, sgd, tiny_fit
+
+from resnet_cifar.models import cifar_resnet
+from resnet_cifar.training.hook_dispatch import TRAINING_STEP_HOOKS, DispatchOnlyImplementedHooks
+from resnet_cifar.training.module import ImageClassifier
+
+STEP_HOOKS = [
+    "on_train_batch_start", "on_before_backward", "on_after_backward", "on_before_optimizer_step", "on_train_batch_end",
+]
+
+
+class Recorder(L.Callback):
+    """Implements the five per-step training hooks; records them and whether gradients exist."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.gradients_at_optimizer_step: list[bool] = []
+
+    def on_train_batch_start(self, *args) -> None:
+        self.calls.append("on_train_batch_start")
+
+    def on_before_backward(self, *args) -> None:
+        self.calls.append("on_before_backward")
+
+    def on_after_backward(self, *args) -> None:
+        self.calls.append("on_after_backward")
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        self.calls.append("on_before_optimizer_step")
+        self.gradients_at_optimizer_step.append(all(p.grad is not None for p in pl_module.net.parameters()))
+
+    def on_train_batch_end(self, *args) -> None:
+        self.calls.append("on_train_batch_end")
+
+
+class Silent(L.Callback):
+    """Implements no hook of a training step."""
+
+
+class EpochOnly(L.Callback):
+    """Implements an epoch hook only."""
+
+    def __init__(self) -> None:
+        self.epochs = 0
+
+    def on_train_epoch_start(self, *args) -> None:
+        self.epochs += 1
+
+
+class CountsBackward(ImageClassifier):
+    """A module that implements one per-batch hook of its own."""
+
+    def __init__(self) -> None:
+        super().__init__(cifar_resnet(8, "A", True, 10), sgd, constant)
+        self.after_backward_calls = 0
+
+    def on_after_backward(self) -> None:
+        self.after_backward_calls += 1
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_only_implemented_batch_hooks_are_dispatched_and_all_of_them_every_step(tmp_path, precision):
+    recorder, silent, epoch_only = Recorder(), Silent(), EpochOnly()
+    module = CountsBackward()
+    profiler = SimpleProfiler()
+    callbacks = [recorder, silent, epoch_only, DispatchOnlyImplementedHooks()]
+    tiny_fit(module, tmp_path, steps=4, precision=precision, callbacks=callbacks, profiler=profiler)
+
+    assert recorder.calls == STEP_HOOKS * 4 and recorder.gradients_at_optimizer_step == [True] * 4
+    assert module.after_backward_calls == 4 and epoch_only.epochs == 1
+    # Lightning did not call the hooks left out: no profiler record of them, none of them raised.
+    actions = set(profiler.recorded_durations)
+    for hook in STEP_HOOKS:
+        assert f"[Callback]{recorder.state_key}.{hook}" in actions
+        assert f"[Callback]{silent.state_key}.{hook}" not in actions
+    assert "[LightningModule]CountsBackward.on_after_backward" in actions
+    assert "[LightningModule]CountsBackward.on_before_backward" not in actions
+    assert all(getattr(silent, hook) is None for hook in TRAINING_STEP_HOOKS)
+    assert recorder.on_before_optimizer_step is not None and module.on_after_backward is not None
+
+
+def test_the_training_results_do_not_depend_on_the_dispatch(tmp_path):
+    def trained(*callbacks):
+        torch.manual_seed(0)
+        module = classifier()
+        tiny_fit(module, tmp_path, steps=5, callbacks=list(callbacks))
+        return module.net.state_dict()
+
+    plain, dispatched = trained(), trained(DispatchOnlyImplementedHooks())
+    assert all(torch.equal(plain[key], dispatched[key]) for key in plain)
