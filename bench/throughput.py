@@ -26,6 +26,12 @@ round by round and the table shows the median. Pipelines:
            (augmentation, forward, backward, SGD update) compiled as one graph; bare-step calls
            the same WholeTrainingStep from a plain loop
 
+With --host-overhead the network is made nearly free (ResNet-8, batch 8, one thread) and each
+pair (project and bare, compiled pairs with --compile) gets one line: its ms/step and Lightning's
+share (project minus bare) three ways: in wall time, in the fastest tenth of the steps, and in
+the host time outside the work both do (data, augmentation, forward, loss, backward, SGD update,
+scheduler: see SharedWork), which other programs on the machine disturb least.
+
 Throughput is steady state: --warmup steps first (not timed), then --steps timed steps, the
 device synchronised at both ends. Peak memory is torch.cuda.max_memory_allocated on a GPU and
 the peak resident set size of the main process on the CPU (classic: plus its largest worker).
@@ -37,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import json
 import os
 import platform
@@ -136,13 +143,17 @@ def host_overhead_lines(args: argparse.Namespace, measurements: dict[tuple[int, 
             wall = [a["ms_per_step"] - b["ms_per_step"] for a, b in rounds]
             cpu = [args.batch_size * (a["cpu_ms_per_image"] - b["cpu_ms_per_image"]) for a, b in rounds]
             fast = [a["fast_ms_per_step"] - b["fast_ms_per_step"] for a, b in rounds]
+            outside = [a["outside_ms_per_step"] - b["outside_ms_per_step"] for a, b in rounds]
             lines.append(
                 f"host ms/step (ResNet-{depth}, batch {args.batch_size}): {project} "
                 f"{median_of([a for a, _ in rounds], 'ms_per_step'):.2f}, {bare} {median_of([b for _, b in rounds], 'ms_per_step'):.2f}; "
                 f"Lightning's share ({project} - {bare}) = {statistics.median(wall):.2f} ms/step "
                 f"(median of {len(rounds)} rounds: {', '.join(f'{d:.2f}' for d in wall)}), "
                 f"CPU time {statistics.median(cpu):.2f} ms/step; in the fastest tenth of the steps "
-                f"{statistics.median(fast):.2f} ms/step (rounds: {', '.join(f'{d:.2f}' for d in fast)})"
+                f"{statistics.median(fast):.2f} ms/step (rounds: {', '.join(f'{d:.2f}' for d in fast)}); "
+                f"outside the shared work {project} {median_of([a for a, _ in rounds], 'outside_ms_per_step'):.3f}, "
+                f"{bare} {median_of([b for _, b in rounds], 'outside_ms_per_step'):.3f}, share "
+                f"{statistics.median(outside):.3f} ms/step (rounds: {', '.join(f'{d:.3f}' for d in outside)})"
             )
     return lines
 
@@ -164,6 +175,63 @@ def cpu_seconds_of_children() -> float:
         except (OSError, IndexError, ValueError):
             pass
     return total
+
+
+class SharedWork:
+    """The training thread's time inside the work that project and bare pipelines both do.
+
+    With --host-overhead each child wraps these functions, so that its clock can subtract their
+    time from each step: what is left is the host time around them (Lightning's loop, hooks,
+    callbacks and logging in the project; the loop itself in the bare pipeline). Unlike a step's
+    wall time it barely moves when other programs slow the network's kernels down.
+    Eager and network-compiled steps: data loader, augmentation, forward, loss, backward, zero_grad,
+    the SGD update (the functional ``torch.optim.sgd.sgd``, without the optimizer's ``step``
+    around it, which in the project also runs Lightning's closure) and the scheduler; whole-step
+    pipelines: the data loader, the compiled step and the scheduler.
+    """
+
+    seconds = 0.0
+    _inside = False
+
+    @classmethod
+    def timed(cls, function):
+        @functools.wraps(function)
+        def timed_call(*args, **kwargs):
+            if cls._inside:  # e.g. the loss inside the forward's caller: counted once
+                return function(*args, **kwargs)
+            cls._inside = True
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                cls.seconds += time.perf_counter() - started
+                cls._inside = False
+
+        return timed_call
+
+    @classmethod
+    def install(cls, whole_step: bool) -> None:
+        import importlib
+
+        import torch
+        import torch.nn.functional as F
+        from torch.optim.lr_scheduler import LRScheduler
+        from torch.utils.data.dataloader import _BaseDataLoaderIter
+
+        from resnet_cifar.data.datamodule import CIFARDataModule
+        from resnet_cifar.training.module import ImageClassifier
+
+        shared = [(_BaseDataLoaderIter, "__next__"), (LRScheduler, "step")]
+        if whole_step:  # bare-step times its compiled call itself (whole_step_loop)
+            shared += [(ImageClassifier, "_call_compiled_step")]
+        else:  # (inside a compiled step these would break its graph)
+            shared += [
+                (CIFARDataModule, "training_inputs"), (ImageClassifier, "run_net"), (F, "cross_entropy"),
+                (torch.autograd, "backward"), (torch.optim.Optimizer, "zero_grad"),
+                (importlib.import_module("torch.optim.sgd"), "sgd"),
+            ]
+        for owner, name in shared:
+            setattr(owner, name, cls.timed(getattr(owner, name)))
 
 
 class Clock:
@@ -191,25 +259,31 @@ class Clock:
             self.started, self.cpu_started = time.perf_counter(), time.process_time()
             self.children_started = cpu_seconds_of_children()
             self.step_ends = [self.started]
+            self.shared_at_ends = [SharedWork.seconds]
         elif done == self.warmup + self.steps:
             self.sync()
             self.seconds = time.perf_counter() - self.started
             self.cpu_seconds = time.process_time() - self.cpu_started
             self.cpu_seconds += cpu_seconds_of_children() - self.children_started
             self.step_ends.append(self.started + self.seconds)
+            self.shared_at_ends.append(SharedWork.seconds)
             return True
         elif done > self.warmup:
             self.step_ends.append(time.perf_counter())
+            self.shared_at_ends.append(SharedWork.seconds)
         return False
 
     def result(self) -> dict:
         images = self.steps * self.batch_size
-        durations = sorted(end - start for start, end in zip(self.step_ends, self.step_ends[1:]))
+        durations = [end - start for start, end in zip(self.step_ends, self.step_ends[1:])]
+        shared = [end - start for start, end in zip(self.shared_at_ends, self.shared_at_ends[1:])]
         return {
             "images_per_s": images / self.seconds,
             "ms_per_step": 1000 * self.seconds / self.steps,
             "cpu_ms_per_image": 1000 * self.cpu_seconds / images,
-            "fast_ms_per_step": 1000 * durations[len(durations) // 10],  # the 10th percentile
+            "fast_ms_per_step": 1000 * sorted(durations)[len(durations) // 10],  # the 10th percentile
+            # Host time outside SharedWork (0 when it is not installed: then the whole step).
+            "outside_ms_per_step": 1000 * statistics.median(d - s for d, s in zip(durations, shared)),
         }
 
 
@@ -378,7 +452,7 @@ def whole_step_loop(args, device, batches, step, scheduler) -> dict:
     autocast, scaler = autocast_and_scaler(args, device)
     if scaler is not None:
         raise SystemExit("bare-step: the whole step does not do fp16 loss scaling; use --precision bf16-mixed")
-    compiled = torch.compile(step.run, mode=default_compile_mode(device), dynamic=False, fullgraph=True)
+    compiled = SharedWork.timed(torch.compile(step.run, mode=default_compile_mode(device), dynamic=False, fullgraph=True))
 
     def one_step(batch) -> None:
         step.sync_with_optimizer()
@@ -513,6 +587,8 @@ def run_child(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     logging.getLogger("lightning").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    if args.host_overhead:
+        SharedWork.install(whole_step=compile_scope_of(args.child) == "step")
     if args.child == "classic":
         result = measure_classic(args)
     elif args.child.startswith("bare"):
@@ -541,6 +617,8 @@ def child_command(args: argparse.Namespace, pipeline: str, depth: int) -> list[s
         command += ["--channels-last", args.channels_last]
     if args.sync_check:
         command += ["--sync-check"]
+    if args.host_overhead:
+        command += ["--host-overhead"]
     return command
 
 

@@ -346,4 +346,10 @@ def test_bench_reports_host_time_per_step(tmp_path):
             rf"Lightning's share \({project} - {bare}\) = (-?\d+\.\d+) ms/step"))
         assert ours > 0 and theirs > 0 and share == pytest.approx(ours - theirs, abs=0.011), line
         assert re.search(r"in the fastest tenth of the steps -?\d+\.\d+ ms/step \(rounds: -?\d+\.\d+\)", line), line
+        # The host time outside the work both pipelines do: positive, and the share is their difference.
+        outside_ours, outside_theirs, outside_share = (float(re.search(pattern, line).group(1)) for pattern in (
+            rf"outside the shared work {project} (\d+\.\d+)", rf"outside the shared work {project} [\d.]+, {bare} (\d+\.\d+)",
+            r"share (-?\d+\.\d+) ms/step \(rounds: -?\d+\.\d+\)$"))
+        assert 0 < outside_theirs < theirs and 0 < outside_ours < ours, line
+        assert outside_share == pytest.approx(outside_ours - outside_theirs, abs=0.0011), line
     assert "| 8 | project-step (NHWC) |" in completed.stdout and "compile fell back" not in completed.stdout
