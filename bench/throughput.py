@@ -197,7 +197,7 @@ class SharedWork:
     def timed(cls, function):
         @functools.wraps(function)
         def timed_call(*args, **kwargs):
-            if cls._inside:  # e.g. the loss inside the forward's caller: counted once
+            if cls._inside:  # a shared function called from another one: its time is counted once
                 return function(*args, **kwargs)
             cls._inside = True
             started = time.perf_counter()
@@ -238,8 +238,8 @@ class Clock:
     """Times steps warmup+1 .. warmup+steps: synchronises the device at both ends.
 
     Besides the mean it keeps each step's duration: on a shared machine other programs slow some
-    stretches of steps down, by more than a host overhead measured, and never speed one up, so
-    the fastest tenth of the steps shows what a step costs undisturbed.
+    stretches of steps down, by more than the host overhead being measured, and never speed one
+    up, so the fastest tenth of the steps shows what a step costs undisturbed.
     """
 
     def __init__(self, device, warmup: int, steps: int, batch_size: int) -> None:
@@ -282,7 +282,7 @@ class Clock:
             "ms_per_step": 1000 * self.seconds / self.steps,
             "cpu_ms_per_image": 1000 * self.cpu_seconds / images,
             "fast_ms_per_step": 1000 * sorted(durations)[len(durations) // 10],  # the 10th percentile
-            # Host time outside SharedWork (0 when it is not installed: then the whole step).
+            # Host time outside SharedWork (without --host-overhead nothing is subtracted: the median step).
             "outside_ms_per_step": 1000 * statistics.median(d - s for d, s in zip(durations, shared)),
         }
 

@@ -18,7 +18,7 @@ from typing import Any
 import lightning as L
 
 # The hooks of a training step. Lightning calls them only through the two dispatch functions
-# above (unlike the evaluation loops' batch hooks, whose signatures it inspects at the start of
+# named above (unlike the evaluation loops' batch hooks, whose signatures it inspects at the start of
 # each evaluation: those are left as they are).
 TRAINING_STEP_HOOKS = (
     "on_train_batch_start",
