@@ -55,7 +55,7 @@ class WholeTrainingStep:
 
     ``prepare_inputs`` turns the raw batch into the network's input (the data module's
     augmentation and normalisation); ``channels_last`` is the network's memory format. The
-    function itself is :meth:`run`; :attr:`compiled` wraps it in ``torch.compile``.
+    function itself is :meth:`run`, which the caller compiles (``ImageClassifier``, the bench).
     """
 
     def __init__(
