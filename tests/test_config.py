@@ -190,3 +190,17 @@ def test_job_dirname_is_one_short_name_the_same_for_the_same_overrides() -> None
     names = [job_dirname(name) for name in long]
     assert all(len(name.encode()) <= MAX_NAME_BYTES and "/" not in name for name in names)
     assert names[0] != names[1] and names[0] == job_dirname(long[0])
+
+
+def test_the_profiler_is_lightnings_empty_one_unless_one_is_configured(tmp_path):
+    from lightning.pytorch.profilers import SimpleProfiler
+
+    from resnet_cifar.training.hook_dispatch import NoProfiler
+
+    default = build_trainer(compose_train(["trainer.accelerator=cpu"], tmp_path)).profiler
+    assert isinstance(default, NoProfiler)
+    with default.profile("outer") as outer, default.profile("inner") as inner:  # nests, as Lightning's hooks do
+        assert outer is None and inner is None
+    assert default.summary() == ""
+    simple = build_trainer(compose_train(["trainer.accelerator=cpu", "+trainer.profiler=simple"], tmp_path)).profiler
+    assert isinstance(simple, SimpleProfiler)

@@ -9,7 +9,7 @@ from probes import RecordBatchHooks
 from small_fits import classifier, constant, sgd, tiny_fit
 
 from resnet_cifar.models import cifar_resnet
-from resnet_cifar.training.hook_dispatch import TRAINING_STEP_HOOKS, DispatchOnlyImplementedHooks
+from resnet_cifar.training.hook_dispatch import TRAINING_STEP_HOOKS, DispatchOnlyImplementedHooks, skip_empty_step_hooks
 from resnet_cifar.training.module import ImageClassifier
 
 STEP_HOOKS = [
@@ -72,3 +72,11 @@ def test_the_training_results_do_not_depend_on_the_dispatch(tmp_path):
 
     plain, dispatched = trained(), trained(DispatchOnlyImplementedHooks())
     assert all(torch.equal(plain[key], dispatched[key]) for key in plain)
+
+
+def test_a_hook_set_on_the_instance_is_kept():
+    callback = Silent()
+    callback.on_train_batch_end = lambda trainer, pl_module, outputs, batch, batch_idx: None
+    hook = callback.on_train_batch_end
+    skip_empty_step_hooks(callback, L.Callback)
+    assert callback.on_train_batch_end is hook and callback.on_train_batch_start is None

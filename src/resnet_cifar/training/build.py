@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from resnet_cifar.training.checkpoints import AtomicCheckpointIO
-from resnet_cifar.training.hook_dispatch import DispatchOnlyImplementedHooks
+from resnet_cifar.training.hook_dispatch import DispatchOnlyImplementedHooks, NoProfiler
 from resnet_cifar.data import CIFARDataModule
 from resnet_cifar.training.module import ImageClassifier
 
@@ -45,11 +45,15 @@ def build_trainer(cfg: DictConfig, extra_callbacks: list[L.Callback] = (), **ove
 
     Without a configured progress bar (``~callbacks.progress_bar``) there is none: Lightning
     would otherwise add its own, which counts epochs and writes control characters into logs.
+    Without a configured profiler (``+trainer.profiler=simple``, ...) the profiler is
+    :class:`NoProfiler`, Lightning's empty one at less host time per step.
     """
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     if "enable_progress_bar" not in cfg.trainer:
         overrides.setdefault("enable_progress_bar", any(isinstance(c, ProgressBar) for c in callbacks))
+    if cfg.trainer.get("profiler") is None:
+        overrides.setdefault("profiler", NoProfiler())
     return instantiate(
         cfg.trainer,
         callbacks=callbacks + list(extra_callbacks) + [DispatchOnlyImplementedHooks()],

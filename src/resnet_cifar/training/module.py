@@ -3,7 +3,7 @@
 import inspect
 import warnings
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import lightning as L
 import torch
@@ -15,12 +15,14 @@ from torch.optim.lr_scheduler import LRScheduler
 from resnet_cifar.data.datamodule import RawTrainBatch
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.training.checkpoints import carry_automatic_steps_to_manual
+from resnet_cifar.training.lean_update import lightning_adds_nothing_to_the_update
 from resnet_cifar.training.metrics import top1_error
 from resnet_cifar.training.whole_step import StepResult, WholeTrainingStep, check_optimizer
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[[Optimizer], LRScheduler]
 COMPILE_SCOPES = ("network", "step")
+T = TypeVar("T")
 
 
 class CompileFallbackWarning(UserWarning):
@@ -107,6 +109,8 @@ class ImageClassifier(L.LightningModule):
         # once the optimizer exists and a resumed run has restored its state).
         self._whole_step: WholeTrainingStep | None = None
         self._compiled_step: Callable[..., StepResult] | None = None
+        # Whether _optimize may call torch's backward and step directly (see on_train_start).
+        self._lean_update = False
         # The epoch's training error as two counters (misclassified, seen): one tiny tensor op
         # per step instead of a torchmetrics update and a logged Metric object, which cost
         # Lightning about 2 ms of Python per step on the 2-core CPU (docs/benchmarks.md).
@@ -278,14 +282,10 @@ class ImageClassifier(L.LightningModule):
         """One step through the compiled whole step (or, after a compile failure, op by op).
 
         The step applies the SGD update itself, so the optimizer is not stepped; Lightning is only
-        told that a step happened, which is what it counts global_step, checkpoints and resume by.
-        Stepping the LightningOptimizer with the step as its closure would tell it too, at about
-        0.4 ms of host time per step (docs/benchmarks.md): the precision plugin, torch's optimizer
-        wrapper and an ``on_before_optimizer_step`` to every callback, with no gradients to
-        show them. Lightning 2.6.6's manual loop counts a step in the LightningOptimizer's
-        ``_on_before_step``/``_on_after_step`` (private; no public way exists);
-        tests/training/test_whole_step.py::test_lightning_counts_optimizer_steps_through_the_hooks_the_whole_step_calls
-        fails if an upgrade changes that.
+        told that a step happened (:meth:`_counted_step`). Stepping the LightningOptimizer with the
+        step as its closure would tell it too, at about 0.4 ms of host time per step
+        (docs/benchmarks.md): the precision plugin, torch's optimizer wrapper and an
+        ``on_before_optimizer_step`` to every callback, with no gradients to show them.
         """
         prepare_inputs = self.trainer.datamodule.training_inputs
         if self._whole_step is None:
@@ -300,11 +300,23 @@ class ImageClassifier(L.LightningModule):
             self._try_compiled(batch.images.shape, lambda: self._call_compiled_step(batch), step.state_tensors())
         if self._compiled_step is None:
             return self._network_step(prepare_inputs(batch.images, batch.crop_flip), batch.labels)
+        result = self._counted_step(lambda: self._call_compiled_step(batch))
+        self.lr_schedulers().step()
+        return result
+
+    def _counted_step(self, update: Callable[[], T]) -> T:
+        """Run ``update``, an optimizer step made without ``LightningOptimizer.step``, and count it
+        as Lightning counts its steps (global_step, checkpoints and resume go by that count).
+
+        Lightning 2.6.6's manual loop counts a step in the LightningOptimizer's
+        ``_on_before_step``/``_on_after_step`` (private; no public way exists);
+        tests/training/test_whole_step.py::test_lightning_counts_optimizer_steps_through_the_hooks_the_whole_step_calls
+        fails if an upgrade changes that.
+        """
         counted = self.optimizers()
         counted._on_before_step()
-        result = self._call_compiled_step(batch)
+        result = update()
         counted._on_after_step()
-        self.lr_schedulers().step()
         return result
 
     def _call_compiled_step(self, batch: RawTrainBatch) -> StepResult:
@@ -322,12 +334,21 @@ class ImageClassifier(L.LightningModule):
         more hook to every callback at every step, host time that no callback here needs
         (docs/benchmarks.md, "Host time per step"). ``manual_backward`` and the LightningOptimizer
         keep what matters: mixed precision's loss scaling, DDP, the step count, the checkpointed
-        state. Gradient clipping and accumulation by the Trainer are not available this way.
+        state, the gradient hooks. Where they would add nothing to torch's backward and step
+        (:mod:`resnet_cifar.training.lean_update`), torch's are called directly and the step
+        counted as Lightning counts it. Gradient clipping and accumulation by the Trainer are not
+        available this way.
         """
         optimizer = self.optimizers()
-        optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        optimizer.step()
+        if self._lean_update:
+            torch_optimizer = optimizer.optimizer
+            torch_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self._counted_step(torch_optimizer.step)
+        else:
+            optimizer.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            optimizer.step()
         self.lr_schedulers().step()
 
     def _loss_is_written_now(self) -> bool:
@@ -341,6 +362,10 @@ class ImageClassifier(L.LightningModule):
         """
         trainer = self.trainer
         return trainer._logger_connector.should_update_logs or 0 < trainer.max_steps <= trainer.global_step + 1
+
+    def on_train_start(self) -> None:
+        # Decided per fit, once every callback is attached and the strategy is set up.
+        self._lean_update = lightning_adds_nothing_to_the_update(self.trainer, self)
 
     def on_train_epoch_start(self) -> None:
         self._train_counts = EpochErrorCounts()
