@@ -349,7 +349,8 @@ def test_bench_reports_host_time_per_step(tmp_path):
         # The host time outside the work both pipelines do: positive, and the share is their difference.
         outside_ours, outside_theirs, outside_share = (float(re.search(pattern, line).group(1)) for pattern in (
             rf"outside the shared work {project} (\d+\.\d+)", rf"outside the shared work {project} [\d.]+, {bare} (\d+\.\d+)",
-            r"share (-?\d+\.\d+) ms/step \(rounds: -?\d+\.\d+\)$"))
+            r"share (-?\d+\.\d+) ms/step \(rounds: -?\d+\.\d+\);"))
         assert 0 < outside_theirs < theirs and 0 < outside_ours < ours, line
         assert outside_share == pytest.approx(outside_ours - outside_theirs, abs=0.0011), line
+        assert re.search(rf"; page faults per step {project} \d+, {bare} \d+$", line), line
     assert "| 8 | project-step (NHWC) |" in completed.stdout and "compile fell back" not in completed.stdout

@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 import lightning as L
 import torch
+from lightning.pytorch.core.optimizer import LightningOptimizer
 import torch.nn.functional as F
 from torch import nn
 from torch.optim import Optimizer
@@ -300,20 +301,20 @@ class ImageClassifier(L.LightningModule):
             self._try_compiled(batch.images.shape, lambda: self._call_compiled_step(batch), step.state_tensors())
         if self._compiled_step is None:
             return self._network_step(prepare_inputs(batch.images, batch.crop_flip), batch.labels)
-        result = self._counted_step(lambda: self._call_compiled_step(batch))
+        result = self._counted_step(self.optimizers(), lambda: self._call_compiled_step(batch))
         self.lr_schedulers().step()
         return result
 
-    def _counted_step(self, update: Callable[[], T]) -> T:
-        """Run ``update``, an optimizer step made without ``LightningOptimizer.step``, and count it
-        as Lightning counts its steps (global_step, checkpoints and resume go by that count).
+    @staticmethod
+    def _counted_step(counted: LightningOptimizer, update: Callable[[], T]) -> T:
+        """Run ``update``, an optimizer step made without ``counted.step``, and count it as
+        Lightning counts its steps (global_step, checkpoints and resume go by that count).
 
         Lightning 2.6.6's manual loop counts a step in the LightningOptimizer's
         ``_on_before_step``/``_on_after_step`` (private; no public way exists);
         tests/training/test_whole_step.py::test_lightning_counts_optimizer_steps_through_the_hooks_the_whole_step_calls
         fails if an upgrade changes that.
         """
-        counted = self.optimizers()
         counted._on_before_step()
         result = update()
         counted._on_after_step()
@@ -344,7 +345,7 @@ class ImageClassifier(L.LightningModule):
             torch_optimizer = optimizer.optimizer
             torch_optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            self._counted_step(torch_optimizer.step)
+            self._counted_step(optimizer, torch_optimizer.step)
         else:
             optimizer.zero_grad(set_to_none=True)
             self.manual_backward(loss)
