@@ -584,7 +584,7 @@ def measure_classic(args: argparse.Namespace) -> dict:
 
         result = train_loop(args, device, batches, net, optimizer, scheduler)
         peak = peak_memory_mb(device)
-        del loader  # ends the workers, so their peak RSS is counted below
+        loader = None  # ends the workers (the closure above holds it too), so their peak RSS is counted below
         if device.type == "cpu":
             peak += resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         return {**result, "peak_mem_mb": peak, "channels_last": False, "compiled": False}
