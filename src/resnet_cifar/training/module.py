@@ -7,8 +7,8 @@ from typing import Any, TypeVar
 
 import lightning as L
 import torch
-from lightning.pytorch.core.optimizer import LightningOptimizer
 import torch.nn.functional as F
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
