@@ -1,5 +1,6 @@
 """Small CPU fits of the training module, shared by the tests of how it trains."""
 
+from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -67,12 +68,15 @@ def compile_with(monkeypatch, backend) -> None:
     monkeypatch.setattr(torch, "compile", compile_on_backend)
 
 
-def trained_state(tmp_path: Path, steps: int = 9, precision: str = "32-true", **options) -> tuple[dict, dict]:
+def trained_state(
+    tmp_path: Path, steps: int = 9, precision: str = "32-true", callbacks: Sequence[L.Callback] = (), **options
+) -> tuple[dict, dict]:
     """Network state (weights and BN statistics) and optimizer state after ``steps`` steps of a
     fixed run: 250 images in batches of 32, so the epoch's short last batch is a new shape."""
     torch.manual_seed(0)
     module = classifier(**options)
-    trainer = tiny_fit(module, tmp_path, steps=steps, precision=precision)
+    trainer = tiny_fit(module, tmp_path, steps=steps, precision=precision, callbacks=list(callbacks))
+    assert trainer.global_step == steps  # every step counted, however it was made
     return module.net.state_dict(), trainer.optimizers[0].state_dict()
 
 

@@ -10,21 +10,12 @@ import torch
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.plugins.precision import DoublePrecision, HalfPrecision, MixedPrecision, Precision
 from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
-from small_fits import assert_same_state, classifier, tiny_fit
+from probes import RecordBatchHooks
+from small_fits import assert_same_state, classifier, trained_state
 
 from resnet_cifar.training.hook_dispatch import DispatchOnlyImplementedHooks
 from resnet_cifar.training.lean_update import lightning_adds_nothing_to_the_update
 from resnet_cifar.training.module import ImageClassifier
-
-
-class CountsAfterBackward(L.Callback):
-    """Implements one gradient hook, so the steps go through Lightning."""
-
-    def __init__(self) -> None:
-        self.gradient_norms: list[float] = []
-
-    def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.gradient_norms.append(float(torch.cat([p.grad.flatten() for p in pl_module.parameters()]).norm()))
 
 
 class LightningLayerCalls:
@@ -46,24 +37,16 @@ class LightningLayerCalls:
         monkeypatch.setattr(LightningOptimizer, "step", step)
 
 
-def trained(tmp_path, precision: str, callbacks: list[L.Callback], steps: int = 9):
-    torch.manual_seed(0)
-    module = classifier()
-    trainer = tiny_fit(module, tmp_path, steps=steps, precision=precision, callbacks=callbacks)
-    assert trainer.global_step == steps
-    return module.net.state_dict(), trainer.optimizers[0].state_dict()
-
-
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
 def test_steps_without_lightnings_layers_train_exactly_as_steps_through_them(tmp_path, monkeypatch, precision):
     calls = LightningLayerCalls(monkeypatch)
-    lean = trained(tmp_path, precision, [DispatchOnlyImplementedHooks()])
+    lean = trained_state(tmp_path, precision=precision, callbacks=[DispatchOnlyImplementedHooks()])
     assert (calls.backward, calls.step) == (0, 0)
 
-    hook = CountsAfterBackward()
-    through_lightning = trained(tmp_path, precision, [hook, DispatchOnlyImplementedHooks()])
+    hooks = RecordBatchHooks(str(tmp_path))  # implements the gradient hooks: steps go through Lightning
+    through_lightning = trained_state(tmp_path, precision=precision, callbacks=[hooks, DispatchOnlyImplementedHooks()])
     assert (calls.backward, calls.step) == (9, 9)
-    assert len(hook.gradient_norms) == 9 and min(hook.gradient_norms) > 0
+    assert len(hooks.gradient_norms) == 9 and min(hooks.gradient_norms) > 0
     assert_same_state(lean, through_lightning)  # bit for bit, BN statistics and momentum included
 
 
