@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,24 @@ TINY_IMAGE_FOLDER_RUN = (*TINY_RUN, "data=cifar10")
 RunCli = Callable[..., subprocess.CompletedProcess]
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
+CONF = REPO / "conf"
+
+
+def compose_train(overrides: Sequence[str] = (), tmp_path: Path | None = None) -> Any:
+    """conf/train.yaml composed with ``overrides`` as the train command would, without running it;
+    with ``tmp_path``, as a run in that directory (``${hydra:runtime.output_dir}``, ``paths.*``)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    from resnet_cifar.resolvers import register_resolvers
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
+    if tmp_path is not None:
+        cfg.hydra.runtime.output_dir = str(tmp_path)
+        HydraConfig.instance().set_config(cfg)
+    return cfg
 
 
 def command_environment(**extra: str) -> dict[str, str]:

@@ -4,37 +4,27 @@
 import lightning as L
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
-from conftest import REPO, run_cli
+from conftest import CONF, compose_train, run_cli
 from resnet_cifar.training.callbacks import LrWarmupUntilTrainError
 from resnet_cifar.data import CIFARDataModule
-from resnet_cifar.training.build import build_module, build_net, build_trainer
+from resnet_cifar.training.build import build_module, build_trainer
 
-CONF = REPO / "conf"
 GROUP_OPTIONS = {
+    "paths": ["default"],
     "model": ["resnet", "plain"],
+    "module": ["classifier", "whole_step"],
     "data": ["cifar10", "cifar100", "synthetic"],
     "optimizer": ["sgd"],
-    "scheduler": ["multistep"],
+    "scheduler": ["multistep", "plateau"],
     "trainer": ["default", "cpu", "gpu", "ddp"],
     "logger": ["tensorboard"],
     "callbacks": ["default"],
     "experiment": ["resnet110", "smoke"],
     "hparams_search": ["lr_wd"],
 }
-
-
-def compose_train(overrides=(), tmp_path=None):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
-    if tmp_path is not None:  # what a Hydra run would resolve ${hydra:runtime.output_dir} to
-        cfg.hydra.runtime.output_dir = str(tmp_path)
-        HydraConfig.instance().set_config(cfg)
-    return cfg
 
 
 def test_every_group_option_is_on_disk():
@@ -56,11 +46,12 @@ def test_default_config_is_the_papers_recipe():
 )
 def test_each_option_composes_and_instantiates(group, option, tmp_path):
     cfg = compose_train([f"{group}={option}", "trainer.accelerator=cpu"], tmp_path)
-    net = build_net(cfg)
-    assert net(torch.zeros(1, 3, 32, 32)).shape == (1, cfg.data.num_classes)
+    module = build_module(cfg)
+    assert module(torch.zeros(1, 3, 32, 32)).shape == (1, cfg.data.num_classes)
     assert isinstance(instantiate(cfg.data), CIFARDataModule)
-    optimizer = instantiate(cfg.optimizer)(net.parameters())
-    assert isinstance(instantiate(cfg.scheduler)(optimizer), torch.optim.lr_scheduler.LRScheduler)
+    optimizers = module.configure_optimizers()
+    scheduler = optimizers["lr_scheduler"]["scheduler"]
+    assert isinstance(scheduler, (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau))
     with open_dict(cfg):
         cfg.trainer.devices = 1  # ddp's two processes are started by the end-to-end tests
     trainer = build_trainer(cfg)
@@ -155,7 +146,7 @@ def test_module_steps_its_scheduler_every_optimizer_step(tmp_path):
     trainer = L.Trainer(accelerator="cpu", max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path)
     trainer.fit(module, datamodule=instantiate(cfg.data))
-    # The module steps it itself (manual optimisation), once per optimizer step: lr 0.1, 0.1, 0.01, then 0.001.
+    # Lightning steps it once per optimizer step (module.lr_scheduler.interval): lr 0.1, 0.1, 0.01, then 0.001.
     scheduler = trainer.lr_scheduler_configs[0]
     assert scheduler.scheduler.last_epoch == 3 and trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.001)
     assert (scheduler.interval, scheduler.name) == ("step", "lr")  # what LearningRateMonitor reads
@@ -192,15 +183,24 @@ def test_job_dirname_is_one_short_name_the_same_for_the_same_overrides() -> None
     assert names[0] != names[1] and names[0] == job_dirname(long[0])
 
 
-def test_the_profiler_is_lightnings_empty_one_unless_one_is_configured(tmp_path):
-    from lightning.pytorch.profilers import SimpleProfiler
+def test_plateau_scheduler_is_stepped_per_epoch_on_the_validation_error(tmp_path):
+    module = build_module(compose_train(["scheduler=plateau", "scheduler.patience=3"], tmp_path))
+    configured = module.configure_optimizers()["lr_scheduler"]
+    assert isinstance(configured["scheduler"], torch.optim.lr_scheduler.ReduceLROnPlateau)
+    assert (configured["interval"], configured["monitor"], configured["scheduler"].patience) == ("epoch", "val/err", 3)
 
-    from resnet_cifar.training.hook_dispatch import NoProfiler
 
-    default = build_trainer(compose_train(["trainer.accelerator=cpu"], tmp_path)).profiler
-    assert isinstance(default, NoProfiler)
-    with default.profile("outer") as outer, default.profile("inner") as inner:  # nests, as Lightning's hooks do
-        assert outer is None and inner is None
-    assert default.summary() == ""
-    simple = build_trainer(compose_train(["trainer.accelerator=cpu", "+trainer.profiler=simple"], tmp_path)).profiler
-    assert isinstance(simple, SimpleProfiler)
+def test_every_part_of_a_run_is_in_the_config(tmp_path):
+    from resnet_cifar.training.callbacks import FinishAtMaxSteps, StopOnNonFiniteLoss, TrainingClock
+    from resnet_cifar.training.checkpoints import AtomicCheckpointIO
+
+    cfg = compose_train(["trainer.accelerator=cpu"], tmp_path)
+    trainer = build_trainer(cfg)
+    kinds = {type(callback) for callback in trainer.callbacks}
+    assert {FinishAtMaxSteps, StopOnNonFiniteLoss, TrainingClock} <= kinds
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+    checkpoint_dirs = {c.dirpath for c in trainer.checkpoint_callbacks}
+    assert checkpoint_dirs == {str(tmp_path / "checkpoints")} == {cfg.paths.checkpoint_dir}
+    assert cfg.callbacks.preemption.checkpoint == cfg.callbacks.finish_at_max_steps.last_checkpoint == cfg.paths.last_checkpoint
+    removed = build_trainer(compose_train(["trainer.accelerator=cpu", "~callbacks.stop_on_non_finite_loss"], tmp_path))
+    assert StopOnNonFiniteLoss not in {type(callback) for callback in removed.callbacks}

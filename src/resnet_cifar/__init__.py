@@ -1,10 +1,6 @@
-"""He et al. (2016) CIFAR ResNets with PyTorch Lightning and Hydra: the entry points and the basics every part uses."""
+"""He et al. (2016) CIFAR ResNets with PyTorch Lightning and Hydra.
 
-from resnet_cifar.launch import job_names, slurm
-from resnet_cifar.training import precision
-
-# conf/'s resolvers (train.yaml, trainer/default.yaml, hydra/launcher/slurm.yaml), for whoever
-# composes it: the train command, launcher workers, Hydra's compose API.
-job_names.register_resolvers()
-precision.register_resolvers()
-slurm.register_resolvers()
+``resnet_cifar.models`` holds the networks (plain ``torch.nn``); ``resnet_cifar.train``,
+``resnet_cifar.evaluate`` and ``resnet_cifar.report`` are the commands. Importing the package
+imports nothing else: the networks stand alone.
+"""

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from hydra.errors import InstantiationException
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from resnet_cifar.errors import UsageError
 
@@ -32,6 +33,8 @@ def usage_error_in(exception: BaseException) -> UsageError | None:
             return exception
         if isinstance(exception, OSError) and exception.errno in UNWRITABLE:
             return unwritable_output(exception)
+        if isinstance(exception, MisconfigurationException):  # Lightning's word on a Trainer option
+            return UsageError(f"{exception} (a Trainer or module setting: see conf/trainer/ and conf/module/)")
         if not isinstance(exception, InstantiationException):
             return None
         exception = exception.__cause__

@@ -13,10 +13,11 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from resnet_cifar.training.checkpoints import check_same_model, checkpoint_config, read_checkpoint
 from resnet_cifar.cli import exit_on_usage_error
 from resnet_cifar.files import write_json_atomically
+from resnet_cifar.resolvers import register_resolvers
 from resnet_cifar.training.build import build_datamodule, build_module, build_trainer, metric
+from resnet_cifar.training.checkpoints import check_same_model, checkpoint_config, read_checkpoint
 from resnet_cifar.training.quiet import silence_known_noise
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,10 @@ def evaluate(ckpt_path: str, overrides: list[str]) -> dict[str, Any]:
     return evaluation
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="evaluate")
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 @exit_on_usage_error
 def main(cfg: DictConfig) -> None:
     silence_known_noise()

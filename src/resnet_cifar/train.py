@@ -16,13 +16,14 @@ from hydra.types import RunMode
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from resnet_cifar.training.callbacks import FinishAtMaxSteps, StopOnNonFiniteLoss, TrainingClock, utc_now
-from resnet_cifar.training.checkpoints import check_same_model, read_checkpoint
 from resnet_cifar.cli import exit_on_usage_error
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.files import write_json_atomically
 from resnet_cifar.launch.ddp import ddp_job, run_ddp_processes, starts_ddp_processes
+from resnet_cifar.resolvers import register_resolvers
 from resnet_cifar.training.build import METRICS_FILE, build_datamodule, build_module, build_trainer, metric
+from resnet_cifar.training.callbacks import FinishAtMaxSteps, TrainingClock, utc_now
+from resnet_cifar.training.checkpoints import check_same_model, read_checkpoint
 from resnet_cifar.training.hparams import HparamValue, run_hparams
 from resnet_cifar.training.quiet import silence_known_noise
 
@@ -37,12 +38,20 @@ NUMERIC_RESULTS = (
 NEED_VALIDATION = ("val_err", "val_loss", "test_err_best_val")
 
 
-def checkpoint_to_resume(cfg: DictConfig, output_dir: Path) -> str | None:
+def checkpoint_to_resume(cfg: DictConfig) -> str | None:
     """``ckpt_path`` if given, else this run directory's last.ckpt if an earlier attempt left one."""
     if cfg.ckpt_path:
         return str(cfg.ckpt_path)
-    last = output_dir / "checkpoints" / "last.ckpt"
+    last = Path(cfg.paths.last_checkpoint)
     return str(last) if last.is_file() else None
+
+
+def required_callback(trainer: L.Trainer, kind: type[L.Callback], name: str, why: str) -> Any:
+    """The trainer's callback of type ``kind``; refuses a config that removed it."""
+    found = [callback for callback in trainer.callbacks if isinstance(callback, kind)]
+    if not found:
+        raise ConfigError(f"callbacks.{name} is required ({why}); keep it in the config (conf/callbacks/default.yaml)")
+    return found[0]
 
 
 def best_checkpoint_path(trainer: L.Trainer) -> str:
@@ -112,8 +121,8 @@ def save_composed_config(cfg: DictConfig, output_dir: Path) -> None:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     check_optimized_metric(cfg)
-    output_dir = Path(HydraConfig.get().runtime.output_dir)
-    resume_from = checkpoint_to_resume(cfg, output_dir)
+    output_dir = Path(cfg.paths.output_dir)
+    resume_from = checkpoint_to_resume(cfg)
     checkpoint_step = None
     if resume_from:
         checkpoint = read_checkpoint(resume_from)
@@ -130,11 +139,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)
     module = build_module(cfg)
-    clock = TrainingClock()
-    last_checkpoint = output_dir / "checkpoints" / "last.ckpt"
-    trainer = build_trainer(cfg, extra_callbacks=[StopOnNonFiniteLoss(), FinishAtMaxSteps(last_checkpoint), clock])
+    trainer = build_trainer(cfg)
+    clock = required_callback(trainer, TrainingClock, "training_clock", "metrics.json's times and images/s")
+    required_callback(trainer, FinishAtMaxSteps, "finish_at_max_steps", "the final checkpoint and validation")
     datamodule.check_world_size(trainer.world_size)
-    module.check_trainer(trainer)
+    if hasattr(module, "check_trainer"):  # module=whole_step: refuse what it cannot do before any work
+        module.check_trainer(trainer)
     if starts_ddp_processes(trainer):  # this process starts the job's DDP processes and waits for them
         run_ddp_processes(trainer)
         return json.loads((output_dir / METRICS_FILE).read_text())
@@ -177,7 +187,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
 @exit_on_usage_error
 def main(cfg: DictConfig) -> float | None:
     """Train; return ``optimized_metric`` (the validation error by default) for Hydra's sweepers."""

@@ -3,20 +3,19 @@
 import copy
 import re
 import sys
-from pathlib import Path
+from types import SimpleNamespace
 
 import lightning as L
 import pytest
 import torch
 
-from conftest import REPO, run_command
+from conftest import REPO, compose_train, run_command
 from resnet_cifar.data import CIFARDataModule
 from resnet_cifar.data.batches import BatchPlan, EpochBatchSampler, ImageBatches, shard_bounds
 from resnet_cifar.models import cifar_resnet
-from resnet_cifar.training.module import CompileFallbackWarning, ImageClassifier
+from resnet_cifar.training.compiling import CompileFallbackWarning
 from small_fits import (
-    assert_same_state, attach_trainer, classifier, compile_with, constant, failing_backend, sgd, small_datamodule,
-    tiny_fit, trained_state,
+    assert_same_state, classifier, compile_with, failing_backend, small_datamodule, tiny_fit, tiny_trainer, trained_state,
 )
 
 
@@ -26,7 +25,7 @@ from small_fits import (
 def set_up_for(root_device: torch.device) -> CIFARDataModule:
     """A small data module set up for fitting with a trainer on ``root_device``."""
     datamodule = small_datamodule()
-    attach_trainer(datamodule, root_device)
+    datamodule.trainer = SimpleNamespace(global_rank=0, world_size=1, strategy=SimpleNamespace(root_device=root_device))
     datamodule.setup("fit")
     return datamodule
 
@@ -88,11 +87,11 @@ def test_sampler_plans_do_not_depend_on_the_device():
 def test_channels_last_gives_the_same_logits_and_gradients():
     torch.manual_seed(0)
     net = cifar_resnet(8, "A", True, 10)
-    plain = classifier(copy.deepcopy(net), channels_last=False)
-    nhwc = classifier(copy.deepcopy(net), channels_last=True)
+    plain = classifier(net=copy.deepcopy(net), channels_last=False)
+    nhwc = classifier(net=copy.deepcopy(net), channels_last=True)
     plain.prepare_network(torch.device("cpu"))
     nhwc.prepare_network(torch.device("cpu"))
-    assert not plain.uses_channels_last and nhwc.uses_channels_last
+    assert not plain.net.conv.weight.is_contiguous(memory_format=torch.channels_last)
     assert nhwc.net.conv.weight.is_contiguous(memory_format=torch.channels_last)
     images = torch.randn(16, 3, 32, 32)
     torch.testing.assert_close(nhwc(images), plain(images), rtol=1e-4, atol=1e-5)  # batch statistics
@@ -108,7 +107,7 @@ def test_channels_last_gives_the_same_gradients():
     # of a ReLU in one memory format, which moves a BN bias gradient by ~1e-3 relative (seen).
     torch.manual_seed(0)
     net = cifar_resnet(8, "A", True, 10).double()
-    modules = [classifier(copy.deepcopy(net), channels_last=flag) for flag in (False, True)]
+    modules = [classifier(net=copy.deepcopy(net), channels_last=flag) for flag in (False, True)]
     images, labels = torch.randn(16, 3, 32, 32, dtype=torch.float64), torch.arange(16) % 10
     for module in modules:
         module.prepare_network(torch.device("cpu"))
@@ -140,83 +139,6 @@ def test_train_error_is_the_error_over_all_the_epochs_training_images(tmp_path):
     assert float(trainer.callback_metrics["train/err"]) == pytest.approx(expected, abs=1e-4)
 
 
-class LogsEveryStep(ImageClassifier):
-    """The module as it was: ``self.log`` of the loss at every step."""
-
-    def _loss_is_written_now(self) -> bool:
-        return True
-
-
-def logged_losses(module: ImageClassifier, tmp_path: Path, steps: int, every: int) -> tuple[list[tuple[int, str]], float]:
-    """(step, train/loss) rows the logger wrote, and the final train/loss that metrics.json takes."""
-    from lightning.pytorch.loggers import CSVLogger
-
-    from resnet_cifar.training.callbacks import FinishAtMaxSteps
-
-    trainer = L.Trainer(
-        accelerator="cpu", max_steps=steps, log_every_n_steps=every, logger=CSVLogger(tmp_path, name="", version=""),
-        callbacks=[FinishAtMaxSteps(tmp_path / "last.ckpt")], enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path,
-    )
-    trainer.fit(module, datamodule=small_datamodule())
-    rows = [line.split(",") for line in (tmp_path / "metrics.csv").read_text().splitlines()]
-    column = rows[0].index("train/loss")
-    return [(int(row[rows[0].index("step")]), row[column]) for row in rows[1:] if row[column]], float(trainer.callback_metrics["train/loss"])
-
-
-@pytest.mark.parametrize("steps,every", [(7, 3), (6, 2), (3, 50)])
-def test_the_loss_is_logged_at_the_same_steps_as_when_logged_every_step(steps, every, tmp_path):
-    # The loss reaches Lightning only at the steps its logger writes and at the last one.
-    torch.manual_seed(0)
-    net = cifar_resnet(8, "A", True, 10)
-    ours = logged_losses(classifier(copy.deepcopy(net)), tmp_path / "ours", steps, every)
-    every_step = logged_losses(LogsEveryStep(copy.deepcopy(net), sgd, constant), tmp_path / "every_step", steps, every)
-    assert ours == every_step and len(ours[0]) >= 1
-
-
-class AutomaticallyOptimised(ImageClassifier):
-    """The module as it optimised before: Lightning's automatic optimisation steps on the
-    training step's loss (and the scheduler, by its "interval": "step")."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.automatic_optimization = True
-
-    def _optimize(self, loss: torch.Tensor) -> None:
-        pass
-
-
-def fit_with_last_checkpoint(module: ImageClassifier, tmp_path: Path, steps: int, ckpt_path: Path | None = None) -> L.Trainer:
-    """As train.py: checkpoints/last.ckpt written at the last step, from which a run resumes."""
-    from resnet_cifar.training.callbacks import FinishAtMaxSteps
-
-    trainer = L.Trainer(
-        accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path,
-        callbacks=[FinishAtMaxSteps(tmp_path / "last.ckpt")],
-    )
-    trainer.fit(module, datamodule=small_datamodule(), ckpt_path=ckpt_path, weights_only=True)
-    return trainer
-
-
-def test_a_checkpoint_of_automatic_optimisation_resumes_at_its_step(tmp_path):
-    # A run interrupted before the module optimised manually resumes where it stopped, and ends
-    # as a run of the manual module that went through in one go.
-    def milestones(optimizer):
-        return torch.optim.lr_scheduler.MultiStepLR(optimizer, [4], 0.1)
-
-    torch.manual_seed(0)
-    net = cifar_resnet(8, "A", True, 10)
-    fit_with_last_checkpoint(AutomaticallyOptimised(copy.deepcopy(net), sgd, milestones), tmp_path / "old", steps=3)
-    resumed = ImageClassifier(copy.deepcopy(net), sgd, milestones)
-    trainer = fit_with_last_checkpoint(resumed, tmp_path / "resumed", steps=5, ckpt_path=tmp_path / "old" / "last.ckpt")
-    assert trainer.global_step == 5 and trainer.lr_scheduler_configs[0].scheduler.last_epoch == 5
-    straight = ImageClassifier(copy.deepcopy(net), sgd, milestones)
-    other = fit_with_last_checkpoint(straight, tmp_path / "straight", steps=5)
-    assert_same_state((resumed.net.state_dict(), trainer.optimizers[0].state_dict()),
-                      (straight.net.state_dict(), other.optimizers[0].state_dict()))
-
-
 @pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
 def test_mixed_precision_trains_and_evaluates(precision, tmp_path):
     # On the CPU Lightning runs 16-mixed as bf16-mixed (fp16 autocast is for GPUs); trainer=gpu
@@ -228,7 +150,7 @@ def test_mixed_precision_trains_and_evaluates(precision, tmp_path):
     module = classifier()
     datamodule = small_datamodule()
     trainer.fit(module, datamodule=datamodule)
-    assert trainer.global_step == 3 and module.uses_channels_last
+    assert trainer.global_step == 3 and module.net.conv.weight.is_contiguous(memory_format=torch.channels_last)
     assert torch.isfinite(trainer.callback_metrics["train/loss"])
     results = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     assert 0 <= results["test/err"] <= 100
@@ -245,7 +167,7 @@ def test_compile_unavailable_warns_and_training_still_works(monkeypatch, tmp_pat
     module = classifier(compile=True)
     with pytest.warns(CompileFallbackWarning, match="torch.compile is unavailable or failed.*Dynamo is not supported"):
         trainer = tiny_fit(module, tmp_path)
-    assert trainer.global_step == 3 and not module._compiled
+    assert trainer.global_step == 3 and module.compiled_net.compiled is None
 
 
 def test_compile_failing_at_the_first_call_falls_back_to_the_same_result(monkeypatch):
@@ -271,46 +193,31 @@ def test_compile_failing_at_the_first_call_falls_back_to_the_same_result(monkeyp
     assert len(calls) == 1
 
 
-@pytest.mark.parametrize("where", ["forward", "backward"])
-def test_compile_failing_in_the_first_step_falls_back_to_an_uncompiled_run(where, monkeypatch, tmp_path):
+def test_compile_failing_in_the_first_step_falls_back_to_an_uncompiled_run(monkeypatch, tmp_path):
     uncompiled = trained_state(tmp_path / "eager")
-    compile_with(monkeypatch, failing_backend(where))
-    module_warnings = pytest.warns(CompileFallbackWarning, match=f"no Triton for the {where}")
-    with module_warnings:
+    compile_with(monkeypatch, failing_backend("forward"))
+    with pytest.warns(CompileFallbackWarning, match="no Triton for the forward"):
         fallen_back = trained_state(tmp_path / "compiled", compile=True)
     assert_same_state(fallen_back, uncompiled)
 
 
-def test_the_trial_step_of_a_new_batch_shape_leaves_no_trace(monkeypatch, tmp_path):
-    # Dynamo's "eager" backend computes exactly what the network does: a compiled run then equals
-    # the uncompiled one bit for bit only if the trial steps (of batch 32 and of the short last
-    # batch of 26) left the BN statistics, gradients and optimizer as they were.
+def test_a_network_compiled_with_an_exact_backend_trains_as_the_uncompiled_one(monkeypatch, tmp_path):
     uncompiled = trained_state(tmp_path / "eager")
-    compile_with(monkeypatch, "eager")
+    compile_with(monkeypatch, "aot_eager")  # Dynamo's trace through AOT autograd, no code generation
     compiled = trained_state(tmp_path / "compiled", compile=True)
     assert_same_state(compiled, uncompiled)
 
 
-def compose_train(overrides, tmp_path):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.hydra_config import HydraConfig
-
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-    cfg.hydra.runtime.output_dir = str(tmp_path)
-    HydraConfig.instance().set_config(cfg)
-    return cfg
-
-
-def test_speed_options_reach_the_module_and_not_the_network(tmp_path):
+def test_speed_options_are_the_modules_and_the_model_is_the_network(tmp_path):
+    from resnet_cifar.models import cifar_resnet
     from resnet_cifar.training.build import build_module
 
-    module = build_module(compose_train(["model.compile=true", "model.channels_last=false", "model.depth=8"], tmp_path))
-    assert module.compile_network and not module.channels_last
+    module = build_module(compose_train(["module.compile=true", "module.channels_last=false", "model.depth=8"], tmp_path))
+    assert module.hparams.compile and not module.hparams.channels_last
     assert [p.shape for p in module.net.parameters()] == [p.shape for p in cifar_resnet(8, "A", True, 10).parameters()]
     default = compose_train([], tmp_path)
-    assert default.model.compile is False and default.model.channels_last is True
-    assert default.model.compile_mode is None
+    assert "compile" not in default.model and default.module.compile is False and default.module.channels_last is True
+    assert default.module.compile_mode is None
 
 
 # --- the bench script -------------------------------------------------------------------------

@@ -1,34 +1,37 @@
-"""model.compile_scope=step: the whole training step compiled as one unit computes what the
-uncompiled step computes, falls back like the network's compile, resumes bit for bit, and refuses
+"""module=whole_step: the whole training step as one compiled unit computes what ImageClassifier
+computes, falls back like the network's compile, counts its images, and refuses before any work
 what it cannot do."""
 
 from types import SimpleNamespace
 
+import lightning as L
 import pytest
 import torch
 from small_fits import (
-    assert_same_state, classifier, compile_with, failing_backend, sgd, small_datamodule, tiny_fit, trained_state,
+    SGD, assert_same_state, classifier, compile_with, failing_backend, resnet8, small_datamodule, tiny_fit,
+    tiny_trainer, trained_state,
 )
 
 from resnet_cifar.errors import ConfigError
-from resnet_cifar.models import cifar_resnet
-from resnet_cifar.training.module import CompileFallbackWarning
+from resnet_cifar.training.callbacks import TrainingClock
+from resnet_cifar.training.compiling import CompileFallbackWarning
+from resnet_cifar.training.module import ImageClassifier
 from resnet_cifar.training.whole_step import WholeTrainingStep
+from resnet_cifar.training.whole_step_module import WholeStepClassifier
 
-WHOLE_STEP = {"compile": True, "compile_scope": "step"}
 
-
-def test_the_whole_step_computes_exactly_what_the_uncompiled_step_does(monkeypatch, tmp_path):
-    # With torch.compile returning the step function itself, the run goes through everything the
-    # compiled whole step does (raw batches, the functional gradients, SGD update and BN
-    # statistics, the learning rate tensor, zero-initialised momentum, the optimizer's closure,
-    # the trial steps of both batch shapes) without a compiler's rounding: bit for bit equal.
+@pytest.mark.parametrize("compiled", [False, True], ids=["step-function", "through-torch.compile"])
+def test_the_whole_step_computes_exactly_what_the_classifier_does(compiled, monkeypatch, tmp_path):
+    # The step function uncompiled, and through the module's compile path with torch.compile
+    # returning the function itself: raw batches, the functional gradients, SGD update and BN
+    # statistics, the learning rate tensor across a milestone, zero-initialised momentum, the
+    # short last batch, Lightning counting the steps. Bit for bit what ImageClassifier does.
     # (Dynamo's "eager" backend is not: its trace of the gradient transform rounds a few weights
     # differently in the last bit.)
-    uncompiled = trained_state(tmp_path / "eager")
+    classifier_state = trained_state(tmp_path / "classifier")
     monkeypatch.setattr(torch, "compile", lambda function, **options: function)
-    whole_step = trained_state(tmp_path / "whole_step", **WHOLE_STEP)
-    assert_same_state(whole_step, uncompiled)
+    whole_step = trained_state(tmp_path / "whole_step", kind=WholeStepClassifier, compile=compiled)
+    assert_same_state(whole_step, classifier_state)
 
 
 def max_difference(ours: tuple[dict, dict], theirs: tuple[dict, dict]) -> float:
@@ -43,26 +46,26 @@ def max_difference(ours: tuple[dict, dict], theirs: tuple[dict, dict]) -> float:
 
 
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
-def test_the_compiled_whole_step_equals_the_uncompiled_step_within_float_tolerance(precision, recwarn, tmp_path):
+def test_the_compiled_whole_step_equals_the_classifier_within_float_tolerance(precision, recwarn, tmp_path):
     # Inductor fuses and reorders the arithmetic: equal up to rounding, which nine steps at lr 0.1
     # amplify (a ReLU input within rounding of zero can land on either side). The yardstick is
-    # what rounding alone does: the uncompiled run in the other memory format (NCHW), which
-    # computes the same in another order. A wrong update is off by orders of magnitude more.
-    uncompiled = trained_state(tmp_path / "eager", precision=precision)
-    rounding = max_difference(trained_state(tmp_path / "nchw", precision=precision, channels_last=False), uncompiled)
+    # what rounding alone does: the classifier in the other memory format (NCHW), which computes
+    # the same in another order. A wrong update is off by orders of magnitude more.
+    classifier_state = trained_state(tmp_path / "classifier", precision=precision)
+    rounding = max_difference(trained_state(tmp_path / "nchw", precision=precision, channels_last=False), classifier_state)
     torch._dynamo.reset()
-    whole_step = trained_state(tmp_path / "whole_step", precision=precision, **WHOLE_STEP)
+    whole_step = trained_state(tmp_path / "whole_step", precision=precision, kind=WholeStepClassifier, compile=True)
     assert not [w for w in recwarn if issubclass(w.category, CompileFallbackWarning)]
-    assert whole_step[1]["param_groups"] == uncompiled[1]["param_groups"]
-    assert whole_step[0]["bn.num_batches_tracked"] == uncompiled[0]["bn.num_batches_tracked"] == 9
-    difference = max_difference(whole_step, uncompiled)
-    print(f"{precision}: compiled whole step vs uncompiled {difference:.2e}, NCHW vs NHWC {rounding:.2e}")
+    assert whole_step[1]["param_groups"] == classifier_state[1]["param_groups"]
+    assert whole_step[0]["bn.num_batches_tracked"] == classifier_state[0]["bn.num_batches_tracked"] == 9
+    difference = max_difference(whole_step, classifier_state)
+    print(f"{precision}: compiled whole step vs classifier {difference:.2e}, NCHW vs NHWC {rounding:.2e}")
     assert 0 < rounding and difference < 10 * rounding
 
 
 @pytest.mark.parametrize("where", ["unavailable", "forward"])
-def test_compile_failing_falls_back_to_an_uncompiled_run(where, monkeypatch, tmp_path):
-    uncompiled = trained_state(tmp_path / "eager")
+def test_compile_failing_falls_back_to_the_same_result(where, monkeypatch, tmp_path):
+    classifier_state = trained_state(tmp_path / "classifier")
     if where == "unavailable":
         def no_compile(*args, **kwargs):
             raise RuntimeError("Dynamo is not supported on this Python")
@@ -73,30 +76,64 @@ def test_compile_failing_falls_back_to_an_uncompiled_run(where, monkeypatch, tmp
         compile_with(monkeypatch, failing_backend(where))
         message = f"no Triton for the {where}"
     with pytest.warns(CompileFallbackWarning, match=message):
-        fallen_back = trained_state(tmp_path / "compiled", **WHOLE_STEP)
-    assert_same_state(fallen_back, uncompiled)
+        fallen_back = trained_state(tmp_path / "compiled", kind=WholeStepClassifier, compile=True)
+    assert_same_state(fallen_back, classifier_state)
 
 
-def test_lightning_counts_optimizer_steps_through_the_hooks_the_whole_step_calls(monkeypatch, tmp_path):
-    # The whole step tells Lightning's manual loop of each step through the LightningOptimizer's
-    # private _on_before_step/_on_after_step (module.py, _whole_step_update). If an upgrade
-    # counted steps elsewhere, global_step would stay 0 and the run would end with its epoch.
-    monkeypatch.setattr(torch, "compile", lambda function, **options: function)
-    module = classifier(**WHOLE_STEP)
-    trainer = tiny_fit(module, tmp_path, steps=3, max_epochs=1)
-    assert trainer.global_step == 3
-    assert trainer.fit_loop.epoch_loop.batch_progress.current.completed == 3
-    assert trainer.lr_scheduler_configs[0].scheduler.last_epoch == 3
+@pytest.mark.parametrize("kind", [ImageClassifier, WholeStepClassifier])
+def test_images_per_second_counts_the_images_of_each_step(kind, tmp_path):
+    # 9 steps over 250 images in batches of 32: 7 x 32 + 26, then 32 more. The whole step's batches
+    # are (images, crop_flip, labels): counting the crop/flip fields gave 3 images a step.
+    clock = TrainingClock()
+    tiny_fit(classifier(kind, compile=False), tmp_path, steps=9, callbacks=[clock])
+    assert clock.images == 250 + 32
+    assert clock.images_per_second is not None and clock.images_per_second > 0
 
 
-def test_fp16_loss_scaling_and_ddp_are_refused():
-    module = classifier(**WHOLE_STEP)
-    with pytest.raises(ConfigError, match="does not do fp16 loss scaling"):
-        module.check_trainer(SimpleNamespace(world_size=1, precision_plugin=SimpleNamespace(scaler=object())))
-    with pytest.raises(ConfigError, match="this run has 2 processes"):
-        module.check_trainer(SimpleNamespace(world_size=2, precision_plugin=SimpleNamespace(scaler=None)))
-    module.check_trainer(SimpleNamespace(world_size=1, precision_plugin=SimpleNamespace(scaler=None)))
-    classifier(compile=True).check_trainer(SimpleNamespace(world_size=2, precision_plugin=None))  # network scope
+class UsesGradients(L.Callback):
+    def on_after_backward(self, trainer, pl_module) -> None:
+        pass
+
+
+class ClipsItself(WholeStepClassifier):
+    def on_before_optimizer_step(self, optimizer) -> None:
+        pass
+
+
+def plain_trainer(**changes) -> SimpleNamespace:
+    trainer = dict(world_size=1, precision_plugin=SimpleNamespace(scaler=None), gradient_clip_val=None,
+                   accumulate_grad_batches=1, callbacks=[TrainingClock()])
+    return SimpleNamespace(**{**trainer, **changes})
+
+
+@pytest.mark.parametrize("changes,named", [
+    ({"world_size": 2}, "DDP"),
+    ({"precision_plugin": SimpleNamespace(scaler=object())}, "fp16 loss scaling"),
+    ({"gradient_clip_val": 1.0}, "trainer.gradient_clip_val"),
+    ({"accumulate_grad_batches": 2}, "trainer.accumulate_grad_batches"),
+    ({"callbacks": [UsesGradients()]}, "UsesGradients.on_after_backward"),
+], ids=["ddp", "fp16", "clipping", "accumulation", "gradient-hook"])
+def test_what_the_whole_step_cannot_do_is_refused_with_the_alternative(changes, named):
+    module = classifier(WholeStepClassifier)
+    module.check_trainer(plain_trainer())  # the paper's recipe on one device passes
+    with pytest.raises(ConfigError, match=f"module=whole_step .*{named}.*use module=classifier"):
+        module.check_trainer(plain_trainer(**changes))
+
+
+def test_a_module_with_gradient_hooks_an_epoch_scheduler_or_another_optimizer_is_refused():
+    with pytest.raises(ConfigError, match="ClipsItself.on_before_optimizer_step"):
+        classifier(ClipsItself).check_trainer(plain_trainer())
+    with pytest.raises(ConfigError, match="module.lr_scheduler.interval=step"):
+        classifier(WholeStepClassifier, lr_scheduler={"interval": "epoch", "monitor": "val/err"})
+    adam = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.001}
+    module = WholeStepClassifier(net=resnet8(), optimizer=adam, scheduler={"_target_": "torch.optim.lr_scheduler.StepLR", "_partial_": True, "step_size": 10})
+    with pytest.raises(ConfigError, match="the optimizer is Adam; use optimizer=sgd"):
+        module.configure_optimizers()
+
+
+def test_a_real_trainer_with_clipping_is_refused_before_the_first_step(tmp_path):
+    with pytest.raises(ConfigError, match="gradient clipping"):
+        tiny_fit(classifier(WholeStepClassifier, compile=False), tmp_path, gradient_clip_val=1.0)
 
 
 def test_the_step_compiles_once_per_batch_shape():
@@ -107,8 +144,8 @@ def test_the_step_compiles_once_per_batch_shape():
     datamodule.setup("fit")
     datamodule.defer_train_augmentation = True
     loader = iter(datamodule.train_dataloader())
-    net = cifar_resnet(8, "A", True, 10).to(memory_format=torch.channels_last)
-    optimizer = sgd(net.parameters())
+    net = resnet8().to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(net.parameters(), lr=SGD["lr"], momentum=SGD["momentum"], weight_decay=SGD["weight_decay"])
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[1], gamma=0.1)
     step = WholeTrainingStep(net, optimizer, datamodule.training_inputs, channels_last=True)
     torch._dynamo.reset()

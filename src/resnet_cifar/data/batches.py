@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from resnet_cifar.data.augment import CropFlip, draw_crop_flip
 
@@ -39,6 +39,8 @@ class EpochBatchSampler(Sampler[BatchPlan]):
 
     ``shuffle`` draws a new permutation per epoch; ``augment_padding`` (pixels, or None) draws
     crop offsets and flips for every image of the epoch. Lightning calls ``set_epoch``.
+    ``state_dict`` says how far the current epoch's iteration got; after ``load_state_dict`` the
+    next iteration of that epoch starts after the batches it had done.
     """
 
     def __init__(
@@ -62,14 +64,17 @@ class EpochBatchSampler(Sampler[BatchPlan]):
         self.world_size = world_size
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.epoch = 0
-        self.skip = 0
+        self.batches_done = 0  # of the current epoch, handed out by the running iteration
+        self.resume_from: tuple[int, int] | None = None  # (epoch, batches done) of a checkpoint
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def resume_at(self, batches_done: int) -> None:
-        """Start the next epoch's iteration after its first ``batches_done`` batches (once)."""
-        self.skip = batches_done
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "batches_done": self.batches_done}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.resume_from = (state["epoch"], state["batches_done"])
 
     def __len__(self) -> int:
         return math.ceil(self.num_items / self.batch_size)
@@ -86,12 +91,34 @@ class EpochBatchSampler(Sampler[BatchPlan]):
             order = order.to(self.device, non_blocking=True)
             if crop_flip is not None:
                 crop_flip = CropFlip(*(t.to(self.device, non_blocking=True) for t in crop_flip))
-        first, self.skip = self.skip * self.batch_size, 0
-        for start in range(first, self.num_items, self.batch_size):
+        self.batches_done = 0
+        if self.resume_from is not None:
+            epoch, batches_done = self.resume_from
+            self.resume_from = None
+            self.batches_done = batches_done if epoch == self.epoch else 0
+        for start in range(self.batches_done * self.batch_size, self.num_items, self.batch_size):
+            # Counted when handed out: a checkpoint written after this batch's step resumes after it.
+            self.batches_done += 1
             # The global batch split in world_size near-equal slices, this process taking one.
             low, high = shard_bounds(start, min(start + self.batch_size, self.num_items), self.rank, self.world_size)
             share = None if crop_flip is None else CropFlip(*(t[low:high] for t in crop_flip))
             yield BatchPlan(order[low:high], share)
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader of whole batches (an :class:`EpochBatchSampler`) that Lightning can resume
+    mid-epoch: it saves ``state_dict`` in checkpoints and calls ``load_state_dict`` on resuming,
+    so a resumed run takes exactly the batches, in the same order and with the same augmentation,
+    that an uninterrupted run would have taken."""
+
+    def __init__(self, dataset: Dataset, sampler: EpochBatchSampler) -> None:
+        super().__init__(dataset, sampler=sampler, batch_size=None)  # each sampler item is a batch
+
+    def state_dict(self) -> dict[str, int]:
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.sampler.load_state_dict(state)
 
 
 def shard_bounds(start: int, stop: int, rank: int, world_size: int) -> tuple[int, int]:

@@ -12,10 +12,9 @@ from typing import NamedTuple
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
 
 from resnet_cifar.data.augment import CropFlip, apply_crop_flip
-from resnet_cifar.data.batches import EpochBatchSampler, ImageBatches
+from resnet_cifar.data.batches import EpochBatchSampler, ImageBatches, ResumableLoader
 from resnet_cifar.data.sources import CifarArrays, load_cifar, synthetic_cifar
 from resnet_cifar.errors import ConfigError
 
@@ -150,7 +149,7 @@ class CIFARDataModule(L.LightningDataModule):
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
-    def _loader(self, images: ImageBatches, batch_size: int, train: bool) -> DataLoader:
+    def _loader(self, images: ImageBatches, batch_size: int, train: bool) -> ResumableLoader:
         rank, world_size = self._rank_and_world()
         per_device_batch_size(batch_size, world_size)
         sampler = EpochBatchSampler(
@@ -163,31 +162,17 @@ class CIFARDataModule(L.LightningDataModule):
             world_size=world_size,
             device=images.device,
         )
-        # batch_size=None: each sampler item already names a whole batch.
-        return DataLoader(images, sampler=sampler, batch_size=None)
+        return ResumableLoader(images, sampler)
 
-    def train_dataloader(self) -> DataLoader:
-        loader = self._loader(self.train_set, self.batch_size, train=True)
-        loader.sampler.resume_at(self._batches_done_in_resumed_epoch())
-        return loader
+    def train_dataloader(self) -> ResumableLoader:
+        return self._loader(self.train_set, self.batch_size, train=True)
 
-    def _batches_done_in_resumed_epoch(self) -> int:
-        """Batches of the current epoch that a resumed run has trained on already.
-
-        Lightning restores its loop counters from a mid-epoch checkpoint but iterates the loader
-        from its start; skipping here keeps the data order and augmentation of an uninterrupted run.
-        """
-        fit_loop = self.trainer.fit_loop if self.trainer is not None else None
-        if fit_loop is None or not fit_loop.restarting:
-            return 0
-        return fit_loop.epoch_loop.batch_progress.current.ready
-
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> ResumableLoader | list:
         if len(self.val_set) == 0:
             return []
         return self._loader(self.val_set, self.eval_batch_size, train=False)
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> ResumableLoader:
         return self._loader(self.test_set, self.eval_batch_size, train=False)
 
     def transfer_batch_to_device(self, batch: dict, device: torch.device, dataloader_idx: int) -> dict:

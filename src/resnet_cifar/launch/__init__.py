@@ -1,3 +1,2 @@
-"""How runs are started: DDP jobs and their processes (ddp), preemption and Lightning's per-step
-SIGTERM broadcast (preemption, lightning_sigterm), the SLURM launcher (slurm), GPU pinning, job
-and study names."""
+"""How runs are started: DDP jobs and their processes (ddp), preemption and time limits
+(preemption), the SLURM launcher (slurm), GPU pinning, job and study names."""

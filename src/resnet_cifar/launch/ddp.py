@@ -29,9 +29,9 @@ from collections.abc import Iterator, Sequence
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
 from resnet_cifar.launch.preemption import STOP_SIGNALS, not_main_thread
+from resnet_cifar.training.lightning_compat import relaunches_the_command
 
 log = logging.getLogger(__name__)
 FAILED_RANK_GRACE_S = 10.0
@@ -59,10 +59,7 @@ def child_command(local_rank: int) -> tuple[Sequence[str], str]:
 def starts_ddp_processes(trainer: L.Trainer) -> bool:
     """Whether fitting with ``trainer`` would start DDP processes on this node (Lightning's
     subprocess launcher, outside a cluster environment that starts them, such as SLURM's)."""
-    launcher = trainer.strategy.launcher
-    return isinstance(launcher, _SubprocessScriptLauncher) and not (
-        trainer.strategy.cluster_environment.creates_processes_externally
-    )
+    return relaunches_the_command(trainer)
 
 
 def run_ddp_processes(trainer: L.Trainer, grace_s: float = FAILED_RANK_GRACE_S) -> None:
@@ -71,19 +68,18 @@ def run_ddp_processes(trainer: L.Trainer, grace_s: float = FAILED_RANK_GRACE_S) 
     The environment is the one Lightning's launcher gives its children (its cluster environment's
     address, port and node rank). Raises :class:`DDPProcessFailed` when a process fails.
     """
-    launcher: _SubprocessScriptLauncher = trainer.strategy.launcher  # type: ignore[assignment]
     environment = trainer.strategy.cluster_environment
     shared = {
         "MASTER_ADDR": environment.main_address,
         "MASTER_PORT": str(environment.main_port),
         "NODE_RANK": str(environment.node_rank()),
-        "WORLD_SIZE": str(launcher.num_processes * launcher.num_nodes),
+        "WORLD_SIZE": str(trainer.num_devices * trainer.num_nodes),
     }
     processes: list[subprocess.Popen] = []
     received: list[int] = []
     with passing_on_stop_signals(processes, received):
         try:
-            for local_rank in range(launcher.num_processes):
+            for local_rank in range(trainer.num_devices):
                 command, cwd = child_command(local_rank)
                 env = {**os.environ, **shared, "LOCAL_RANK": str(local_rank)}
                 processes.append(subprocess.Popen(command, cwd=cwd, env=env))

@@ -14,7 +14,7 @@ job (counting time-outs against ``hydra.launcher.max_num_timeout``) and exits. E
 exits with status 128 + the signal's number, and rerunning its command resumes it.
 
 This replaces Lightning 2.6.6's own SIGTERM handling while training (see
-:mod:`resnet_cifar.launch.lightning_sigterm`), which broadcasts inside the signal handler and
+:mod:`resnet_cifar.training.lightning_compat`), which broadcasts inside the signal handler and
 reads a flag back from rank 0 on every training step.
 """
 
@@ -29,7 +29,7 @@ from typing import Any, Callable
 import lightning as L
 import torch
 
-from resnet_cifar.launch.lightning_sigterm import without_per_step_sigterm_broadcast
+from resnet_cifar.training.lightning_compat import without_per_step_sigterm_broadcast
 
 log = logging.getLogger(__name__)
 

@@ -117,7 +117,7 @@ class TrainingClock(L.Callback):
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         # Counted at the start: checkpoints written at this step's end then include its batch.
-        images = len(batch[1]) * trainer.world_size
+        images = batch_images(batch) * trainer.world_size
         self.images += images
         shape = tuple(batch[0].shape)
         if shape not in self._shapes_seen:
@@ -182,6 +182,12 @@ class TrainingClock(L.Callback):
         steady_seconds = self.train_seconds - self.compile_seconds
         steady_images = self.images - self.compile_images
         return steady_images / steady_seconds if steady_images > 0 and steady_seconds > 0 else None
+
+
+def batch_images(batch: Any) -> int:
+    """The number of images of a training batch: (images, labels), or the raw
+    (images, crop_flip, labels) of module=whole_step; the images come first in both."""
+    return len(batch[0])
 
 
 def synchronize(pl_module: L.LightningModule) -> None:

@@ -79,29 +79,3 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(path) as temporary:
             torch.save(checkpoint, temporary)
-
-
-# Lightning 2.6.6 keeps the optimizer-step count of each optimisation loop in its own entry of
-# the checkpoint's loop state, and reads a manually optimising module's global_step from the
-# manual loop's entry (loops/training_epoch_loop.py, `_TrainingEpochLoop.global_step`).
-AUTOMATIC_STEPS = "epoch_loop.automatic_optimization.optim_progress"
-MANUAL_STEPS = "epoch_loop.manual_optimization.optim_step_progress"
-
-
-def carry_automatic_steps_to_manual(checkpoint: dict[str, Any]) -> None:
-    """Make a checkpoint written while the module used Lightning's automatic optimisation (before
-    ImageClassifier optimised manually) resume at its step, in place.
-
-    Its steps are counted under the automatic loop only; read as it is, a resumed run would
-    restart at step 0 (and train the whole schedule again). No upstream issue: Lightning does not
-    expect a module to change its optimisation mode between checkpoints.
-    tests/training/test_speed_options.py::test_a_checkpoint_of_automatic_optimisation_resumes_at_its_step
-    fails if an upgrade changes these entries.
-    """
-    loops = checkpoint.get("loops", {}).get("fit_loop", {})
-    automatic, manual = loops.get(AUTOMATIC_STEPS), loops.get(MANUAL_STEPS)
-    if automatic is None or manual is None:
-        return
-    steps = automatic["optimizer"]["step"]
-    if manual["total"]["completed"] == 0 and steps["total"]["completed"] > 0:
-        loops[MANUAL_STEPS] = {"total": dict(steps["total"]), "current": dict(steps["current"])}

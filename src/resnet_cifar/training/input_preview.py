@@ -36,7 +36,7 @@ class LogInputsOnce(L.Callback):
         loggers = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
         if not trainer.is_global_zero or not loggers:
             return
-        if isinstance(batch, RawTrainBatch):  # compile_scope=step augments inside the step
+        if isinstance(batch, RawTrainBatch):  # module=whole_step augments inside the step
             images, labels = trainer.datamodule.training_inputs(batch.images, batch.crop_flip), batch.labels
         else:
             images, labels = batch

@@ -26,6 +26,7 @@ from rich.progress import ProgressColumn, Task, TextColumn
 from rich.text import Text
 
 from resnet_cifar.errors import ConfigError
+from resnet_cifar.training.callbacks import batch_images
 
 log = logging.getLogger(__name__)
 VALIDATION_SHOWN = {"val/err": ".2f", "val/loss": ".4f"}  # and their formats
@@ -154,7 +155,7 @@ class StepProgressBar(RichProgressBar):
         if self._pace is None:
             self._pace = Pace(trainer.global_step, now)
         else:
-            self._pace.images += len(batch[1]) * trainer.world_size
+            self._pace.images += batch_images(batch) * trainer.world_size
         last_step = trainer.global_step == trainer.max_steps
         if self.writes_lines:
             every_n = self.line_every_n_steps

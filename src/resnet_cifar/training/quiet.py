@@ -16,7 +16,6 @@ import warnings
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelSummary
-from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch.utils.flop_counter import FlopCounterMode
 
 log = logging.getLogger(__name__)
@@ -34,15 +33,7 @@ ADVERTISEMENTS = r"Tip: .*(?:litlogger|litmodels)"
 LEAFSPEC_MESSAGE = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
 LEAFSPEC_MODULE = r"lightning\.pytorch\.utilities\._pytree"
 
-# (3) Resuming mid-epoch, Lightning warns "your dataloader is not resumable" unless the loader
-# has a state_dict (lightning/pytorch/loops/training_epoch_loop.py, reset). False here: the
-# project's batch sampler derives each epoch's order from (seed, epoch) and skips the batches
-# already done, so a resumed run takes exactly the batches an uninterrupted one would
-# (tests/test_reliability.py::test_resume_from_a_mid_epoch_checkpoint_is_bit_identical).
-NOT_RESUMABLE_MESSAGE = r"You're resuming from a checkpoint that ended before the epoch ended and your dataloader is not resumable"
-NOT_RESUMABLE_MODULE = r"lightning\.pytorch\.loops\.training_epoch_loop"
-
-# (4) "Total FLOPs: 0" in the model summary: Lightning counts FLOPs only by running
+# (3) "Total FLOPs: 0" in the model summary: Lightning counts FLOPs only by running
 # ``example_input_array`` through the LightningModule, which would compile a compiled network
 # for a batch of one. NetworkSummary below replaces Lightning's summary (conf/callbacks/default.yaml,
 # ``model_summary``) and counts them on the plain network instead. Lightning then logs that it
@@ -68,9 +59,6 @@ _LIGHTNING_INFO_FILTER = DropMessages(ADVERTISEMENTS, OWN_SUMMARY_NOTICE)
 def silence_known_noise() -> None:
     """Install the filters above (idempotent); entry points call it before building a Trainer."""
     warnings.filterwarnings("ignore", message=LEAFSPEC_MESSAGE, category=FutureWarning, module=LEAFSPEC_MODULE)
-    warnings.filterwarnings(
-        "ignore", message=NOT_RESUMABLE_MESSAGE, category=PossibleUserWarning, module=NOT_RESUMABLE_MODULE
-    )
     logger = logging.getLogger(LIGHTNING_INFO_LOGGER)
     if _LIGHTNING_INFO_FILTER not in logger.filters:
         logger.addFilter(_LIGHTNING_INFO_FILTER)
@@ -80,7 +68,7 @@ class NetworkSummary(ModelSummary):
     """The model summary as one line: the network's class, parameters, size and forward FLOPs per
     image, counted with torch's FlopCounterMode on the plain (uncompiled) network.
 
-    Lightning's table lists the metric objects beside the network and FLOPs of 0 (see (4) above).
+    Lightning's table lists the metric objects beside the network and FLOPs of 0 (see (3) above).
     Being a ModelSummary, it stops Lightning from adding its own.
     """
 

@@ -26,27 +26,20 @@ SGD_SETTINGS = ("weight_decay", "momentum", "dampening", "nesterov", "maximize")
 
 
 class StepResult(NamedTuple):
-    loss: torch.Tensor  # the batch's mean cross-entropy
-    wrong: torch.Tensor  # int64 count of misclassified images
-    error: torch.Tensor  # top-1 error of the batch, %
-
-    @classmethod
-    def of(cls, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> "StepResult":
-        """The result of a step whose forward gave ``logits`` and ``loss`` (no host sync)."""
-        wrong = (logits.argmax(1) != labels).sum()  # argmax is not differentiable: no autograd graph
-        return cls(loss, wrong, wrong * (100 / len(labels)))  # float32, as the default dtype
+    loss: torch.Tensor  # the batch's mean cross-entropy, before the update
+    logits: torch.Tensor  # the network's output for the batch, before the update (no autograd graph)
 
 
 def check_optimizer(optimizer: torch.optim.Optimizer) -> None:
     """Refuse what the functional SGD update would not reproduce exactly."""
     if type(optimizer) is not SGD:
         raise ConfigError(
-            f"model.compile_scope=step compiles the SGD update into the step, but the optimizer is "
-            f"{type(optimizer).__name__}; use optimizer=sgd, or model.compile_scope=network"
+            f"module=whole_step compiles the SGD update into the step, but the optimizer is "
+            f"{type(optimizer).__name__}; use optimizer=sgd, or module=classifier"
         )
     if len(optimizer.param_groups) != 1:
         raise ConfigError(
-            "model.compile_scope=step supports one SGD parameter group; use model.compile_scope=network"
+            "module=whole_step supports one SGD parameter group; use module=classifier"
         )
 
 
@@ -55,7 +48,7 @@ class WholeTrainingStep:
 
     ``prepare_inputs`` turns the raw batch into the network's input (the data module's
     augmentation and normalisation); ``channels_last`` is the network's memory format. The
-    function itself is :meth:`run`, which the caller compiles (``ImageClassifier``, the bench).
+    function itself is :meth:`run`, which the caller compiles (``WholeStepClassifier``, the bench).
     """
 
     def __init__(
@@ -130,7 +123,7 @@ class WholeTrainingStep:
         with torch.no_grad():
             gradients = [gradients[name] for name in self.names]
             sgd(self.params, gradients, self.momentum_buffers, foreach=True, lr=self.lr, **self.settings)
-        return StepResult.of(loss.detach(), logits, labels)
+        return StepResult(loss.detach(), logits)
 
     def _loss(
         self,

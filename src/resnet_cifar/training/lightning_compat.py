@@ -1,0 +1,35 @@
+"""Every private Lightning internal the project uses, each with its reason. Read in Lightning 2.6.6.
+
+pyproject.toml pins ``lightning>=2.6,<2.7`` for these; an upgrade must pass
+tests/training/test_lightning_compat.py, which fails when one of them changes.
+
+1. The per-step SIGTERM broadcast under DDP. Lightning 2.6.6 starts every training step
+   (``_TrainingEpochLoop.advance``) with ``_broadcast_sigterm_tensor``: rank 0 broadcasts a 0/1
+   flag and every rank reads it back with ``.item()``, a collective and a host sync per step
+   (bench/ddp_syncs.py counts them; upstream: Lightning-AI/pytorch-lightning#21487, and PR
+   #21640 proposes ``broadcast_sigterm_every_n_steps``). The project's preemption callback
+   (:mod:`resnet_cifar.launch.preemption`) notes signals itself and lets the processes agree on
+   them every N steps, so the broadcast is switched off on that one trainer's loop.
+2. Whether Lightning would start a job's DDP processes itself by re-running the command
+   (``_SubprocessScriptLauncher``): inside a Hydra sweep the project starts them instead
+   (:mod:`resnet_cifar.launch.ddp`). No public attribute tells this launcher from the others.
+
+The progress bar extends Lightning's RichProgressBar and uses its protected members, as a
+subclass does (tests/training/test_progress.py covers it).
+"""
+
+import lightning as L
+from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+
+
+def without_per_step_sigterm_broadcast(trainer: L.Trainer) -> None:
+    """Stop ``trainer``'s training loop from broadcasting and reading back a SIGTERM flag every step."""
+    trainer.fit_loop.epoch_loop._broadcast_sigterm_tensor = lambda: None
+
+
+def relaunches_the_command(trainer: L.Trainer) -> bool:
+    """Whether fitting with ``trainer`` would start DDP processes by re-running this command
+    (outside a cluster environment that starts them, such as SLURM's or torchrun's)."""
+    return isinstance(trainer.strategy.launcher, _SubprocessScriptLauncher) and not (
+        trainer.strategy.cluster_environment.creates_processes_externally
+    )

@@ -1,0 +1,107 @@
+"""``module=whole_step``: the ImageClassifier whose training step is one compiled graph.
+
+The step (:class:`resnet_cifar.training.whole_step.WholeTrainingStep`: augmentation, forward,
+backward, SGD update and BN statistics) runs inside ``training_step``; Lightning's automatic
+optimisation goes on around it as for any module: it calls the optimizer's step with the training
+step as closure, counts the step and steps the scheduler. There is nothing left for it to do:
+``backward`` is empty and the optimizer finds no gradients. So everything Lightning would do
+with gradients is refused before any work, with one ``error:`` line each.
+"""
+
+from typing import Any
+
+import lightning as L
+import torch
+
+from resnet_cifar.data.datamodule import RawTrainBatch
+from resnet_cifar.errors import ConfigError
+from resnet_cifar.training.compiling import CompiledOrEager
+from resnet_cifar.training.module import ImageClassifier
+from resnet_cifar.training.whole_step import StepResult, WholeTrainingStep, check_optimizer
+
+GRADIENT_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
+USE_CLASSIFIER = "or use module=classifier, which supports it"
+
+
+def implements(owner: object, hook: str, base: type) -> bool:
+    """Whether ``owner``'s ``hook`` is its own, not the empty one inherited from ``base``."""
+    function = getattr(owner, hook)
+    return getattr(function, "__func__", function) is not getattr(base, hook)
+
+
+class WholeStepClassifier(ImageClassifier):
+    """ImageClassifier training with the whole step compiled as one graph (``compile=false``: the
+    same step function, uncompiled). Takes the same arguments, so either class loads the other's
+    checkpoints; the results are those of ImageClassifier (tests/training/test_whole_step.py)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.whole_step: WholeTrainingStep | None = None
+        self.compiled_step: CompiledOrEager | WholeTrainingStep | None = None
+        schedule = self.hparams.lr_scheduler
+        if schedule.get("interval", "step") != "step" or schedule.get("frequency", 1) != 1:
+            raise ConfigError(
+                f"module=whole_step updates the learning rate inside every step, and the scheduler is "
+                f"stepped every {schedule.get('frequency', 1)} {schedule.get('interval')}; set "
+                f"module.lr_scheduler.interval=step, {USE_CLASSIFIER}"
+            )
+
+    def check_trainer(self, trainer: L.Trainer) -> None:
+        """Refuse, before any work, a trainer that the whole step cannot train with."""
+        refusals = [
+            (trainer.world_size > 1, f"DDP ({trainer.world_size} processes: the step does not all-reduce gradients)"),
+            (getattr(trainer.precision_plugin, "scaler", None) is not None,
+             "fp16 loss scaling (trainer.precision=16-mixed; bf16-mixed and 32-true need none)"),
+            (bool(trainer.gradient_clip_val), "gradient clipping (trainer.gradient_clip_val)"),
+            (trainer.accumulate_grad_batches != 1, "gradient accumulation (trainer.accumulate_grad_batches)"),
+        ]
+        for hook in GRADIENT_HOOKS:
+            refusals += [(implements(c, hook, L.Callback), f"{type(c).__name__}.{hook}, a callback's gradient hook")
+                         for c in trainer.callbacks]
+            refusals.append((implements(self, hook, L.LightningModule), f"{type(self).__name__}.{hook}, a gradient hook"))
+        for refused, what in refusals:
+            if refused:
+                raise ConfigError(f"module=whole_step has no gradients to show and cannot do {what}; remove it, {USE_CLASSIFIER}")
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if stage != "fit":
+            return
+        self.check_trainer(self.trainer)
+        datamodule = self.trainer.datamodule
+        if not hasattr(datamodule, "training_inputs"):
+            raise ConfigError(f"module=whole_step augments inside the step and needs the project's CIFAR data module; {USE_CLASSIFIER}")
+        datamodule.defer_train_augmentation = True  # the batches arrive raw: see RawTrainBatch
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        configured = super().configure_optimizers()
+        check_optimizer(configured["optimizer"])
+        return configured
+
+    def training_step(self, batch: RawTrainBatch, batch_idx: int) -> dict[str, torch.Tensor]:
+        step = self._step()
+        step.sync_with_optimizer()  # the scheduler's learning rate, a resumed run's momentum
+        result = StepResult(*self.compiled_step(*batch))
+        if getattr(self.compiled_step, "cuda_graphs", False):
+            # A CUDA graph's outputs live in its own memory, overwritten by the next replay:
+            # what Lightning and the callbacks keep must be copies.
+            result = StepResult(*(output.clone() for output in result))
+        return self.step_outputs(result.loss, result.logits, batch.labels)
+
+    def _step(self) -> WholeTrainingStep:
+        """The step function, built at the first step (the optimizer exists, a resumed run's
+        state is restored) and compiled then if ``compile``."""
+        if self.whole_step is None:
+            optimizer = self.optimizers().optimizer
+            step = WholeTrainingStep(self.net, optimizer, self.trainer.datamodule.training_inputs, self.hparams.channels_last)
+            self.whole_step = step
+            # fullgraph: a graph break would split the step silently; fail and fall back instead.
+            self.compiled_step = (
+                CompiledOrEager(step.run, self.hparams.compile_mode, self.device, fullgraph=True)
+                if self.hparams.compile
+                else step.run
+            )
+        return self.whole_step
+
+    def backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
+        """Nothing: the step has applied its gradients already."""
