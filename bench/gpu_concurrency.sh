@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
-# The GPU check of issue 4: JOBS (4) ResNet-20 jobs at once on the one GPU through the parallel
-# launcher (hydra/launcher=parallel), STEPS (2000) steps each on the real data in bf16, against
-# one job alone; the aggregate training throughput of the four against the one.
+# Several study jobs on one GPU: what running JOBS (4) ResNet-20 jobs at once through the parallel
+# launcher (hydra/launcher=parallel, all pinned to the one GPU) gains over one job alone.
 #
-# Prepare the carried folders as bench/gpu_setup.sh says, then, through the device tool:
-#     run(command="bash bench/gpu_concurrency.sh", carry=[".wheels", ".data"], timeout_s=600)
-# Printed, and written under $OUT: summary.txt, alone.out, together.out, concurrency.json.
-# DRY_RUN=1 bash bench/gpu_concurrency.sh walks through it on the CPU with tiny settings.
+#     bash bench/gpu_concurrency.sh --data PATH [--out DIR] [--budget SECONDS] [--wheels DIR] [--dry-run]
+#
+# Run it from a checkout with the project installed, on a machine with a CUDA GPU, with CIFAR-10
+# at PATH. Each job trains ResNet-20 for STEPS (2000) steps in bf16 (trainer=gpu; lr ÷10 at half
+# and three quarters of the steps): first one job alone, then JOBS jobs at once (seeds 0 to
+# JOBS-1). It prints, for both, the jobs' summed training images/s (each job's metrics.json
+# images_per_s) and the images/s over the whole command's wall time (start-up, data, validation
+# and test included), and the ratios of together to alone. Written to the output folder:
+# summary.txt, alone.out, together.out, concurrency.json. The runs stay in WORK (default
+# $TMPDIR/resnet-cifar-gpu-concurrency).
+# Environment: JOBS (4), STEPS (2000), MODULE (classifier or whole_step; default classifier), WORK.
 set -u -o pipefail
-source "$(dirname "$0")/gpu_setup.sh"
+source "$(dirname "$0")/gpu_setup.sh" "$@"
 
 JOBS=${JOBS:-4}
+MODULE=${MODULE:-classifier}
+WORK=${WORK:-${TMPDIR:-/tmp}/resnet-cifar-gpu-concurrency}
 if [ "$DRY_RUN" = 1 ]; then
     STEPS=${STEPS:-6}
     RUN=(trainer=cpu model.depth=8 data.batch_size=16 'scheduler.milestones=[3,5]')
@@ -18,9 +26,9 @@ else
     STEPS=${STEPS:-2000}
     RUN=(trainer=gpu model.depth=20 "scheduler.milestones=[$((STEPS / 2)),$((STEPS * 3 / 4))]")
 fi
-RUN+=(data.root="$DATA" trainer.max_steps="$STEPS" "~callbacks.progress_bar")
-WORK=/tmp/concurrency
+RUN+=(data.root="$DATA" module="$MODULE" trainer.max_steps="$STEPS" "~callbacks.progress_bar")
 rm -rf "$WORK"
+mkdir -p "$WORK"
 
 t0=$(date +%s.%N)
 timeout "$(cap 200 200)" python3 -m resnet_cifar.train "${RUN[@]}" seed=0 hydra.run.dir="$WORK/alone" >"$OUT/alone.out" 2>&1
@@ -53,7 +61,7 @@ def figures(runs, wall):
     images = sum(r["steps"] * r["batch_size"] for r in runs)
     return {
         "jobs_finished": len(runs),
-        "training_images_per_s_summed": round(sum(r["images_per_s"] for r in runs), 1),
+        "training_images_per_s_summed": round(sum(r["images_per_s"] or 0 for r in runs), 1),
         "images_per_s_over_command_wall": round(images / wall, 1),
         "command_wall_s": round(wall, 1),
         "per_job_images_per_s": [r["images_per_s"] for r in runs],
@@ -66,4 +74,4 @@ for key in ("training_images_per_s_summed", "images_per_s_over_command_wall"):
 print(json.dumps(result, indent=1))
 Path(out).write_text(json.dumps(result, indent=1))
 PY
-say "total $(elapsed) s"
+say "total $(elapsed) s; results in $OUT"
