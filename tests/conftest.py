@@ -55,9 +55,9 @@ def compose_train(overrides: Sequence[str] = (), tmp_path: Path | None = None) -
 def command_environment(**extra: str) -> dict[str, str]:
     """The environment of the commands under test: this one without HYDRA_FULL_ERROR (Hydra's
     short error messages are part of what is tested), unbuffered output, and this folder on
-    PYTHONPATH (the test-only callbacks of probes.py), plus ``extra``."""
+    PYTHONPATH (the test-only callbacks of probes.py), plus ``extra`` (a PYTHONPATH there goes first)."""
     env = {key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"}
-    pythonpath = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
+    pythonpath = os.pathsep.join(filter(None, [extra.pop("PYTHONPATH", None), str(TESTS), os.environ.get("PYTHONPATH")]))
     env.update(PYTHONUNBUFFERED="1", PYTHONPATH=pythonpath, **extra)
     return env
 

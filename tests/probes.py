@@ -145,13 +145,14 @@ class SignalOnce(L.Callback):
 
 class RecordBatchHooks(L.Callback):
     """Writes ``hooks_rank<r>.json``: the per-batch training hooks this rank's callback received,
-    in order, and the gradients' norm at each ``on_before_optimizer_step`` (what a gradient-norm
-    logger reads)."""
+    in order, the gradients' norm at each ``on_before_optimizer_step`` (what a gradient-norm
+    logger reads), and their largest absolute value at the end of each batch (after any clipping)."""
 
     def __init__(self, output_dir: str) -> None:
         self.output_dir = Path(output_dir)
         self.calls: list[str] = []
         self.gradient_norms: list[float] = []
+        self.largest_gradients: list[float] = []
 
     def on_train_batch_start(self, *args) -> None:
         self.calls.append("on_train_batch_start")
@@ -167,9 +168,12 @@ class RecordBatchHooks(L.Callback):
         grads = [p.grad.flatten() for p in pl_module.parameters() if p.grad is not None]
         self.gradient_norms.append(float(torch.cat(grads).norm()) if grads else 0.0)
 
-    def on_train_batch_end(self, *args) -> None:
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
         self.calls.append("on_train_batch_end")
+        grads = [p.grad.abs().max() for p in pl_module.parameters() if p.grad is not None]
+        self.largest_gradients.append(float(torch.stack(grads).max()) if grads else 0.0)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         path = self.output_dir / f"hooks_rank{trainer.global_rank}.json"
-        path.write_text(json.dumps({"calls": self.calls, "gradient_norms": self.gradient_norms}))
+        recorded = {"calls": self.calls, "gradient_norms": self.gradient_norms, "largest_gradients": self.largest_gradients}
+        path.write_text(json.dumps(recorded))

@@ -116,21 +116,21 @@ def test_global_batch_not_divisible_by_the_ddp_world_size_fails_before_training(
     assert not (run_dir / "train_rank1.log").exists(), "no DDP process may have started"
 
 
-WHOLE_STEP = ("model.compile=true", "model.compile_scope=step")
-
-
 @pytest.mark.parametrize(
     "overrides,phrases",
     [
-        (("model.compile_scope=graph",), ("model.compile_scope='graph'", "network", "step")),
-        ((*WHOLE_STEP, "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu"),
-         ("model.compile_scope=step", "2 processes", "model.compile_scope=network for DDP")),
-        ((*WHOLE_STEP, "optimizer._target_=torch.optim.Adam", "~optimizer.momentum"),
-         ("the optimizer is Adam", "optimizer=sgd", "model.compile_scope=network")),
+        (("module=whole_step", "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu"),
+         ("module=whole_step", "DDP (2 processes", "use module=classifier")),
+        (("module=whole_step", "optimizer._target_=torch.optim.Adam", "~optimizer.momentum"),
+         ("the optimizer is Adam", "optimizer=sgd", "module=classifier")),
+        (("module=whole_step", "trainer.gradient_clip_val=1.0"), ("gradient clipping", "use module=classifier")),
+        (("module=whole_step", "scheduler=plateau", "~scheduler.milestones"),
+         ("module.lr_scheduler.interval=step", "use module=classifier")),
+        (("trainer.gradient_clip_algorithm=sideways",), ("gradient_clip_algorithm", "sideways")),
     ],
-    ids=["unknown-scope", "ddp", "not-sgd"],
+    ids=["ddp", "not-sgd", "clipping", "epoch-scheduler", "unknown-clip-algorithm"],
 )
-def test_what_the_compiled_whole_step_cannot_do_is_refused_before_training(
+def test_what_a_run_cannot_do_is_refused_before_training(
     run_cli: RunCli, tmp_path: Path, overrides: tuple[str, ...], phrases: tuple[str, ...]
 ) -> None:
     run_dir = tmp_path / "run"

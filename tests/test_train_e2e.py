@@ -103,7 +103,7 @@ def test_smoke_run_metrics_json(smoke: Run) -> None:
 def test_compiled_run_reports_the_steady_rate_and_its_compile_time(run_cli: RunCli, root: Path) -> None:
     # 250 training images in batches of 32: steps 1-7 take 32, step 8 the epoch's last 26 (a new
     # shape, compiled again), step 9 the next epoch's first 32.
-    run = train(run_cli, root, "compiled", "model.compile=true", steps=9)
+    run = train(run_cli, root, "compiled", "module.compile=true", steps=9)
     metrics = run.metrics
     clock = torch.load(run.dir / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]["TrainingClock"]
     assert clock["images"] == 8 * 32 + 26 and clock["compile_images"] == 32 + 26

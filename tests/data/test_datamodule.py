@@ -83,8 +83,7 @@ def test_global_batch_must_split_over_the_processes():
 
 
 def attach_fake_trainer(datamodule: CIFARDataModule, rank: int = 0, world_size: int = 1) -> None:
-    fit_loop = SimpleNamespace(restarting=False)
-    datamodule.trainer = SimpleNamespace(global_rank=rank, world_size=world_size, fit_loop=fit_loop)
+    datamodule.trainer = SimpleNamespace(global_rank=rank, world_size=world_size)
 
 
 def test_data_module_on_an_image_folder(tmp_path):
@@ -150,13 +149,22 @@ def test_unknown_dataset_and_wrong_class_count_are_refused(tmp_path):
 def test_resumed_epoch_continues_after_the_batches_already_trained_on():
     sampler = EpochBatchSampler(1000, 128, shuffle=True, seed=0, augment_padding=4)
     full = epoch_batches(sampler, 4)
-    sampler.resume_at(3)
-    resumed = epoch_batches(sampler, 4)
+    sampler.set_epoch(4)
+    iterator = iter(sampler)
+    for _ in range(3):  # a checkpoint is written after the third batch's step
+        next(iterator)
+    state = sampler.state_dict()
+    assert state == {"epoch": 4, "batches_done": 3}
+    restored = EpochBatchSampler(1000, 128, shuffle=True, seed=0, augment_padding=4)
+    restored.load_state_dict(state)
+    resumed = epoch_batches(restored, 4)
     assert len(resumed) == len(full) - 3
     for plan, expected in zip(resumed, full[3:]):
         assert torch.equal(plan.indices, expected.indices)
         assert torch.equal(plan.crop_flip.top, expected.crop_flip.top)
-    assert len(epoch_batches(sampler, 5)) == len(full)  # only the resumed epoch is shortened
+    assert len(epoch_batches(restored, 5)) == len(full)  # only the resumed epoch is shortened
+    restored.load_state_dict({"epoch": 3, "batches_done": 8})  # a checkpoint at an epoch's end
+    assert len(epoch_batches(restored, 4)) == len(full)  # the next epoch is whole
 
 
 def test_order_and_augmentation_come_from_independent_streams():

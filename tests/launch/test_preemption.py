@@ -1,10 +1,8 @@
 """Preemption without SLURM: SIGTERM or the requeue signal saves the checkpoint of the current step
-and stops; the rerun ends with the weights of an uninterrupted run. And the Lightning 2.6.6
-internals that resnet_cifar.launch.lightning_sigterm and .preemption rely on."""
+and stops; the rerun ends with the weights of an uninterrupted run."""
 
 from __future__ import annotations
 
-import inspect
 import re
 import signal
 import subprocess
@@ -12,22 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop
-from lightning.pytorch.trainer.trainer import Trainer
 
 from conftest import TINY_SYNTHETIC_RUN, RunCli, assert_ok, describe
 from resnet_cifar.launch.preemption import SaveAndStopOnSignal, requeue, submitit_requeue_handler
 
 STEPS = ("trainer.max_steps=8", "scheduler.milestones=[4,6]", "~callbacks.progress_bar", "~callbacks.input_preview",
          "callbacks.preemption.check_every_n_steps=1")
-
-
-def test_lightning_still_broadcasts_sigterm_through_the_method_this_project_switches_off() -> None:
-    # lightning_sigterm shadows _broadcast_sigterm_tensor on one trainer's loop; advance must call it by that name.
-    assert "self._broadcast_sigterm_tensor()" in inspect.getsource(_TrainingEpochLoop.advance)
-    # preemption installs its handlers in on_train_start, after Lightning registered its own in Trainer._run.
-    run = inspect.getsource(Trainer._run)
-    assert run.index('"on_fit_start"') < run.index("register_signal_handlers()") < run.index("self._run_stage()")
 
 
 def test_submitits_requeue_handler_is_recognised() -> None:

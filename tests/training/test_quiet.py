@@ -12,7 +12,6 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from lightning.pytorch.demos.boring_classes import BoringModel
 
 from conftest import TINY_SYNTHETIC_RUN, assert_ok, describe, run_cli
 from resnet_cifar.models import cifar_resnet
@@ -25,7 +24,7 @@ NOISE = {
     "litmodels": "Lightning's litmodels advertisement",
     "LeafSpec": "torch's deprecation of LeafSpec, met in Lightning's pytree helper",
     "Total FLOPs": "Lightning's model summary without an example input",
-    "not resumable": "Lightning's doubt about the project's exactly resuming sampler",
+    "not resumable": "Lightning's doubt about a loader without state_dict (the project's has one)",
     "Trainer already configured with model summary": "Lightning's note that it keeps our summary",
 }
 
@@ -91,27 +90,6 @@ def test_leafspec_deprecation_from_lightnings_pytree_is_met_and_dropped(filters_
     assert [str(w.message) for w in caught] == ["`isinstance(treespec, LeafSpec)` is deprecated"]
 
 
-def fit(tmp_path: Path, max_steps: int, ckpt_path: Path | None = None) -> L.Trainer:
-    trainer = L.Trainer(
-        accelerator="cpu", max_steps=max_steps, logger=False, enable_progress_bar=False,
-        enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path,
-    )
-    trainer.fit(BoringModel(), ckpt_path=ckpt_path, weights_only=False)
-    return trainer
-
-
-def test_not_resumable_warning_on_a_mid_epoch_resume_is_met_and_dropped(filters_restored: None, tmp_path: Path) -> None:
-    checkpoint = tmp_path / "mid_epoch.ckpt"
-    fit(tmp_path, 3).save_checkpoint(checkpoint)  # 3 of the epoch's 32 batches
-    with warnings.catch_warnings(record=True) as caught:
-        fit(tmp_path, 4, checkpoint)
-    assert any("dataloader is not resumable" in str(w.message) for w in caught)
-    silence_known_noise()
-    with warnings.catch_warnings(record=True) as caught:
-        fit(tmp_path, 4, checkpoint)
-    assert not any("resumable" in str(w.message) for w in caught), [str(w.message) for w in caught]
-
-
 def test_summary_counts_the_networks_flops() -> None:
     """Against a count by hand: 2 x multiply-adds of every convolution and the classifier."""
     net = cifar_resnet(depth=20)
@@ -141,7 +119,7 @@ def test_summary_counts_the_networks_flops() -> None:
 def test_a_run_and_its_resume_print_no_noise_and_keep_true_warnings(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     # An unknown compile mode makes torch.compile fail: a true warning that must still show.
-    settings = (*TINY_SYNTHETIC_RUN, "model.compile=true", "model.compile_mode=no-such-mode", "~callbacks.input_preview")
+    settings = (*TINY_SYNTHETIC_RUN, "module.compile=true", "module.compile_mode=no-such-mode", "~callbacks.input_preview")
     outputs = []
     for steps in (4, 6):  # 8 steps an epoch: the second run resumes mid-epoch
         completed = assert_ok(run_cli("train", *settings, f"trainer.max_steps={steps}", f"hydra.run.dir={run_dir}", cwd=tmp_path))
@@ -150,5 +128,5 @@ def test_a_run_and_its_resume_print_no_noise_and_keep_true_warnings(tmp_path: Pa
     for completed in outputs:
         for text, source in NOISE.items():
             assert text not in completed.output, f"{source}:\n{describe(completed)}"
-        assert re.search(r"CompileFallbackWarning: model.compile=true but torch.compile is unavailable or failed", completed.output), describe(completed)
+        assert re.search(r"CompileFallbackWarning: compiling was asked for \(module.compile=true\) but torch.compile is unavailable or failed", completed.output), describe(completed)
         assert "network: CifarResNet, 75,290 parameters (0.30 MB), 24.5 MFLOPs per image forward" in completed.output

@@ -1,10 +1,10 @@
-"""model.compile_scope=step from the command line: resume, TensorBoard's input grid, evaluate."""
+"""module=whole_step from the command line: resume, TensorBoard's input grid, evaluate."""
 
 import torch
 from conftest import TINY_SYNTHETIC_RUN, assert_ok, logged_input_grids, read_json
 from small_fits import assert_same_state
 
-WHOLE_STEP = ("model.compile=true", "model.compile_scope=step")
+WHOLE_STEP = ("module=whole_step",)
 
 
 def test_a_resumed_whole_step_run_ends_bit_identical_to_an_uninterrupted_one(run_cli, tmp_path):

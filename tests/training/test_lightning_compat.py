@@ -1,0 +1,44 @@
+"""The Lightning internals of resnet_cifar.training.lightning_compat, and the behaviour the project
+builds on, as read in Lightning 2.6.6: an upgrade of Lightning that changes one fails here."""
+
+import inspect
+
+import lightning as L
+import pytest
+from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop
+
+from resnet_cifar.training.lightning_compat import relaunches_the_command, without_per_step_sigterm_broadcast
+
+
+def test_lightning_is_the_minor_version_whose_internals_were_read() -> None:
+    assert L.__version__.startswith("2.6."), "read lightning_compat.py against the new version, then pin it"
+
+
+def test_the_per_step_sigterm_broadcast_is_the_method_that_is_switched_off(tmp_path) -> None:
+    # advance must call it by that name, at every step.
+    assert "self._broadcast_sigterm_tensor()" in inspect.getsource(_TrainingEpochLoop.advance)
+    trainer = L.Trainer(accelerator="cpu", default_root_dir=tmp_path, logger=False)
+    without_per_step_sigterm_broadcast(trainer)
+    assert trainer.fit_loop.epoch_loop._broadcast_sigterm_tensor() is None
+    assert L.Trainer(accelerator="cpu", logger=False).fit_loop.epoch_loop._broadcast_sigterm_tensor.__self__ is not None
+    # The preemption callback installs its handlers in on_train_start, after Lightning registered
+    # its own SIGTERM handler in Trainer._run.
+    run = inspect.getsource(L.Trainer._run)
+    assert run.index('"on_fit_start"') < run.index("register_signal_handlers()") < run.index("self._run_stage()")
+
+
+@pytest.mark.parametrize("environment,relaunches", [
+    ({}, True),  # Lightning would start the second process by re-running the command
+    ({"LOCAL_RANK": "0", "WORLD_SIZE": "2", "RANK": "0", "GROUP_RANK": "0", "LOCAL_WORLD_SIZE": "2",
+      "TORCHELASTIC_RUN_ID": "x", "MASTER_ADDR": "localhost", "MASTER_PORT": "12345"}, False),  # torchrun did
+    ({"SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "2", "SLURM_JOB_NAME": "train", "SLURM_PROCID": "0",
+      "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost", "SLURM_JOB_ID": "1"}, False),  # srun did
+], ids=["plain", "torchrun", "slurm"])
+def test_ddp_processes_are_relaunched_only_outside_a_cluster_environment(environment, relaunches, monkeypatch) -> None:
+    for name in ("LOCAL_RANK", "SLURM_NTASKS", "TORCHELASTIC_RUN_ID", "SLURM_JOB_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    trainer = L.Trainer(accelerator="cpu", strategy="ddp", devices=2, logger=False)
+    assert relaunches_the_command(trainer) is relaunches
+    assert relaunches_the_command(L.Trainer(accelerator="cpu", devices=1, logger=False)) is False
