@@ -11,20 +11,20 @@ after another on the same data and machine; with --repeats the configurations ar
 round by round and the table shows the median. Pipelines:
 
   project  the project's training path: Hydra config -> CIFARDataModule, ImageClassifier and
-           Lightning Trainer with the configured callbacks (checkpoints every 1000 steps, progress
-           bar, lr monitor) and TensorBoard logger, and train.py's per-step callbacks; validation
-           off (limit_val_batches=0), since it is not a training step
+           Lightning Trainer with every configured callback (checkpoints every 1000 steps,
+           progress bar, lr monitor, ...) and the TensorBoard logger; validation off
+           (limit_val_batches=0), since it is not a training step
   bare     a plain PyTorch loop over the project's model and data path: the same DataModule
-           batches, on_after_batch_transfer and ImageClassifier.run_net, no Lightning; the gap
+           batches, on_after_batch_transfer and ImageClassifier.forward, no Lightning; the gap
            to `project` is Lightning's overhead (plus the module's metric and logging calls)
   classic  the classic pipeline: a torchvision-style Dataset yielding one PIL image per item,
            RandomCrop(32, padding=4) + RandomHorizontalFlip + ToTensor + Normalize, a DataLoader
            with --workers worker processes, a plain PyTorch loop; the same network
-  project-compile, bare-compile   the same with model.compile=true (the network's forward and
+  project-compile, bare-compile   the same with module.compile=true (the network's forward and
            backward compiled; augmentation and the SGD update run op by op)
-  project-step, bare-step   model.compile=true model.compile_scope=step: the whole training step
-           (augmentation, forward, backward, SGD update) compiled as one graph; bare-step calls
-           the same WholeTrainingStep from a plain loop
+  project-step, bare-step   module=whole_step: the whole training step (augmentation, forward,
+           backward, SGD update) compiled as one graph; bare-step calls the same
+           WholeTrainingStep from a plain loop
 
 With --host-overhead the network is made nearly free (ResNet-8, batch 8, one thread) and each
 pair (project and bare, compiled pairs with --compile) gets one line: its ms/step and Lightning's
@@ -60,10 +60,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PIPELINES = ("project", "bare", "classic", "project-compile", "bare-compile", "project-step", "bare-step")
-# What --compile adds, by compile scope (model.compile_scope).
+# What --compile adds, by what is compiled: the network (module.compile=true) or the whole step
+# (module=whole_step).
 COMPILED_PIPELINES = {"network": ("project-compile", "bare-compile"), "step": ("project-step", "bare-step")}
 DEFAULT_PIPELINES = ("project", "bare", "classic")
-PER_STEP_CALLBACKS = ("StopOnNonFiniteLoss", "TrainingClock")
 # --host-overhead children: glibc's malloc thresholds fixed instead of adjusted by each process's
 # history. With the dynamic ones the project's process faulted about 190 fresh pages per step for
 # its CPU tensors against the bare loop's 60 (mmap'ed and trimmed memory, 2026-11-29): CPU
@@ -80,8 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--depths", type=int, nargs="+", default=[20], help="ResNet depths, e.g. 20 56 110")
     parser.add_argument("--pipelines", nargs="+", choices=PIPELINES, default=list(DEFAULT_PIPELINES))
     parser.add_argument("--compile", nargs="*", choices=tuple(COMPILED_PIPELINES), default=None, metavar="SCOPE",
-                        help="also run the compiled pipelines of these compile scopes: network (project-compile, "
-                             "bare-compile), step (project-step, bare-step); no scope given: both")
+                        help="also run the compiled pipelines of these scopes: network (module.compile=true: "
+                             "project-compile, bare-compile), step (module=whole_step: project-step, bare-step); "
+                             "no scope given: both")
     parser.add_argument("--precision", default=None, help="32-true, bf16-mixed or 16-mixed (default: 32-true on cpu, bf16-mixed on cuda)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 30 on cpu, 300 on cuda)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 5 on cpu, 50 on cuda)")
@@ -90,7 +91,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--synthetic-size", type=int, default=50_000, help="training images of the synthetic data (before the 5k val split)")
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="classic DataLoader workers")
     parser.add_argument("--channels-last", choices=("true", "false"), default=None,
-                        help="model.channels_last for project and bare (default: the config's, true)")
+                        help="module.channels_last for project and bare (default: the config's, true)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads in every configuration (default: torch's own choice)")
     parser.add_argument("--repeats", type=int, default=None,
                         help="rounds over all configurations; the table shows medians (default 1; 3 with --host-overhead)")
@@ -228,14 +229,15 @@ class SharedWork:
         from torch.utils.data.dataloader import _BaseDataLoaderIter
 
         from resnet_cifar.data.datamodule import CIFARDataModule
+        from resnet_cifar.training.compiling import CompiledOrEager
         from resnet_cifar.training.module import ImageClassifier
 
         shared = [(_BaseDataLoaderIter, "__next__"), (LRScheduler, "step")]
-        if whole_step:  # bare-step times its compiled call itself (whole_step_loop)
-            shared += [(ImageClassifier, "_call_compiled_step")]
+        if whole_step:  # the compiled step, in both pipelines
+            shared += [(CompiledOrEager, "__call__")]
         else:  # (inside a compiled step these would break its graph)
             shared += [
-                (CIFARDataModule, "training_inputs"), (ImageClassifier, "run_net"), (F, "cross_entropy"),
+                (CIFARDataModule, "training_inputs"), (ImageClassifier, "forward"), (F, "cross_entropy"),
                 (torch.autograd, "backward"), (torch.optim.Optimizer, "zero_grad"),
                 (importlib.import_module("torch.optim.sgd"), "sgd"),
             ]
@@ -316,7 +318,7 @@ def data_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def compile_scope_of(pipeline: str) -> str | None:
-    """model.compile_scope of a pipeline, None for an uncompiled one."""
+    """What a pipeline compiles: "network", "step" (the whole step), or None."""
     return next((scope for scope, pipelines in COMPILED_PIPELINES.items() if pipeline in pipelines), None)
 
 
@@ -325,15 +327,19 @@ def compose_config(args: argparse.Namespace, compile_scope: str | None, output_d
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
 
+    from resnet_cifar.resolvers import register_resolvers
+
+    register_resolvers()
     overrides = [
         f"trainer={'gpu' if args.device == 'cuda' else 'cpu'}",
         f"trainer.precision={args.precision}",
-        f"trainer.max_steps={args.warmup + args.steps}",
+        # One step more than timed: the final step's checkpoint and validation are not a training step.
+        f"trainer.max_steps={args.warmup + args.steps + 1}",
         f"model.depth={args.depth}",
-        f"model.compile={str(compile_scope is not None).lower()}",
-        *([f"model.compile_scope={compile_scope}"] if compile_scope else []),
+        *(["module=whole_step"] if compile_scope == "step" else []),
+        f"module.compile={str(compile_scope is not None).lower()}",
         f"data.batch_size={args.batch_size}",
-        *([f"model.channels_last={args.channels_last}"] if args.channels_last else []),
+        *([f"module.channels_last={args.channels_last}"] if args.channels_last else []),
         *data_overrides(args),
     ]
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
@@ -347,9 +353,8 @@ def measure_project(args: argparse.Namespace, compile_scope: str | None) -> dict
     import lightning as L
     import torch
 
-    from resnet_cifar.training import callbacks as project_callbacks
-    from resnet_cifar.training.module import CompileFallbackWarning
     from resnet_cifar.training.build import build_datamodule, build_module, build_trainer
+    from resnet_cifar.training.compiling import CompileFallbackWarning
 
     sync_check = args.sync_check and args.device == "cuda"
 
@@ -370,22 +375,15 @@ def measure_project(args: argparse.Namespace, compile_scope: str | None) -> dict
         datamodule = build_datamodule(cfg)
         module = build_module(cfg)
         clock = Clock(torch.device(args.device), args.warmup, args.steps, args.batch_size)
-        # train.py's callbacks that act at every step (those acting at the last step only are left
-        # out: the end of training is not a training step).
-        per_step = [getattr(project_callbacks, name)() for name in PER_STEP_CALLBACKS if hasattr(project_callbacks, name)]
-        trainer = build_trainer(
-            cfg,
-            extra_callbacks=[StepClock(clock), *per_step],
-            limit_val_batches=0,
-            enable_model_summary=False,
-        )
+        trainer = build_trainer(cfg, limit_val_batches=0, enable_model_summary=False)
+        trainer.callbacks.insert(0, StepClock(clock))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             trainer.fit(module, datamodule=datamodule)
         device = trainer.strategy.root_device
-        compiled = module._compiled_step if compile_scope == "step" else module._compiled
-        result = {**clock.result(), "peak_mem_mb": peak_memory_mb(device), "channels_last": module.uses_channels_last,
-                  "compiled": bool(compiled)}
+        compiled = module.compiled_step if compile_scope == "step" else module.compiled_net
+        result = {**clock.result(), "peak_mem_mb": peak_memory_mb(device), "channels_last": module.hparams.channels_last,
+                  "compiled": getattr(compiled, "compiled", None) is not None}
         if any(issubclass(w.category, CompileFallbackWarning) for w in caught):
             result["fallback_warning"] = True
         result.update(cudagraph_skips(device))
@@ -459,17 +457,15 @@ def whole_step_loop(args, device, batches, step, scheduler) -> dict:
     """bare-step's loop: the compiled whole step, then the scheduler, nothing else."""
     import torch
 
-    from resnet_cifar.training.module import default_compile_mode
+    from resnet_cifar.training.compiling import CompiledOrEager
 
     autocast, scaler = autocast_and_scaler(args, device)
     if scaler is not None:
         raise SystemExit("bare-step: the whole step does not do fp16 loss scaling; use --precision bf16-mixed")
-    compiled = SharedWork.timed(torch.compile(step.run, mode=default_compile_mode(device), dynamic=False, fullgraph=True))
+    compiled = CompiledOrEager(step.run, None, device, fullgraph=True)
 
     def one_step(batch) -> None:
         step.sync_with_optimizer()
-        if device.type == "cuda":
-            torch.compiler.cudagraph_mark_step_begin()
         with autocast():
             compiled(*batch)
         scheduler.step()
@@ -480,10 +476,7 @@ def whole_step_loop(args, device, batches, step, scheduler) -> dict:
 def measure_bare(args: argparse.Namespace, compile_scope: str | None) -> dict:
     import lightning as L
     import torch
-    from hydra.utils import instantiate
-
-    from resnet_cifar.training.module import ImageClassifier
-    from resnet_cifar.training.build import build_datamodule, build_net
+    from resnet_cifar.training.build import build_datamodule, build_module
     from resnet_cifar.training.whole_step import WholeTrainingStep
 
     device = torch.device(args.device)
@@ -493,14 +486,11 @@ def measure_bare(args: argparse.Namespace, compile_scope: str | None) -> dict:
         datamodule = build_datamodule(cfg)
         datamodule.setup("fit")
         datamodule.train_set = datamodule.train_set.to(device)  # where the Trainer would put it
-        module = ImageClassifier(
-            build_net(cfg), instantiate(cfg.optimizer), instantiate(cfg.scheduler),
-            compile=compile_scope == "network", channels_last=cfg.model.channels_last,
-        )
+        module = build_module(cfg)
         module.prepare_network(device)
         module.to(device)
-        optimizer = module.optimizer_factory(module.net.parameters())
-        scheduler = module.scheduler_factory(optimizer)
+        configured = module.configure_optimizers()
+        optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
         epoch = iter(range(10**9))
         datamodule.defer_train_augmentation = compile_scope == "step"  # batches as RawTrainBatch
 
@@ -512,12 +502,12 @@ def measure_bare(args: argparse.Namespace, compile_scope: str | None) -> dict:
                 yield datamodule.on_after_batch_transfer(batch, 0)
 
         if compile_scope == "step":
-            step = WholeTrainingStep(module.net, optimizer, datamodule.training_inputs, module.uses_channels_last)
+            step = WholeTrainingStep(module.net, optimizer, datamodule.training_inputs, module.hparams.channels_last)
             result = whole_step_loop(args, device, batches, step, scheduler)
         else:
-            result = train_loop(args, device, batches, module.run_net, optimizer, scheduler)
-        return {**result, "peak_mem_mb": peak_memory_mb(device), "channels_last": module.uses_channels_last,
-                "compiled": compile_scope == "step" or bool(module._compiled), **cudagraph_skips(device)}
+            result = train_loop(args, device, batches, module.forward, optimizer, scheduler)
+        return {**result, "peak_mem_mb": peak_memory_mb(device), "channels_last": module.hparams.channels_last,
+                "compiled": compile_scope is not None, **cudagraph_skips(device)}
 
 
 def to_device(value, device):
@@ -535,7 +525,6 @@ def measure_classic(args: argparse.Namespace) -> dict:
     from torch.utils.data import DataLoader, Dataset
     from torchvision import transforms
 
-    from resnet_cifar.training.build import build_net
 
     class ClassicCIFAR(Dataset):
         """As torchvision.datasets.CIFAR10: HWC uint8 arrays, one PIL image per item."""
@@ -574,7 +563,7 @@ def measure_classic(args: argparse.Namespace) -> dict:
             drop_last=True,
             persistent_workers=args.workers > 0,
         )
-        net = build_net(cfg).to(device)
+        net = instantiate(cfg.model).to(device)  # the network alone, as the classic pipeline would build it
         optimizer = instantiate(cfg.optimizer)(net.parameters())
         scheduler = instantiate(cfg.scheduler)(optimizer)
 
@@ -736,7 +725,7 @@ def format_table(args: argparse.Namespace, measurements: dict[tuple[int, str], l
         f"device {args.device} ({machine_description(args)}), precision {args.precision}, batch {args.batch_size}, "
         f"{args.warmup} warm-up + {args.steps} timed steps, data {args.data_root or 'synthetic'}, "
         f"classic workers {args.workers}, repeats {args.repeats} (medians)"
-        + (f", model.channels_last={args.channels_last}" if args.channels_last else "")
+        + (f", module.channels_last={args.channels_last}" if args.channels_last else "")
     )
     return "\n".join([header, "", *lines, "", *ratios])
 
