@@ -9,6 +9,7 @@ other commands (`--flag` of bench/*.py, bench/*.sh, the report) must appear in t
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 from collections import Counter
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 REPO = Path(__file__).resolve().parent.parent
@@ -193,9 +195,15 @@ def app_overrides(words: list[str]) -> tuple[str, list[str]] | None:
     return config, overrides
 
 
+@functools.cache
+def overrides_parser() -> OverridesParser:
+    return OverridesParser.create()
+
+
 def expand_sweeps(overrides: list[str]) -> list[list[str]]:
-    """Sweeps (seed=0,1,2) as separate compositions: every value once, the others at their first."""
-    parsed = OverridesParser.create().parse_overrides(overrides)
+    """Sweeps as separate compositions: every option of a swept group once (model=resnet,plain),
+    the others at their first value; a swept value (seed=0,1,2) only at its first."""
+    parsed = overrides_parser().parse_overrides(overrides)
     choices = []
     for raw, override in zip(overrides, parsed):
         key = raw.partition("=")[0]
@@ -204,7 +212,8 @@ def expand_sweeps(overrides: list[str]) -> list[list[str]]:
                 values = list(override.sweep_string_iterator())
             except Exception:  # interval(...) and other sweeper syntax: the key alone is checked
                 values = ["0.1"]
-            choices.append([f"{key}={value}" for value in values])
+            group = "." not in key.lstrip("+~")
+            choices.append([f"{key}={value}" for value in (values if group else values[:1])])
         else:
             choices.append([raw])
     first = [options[0] for options in choices]
@@ -235,6 +244,7 @@ def hydra_context():
         import resnet_cifar  # noqa: F401
     else:
         register_resolvers()
+    GlobalHydra.instance().clear()  # a Hydra app run in this process before may have left it set
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         yield
 
@@ -250,15 +260,25 @@ def command_source(words: list[str]) -> Path | None:
     return None
 
 
+@functools.cache
+def composition_error(config: str, overrides: tuple[str, ...]) -> str | None:
+    """Why ``config`` does not compose with ``overrides`` (None: it does); the same command
+    quoted on several pages is composed once."""
+    try:
+        compose(config, overrides=list(overrides), return_hydra_config=True)
+    except Exception as error:
+        return str(error)
+    return None
+
+
 @pytest.mark.parametrize("words", quoted_commands())
 def test_quoted_command_names_what_exists(words, hydra_context):
     app = app_overrides(words)
     if app is not None:
         config, overrides = app
         for combination in expand_sweeps(overrides):
-            try:
-                compose(config, overrides=combination, return_hydra_config=True)
-            except Exception as error:
+            error = composition_error(config, tuple(combination))
+            if error:
                 pytest.fail(f"{shlex.join(words)}\ndoes not compose ({config}.yaml, {combination}):\n{error}")
         return
     source = command_source(words)
@@ -281,4 +301,7 @@ def test_the_command_check_catches_an_unknown_key(hydra_context):
         "train",
         ["model.depth=20,32", "data.root=PATH"],
     )
-    assert len(expand_sweeps(["model.depth=20,32", "seed=0,1,2"])) == 4
+    assert expand_sweeps(["model=resnet,plain", "model.depth=20,32"]) == [
+        ["model=resnet", "model.depth=20"],
+        ["model=plain", "model.depth=20"],
+    ]
