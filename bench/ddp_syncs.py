@@ -6,7 +6,7 @@ every process reaches it: those are the syncs of a DDP step. DDP's own gradient 
 its C++ reducer, overlapped with the backward pass, and is not counted. Two runs of the project's
 training command (``trainer=ddp trainer.accelerator=cpu``): with Lightning 2.6.6's SIGTERM
 handling (``~callbacks.preemption``: its per-step flag broadcast stays), and as configured (the
-project's preemption callback, which removes it; resnet_cifar/launch/lightning_sigterm.py).
+project's preemption callback, which removes it; resnet_cifar/training/lightning_compat.py).
 """
 
 from __future__ import annotations

@@ -70,6 +70,11 @@ class Fault(L.Callback):
         entries = [entry.split(":") for entry in os.environ["FAULTS"].split(",") if entry]
         self.faults = {(int(seed), int(rank)): how for seed, rank, how in entries}
 
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # First among the callbacks, as a fault of the training step itself comes before all of them.
+        trainer.callbacks.remove(self)
+        trainer.callbacks.insert(0, self)
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
         how = self.faults.get((pl_module.hparams.run_config["seed"], trainer.global_rank))
         if how is None or trainer.global_step != self.at_step:

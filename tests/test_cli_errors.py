@@ -127,8 +127,9 @@ def test_global_batch_not_divisible_by_the_ddp_world_size_fails_before_training(
         (("module=whole_step", "scheduler=plateau", "~scheduler.milestones"),
          ("module.lr_scheduler.interval=step", "use module=classifier")),
         (("trainer.gradient_clip_algorithm=sideways",), ("gradient_clip_algorithm", "sideways")),
+        (("~callbacks.training_clock",), ("callbacks.training_clock is required", "metrics.json")),
     ],
-    ids=["ddp", "not-sgd", "clipping", "epoch-scheduler", "unknown-clip-algorithm"],
+    ids=["ddp", "not-sgd", "clipping", "epoch-scheduler", "unknown-clip-algorithm", "required-callback"],
 )
 def test_what_a_run_cannot_do_is_refused_before_training(
     run_cli: RunCli, tmp_path: Path, overrides: tuple[str, ...], phrases: tuple[str, ...]

@@ -46,6 +46,8 @@ def test_default_config_is_the_papers_recipe():
 )
 def test_each_option_composes_and_instantiates(group, option, tmp_path):
     cfg = compose_train([f"{group}={option}", "trainer.accelerator=cpu"], tmp_path)
+    with open_dict(cfg):
+        del cfg.hydra  # as the train command gets it: a sweep's hydra.job.num is set per job
     module = build_module(cfg)
     assert module(torch.zeros(1, 3, 32, 32)).shape == (1, cfg.data.num_classes)
     assert isinstance(instantiate(cfg.data), CIFARDataModule)

@@ -68,6 +68,9 @@ def log_hyperparameters_with_results(
     results = {f"hp/{key}": metrics[key] for key in HPARAM_METRICS if metrics[key] is not None}
     for logger in trainer.loggers:
         logger.log_hyperparams(hparams, metrics=results)
+        # Lightning finalized its loggers when the last test ended: written and closed again here,
+        # or the summary may still be in a buffer when the process exits.
+        logger.finalize("success")
 
 
 def check_optimized_metric(cfg: DictConfig) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.demos.boring_classes import BoringModel
 
 from conftest import TINY_SYNTHETIC_RUN, assert_ok, describe, run_cli
 from resnet_cifar.models import cifar_resnet
