@@ -455,8 +455,6 @@ def train_loop(args, device, batches, forward, optimizer, scheduler) -> dict:
 
 def whole_step_loop(args, device, batches, step, scheduler) -> dict:
     """bare-step's loop: the compiled whole step, then the scheduler, nothing else."""
-    import torch
-
     from resnet_cifar.training.compiling import CompiledOrEager
 
     autocast, scaler = autocast_and_scaler(args, device)

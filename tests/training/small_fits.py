@@ -25,16 +25,11 @@ def small_datamodule(**kwargs) -> CIFARDataModule:
     return CIFARDataModule(dataset="synthetic", synthetic_sizes=(300, 100), val_size=50, batch_size=32, **kwargs)
 
 
-def tiny_trainer(tmp_path: Path, steps: int = 3, **trainer_options) -> L.Trainer:
-    options = dict(
-        accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path,
-    )
-    return L.Trainer(**{**options, **trainer_options})
-
-
 def tiny_fit(module: ImageClassifier, tmp_path: Path, steps: int = 3, **trainer_options) -> L.Trainer:
-    trainer = tiny_trainer(tmp_path, steps, **trainer_options)
+    trainer = L.Trainer(
+        accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path, **trainer_options,
+    )
     trainer.fit(module, datamodule=small_datamodule())
     return trainer
 

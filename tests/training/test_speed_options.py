@@ -15,7 +15,7 @@ from resnet_cifar.data.batches import BatchPlan, EpochBatchSampler, ImageBatches
 from resnet_cifar.models import cifar_resnet
 from resnet_cifar.training.compiling import CompileFallbackWarning
 from small_fits import (
-    assert_same_state, classifier, compile_with, failing_backend, small_datamodule, tiny_fit, tiny_trainer, trained_state,
+    assert_same_state, classifier, compile_with, failing_backend, small_datamodule, tiny_fit, trained_state,
 )
 
 

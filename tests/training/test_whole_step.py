@@ -8,8 +8,7 @@ import lightning as L
 import pytest
 import torch
 from small_fits import (
-    SGD, assert_same_state, classifier, compile_with, failing_backend, resnet8, small_datamodule, tiny_fit,
-    tiny_trainer, trained_state,
+    SGD, assert_same_state, classifier, compile_with, failing_backend, resnet8, small_datamodule, tiny_fit, trained_state,
 )
 
 from resnet_cifar.errors import ConfigError

@@ -71,8 +71,7 @@ class ImageClassifier(L.LightningModule):
         self.test_tag = "test"
 
     def setup(self, stage: str) -> None:
-        device = self.trainer.strategy.root_device if self._trainer is not None else self.device
-        self.prepare_network(device)
+        self.prepare_network(self.trainer.strategy.root_device)  # where training runs: compile for it
 
     def prepare_network(self, device: torch.device) -> None:
         """Apply the memory format and compile options for running on ``device`` (idempotent)."""
