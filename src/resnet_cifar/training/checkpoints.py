@@ -52,6 +52,11 @@ def checkpoint_config(checkpoint: dict[str, Any], path: str | Path) -> dict[str,
     config = checkpoint.get("hyper_parameters", {}).get("run_config")
     if not isinstance(config, dict) or "model" not in config:
         raise CheckpointError(f"checkpoint {path} was not written by resnet-cifar's train (it has no run config)")
+    if "module" not in config:  # its steps were counted by a manual loop that resumes at step 0 now
+        raise CheckpointError(
+            f"checkpoint {path} was written by a resnet-cifar older than its module/ configs and cannot be "
+            "resumed or evaluated by this version; train again, or use the version that wrote it"
+        )
     return config
 
 
