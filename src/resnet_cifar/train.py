@@ -19,12 +19,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from resnet_cifar.cli import exit_on_usage_error
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.files import write_json_atomically
-from resnet_cifar.launch.ddp import ddp_job, run_ddp_processes, starts_ddp_processes
+from resnet_cifar.launch.ddp import ddp_job, run_ddp_processes
 from resnet_cifar.resolvers import register_resolvers
 from resnet_cifar.training.build import METRICS_FILE, build_datamodule, build_module, build_trainer, metric
 from resnet_cifar.training.callbacks import FinishAtMaxSteps, TrainingClock, utc_now
 from resnet_cifar.training.checkpoints import check_same_model, read_checkpoint
 from resnet_cifar.training.hparams import HparamValue, run_hparams
+from resnet_cifar.training.lightning_compat import relaunches_the_command
 from resnet_cifar.training.quiet import silence_known_noise
 
 log = logging.getLogger(__name__)
@@ -148,7 +149,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule.check_world_size(trainer.world_size)
     if hasattr(module, "check_trainer"):  # module=whole_step: refuse what it cannot do before any work
         module.check_trainer(trainer)
-    if starts_ddp_processes(trainer):  # this process starts the job's DDP processes and waits for them
+    if relaunches_the_command(trainer):  # this process starts the job's DDP processes and waits for them
         run_ddp_processes(trainer)
         return json.loads((output_dir / METRICS_FILE).read_text())
 

@@ -31,7 +31,6 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 
 from resnet_cifar.launch.preemption import STOP_SIGNALS, not_main_thread
-from resnet_cifar.training.lightning_compat import relaunches_the_command
 
 log = logging.getLogger(__name__)
 FAILED_RANK_GRACE_S = 10.0
@@ -54,12 +53,6 @@ def child_command(local_rank: int) -> tuple[Sequence[str], str]:
         f"hydra.job.name={name}",
     ]
     return command, hydra.runtime.cwd
-
-
-def starts_ddp_processes(trainer: L.Trainer) -> bool:
-    """Whether fitting with ``trainer`` would start DDP processes on this node (Lightning's
-    subprocess launcher, outside a cluster environment that starts them, such as SLURM's)."""
-    return relaunches_the_command(trainer)
 
 
 def run_ddp_processes(trainer: L.Trainer, grace_s: float = FAILED_RANK_GRACE_S) -> None:

@@ -8,6 +8,7 @@ step as closure, counts the step and steps the scheduler. There is nothing left 
 with gradients is refused before any work, with one ``error:`` line each.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
@@ -37,7 +38,7 @@ class WholeStepClassifier(ImageClassifier):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.whole_step: WholeTrainingStep | None = None
-        self.compiled_step: CompiledOrEager | WholeTrainingStep | None = None
+        self.compiled_step: Callable[..., StepResult] | None = None  # step.run, compiled or not
         schedule = self.hparams.lr_scheduler
         if schedule.get("interval", "step") != "step" or schedule.get("frequency", 1) != 1:
             raise ConfigError(
