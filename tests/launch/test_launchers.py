@@ -94,7 +94,7 @@ def test_the_slurm_launcher_is_a_hydra_plugin_with_submitits_parameters() -> Non
     ours = set(launcher_config("hydra/launcher=slurm").launcher)
     submitits = set(OmegaConf.structured(SlurmQueueConf))
     assert submitits <= ours, "conf/hydra/launcher/slurm.yaml lists every key of hydra-submitit-launcher"
-    assert ours - submitits == {"progress_every_s", "poll_s", "srun_args"}  # srun_args: submitit's slurm_srun_args
+    assert ours - submitits == {"progress_every_s", "poll_s", "end_grace_s", "srun_args"}  # srun_args: submitit's slurm_srun_args
 
 
 def test_slurm_refusals_name_the_key_to_change() -> None:

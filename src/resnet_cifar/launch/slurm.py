@@ -98,12 +98,14 @@ def cpus_per_node(partition: str | None) -> int | None:
 class SlurmLauncher(SubmititSlurmLauncher):
     """hydra-submitit-launcher's SlurmLauncher with clear refusals, progress while waiting, and
     failed jobs reported without stopping the others. ``progress_every_s``: seconds between the
-    progress lines; ``poll_s``: seconds between looks at the queue."""
+    progress lines; ``poll_s``: seconds between looks at the queue; ``end_grace_s``: how long a job
+    must stay ended without a result before it counts as failed (a requeue passes through ended states)."""
 
-    def __init__(self, progress_every_s: float = 60, poll_s: float = 5, **params: Any) -> None:
+    def __init__(self, progress_every_s: float = 60, poll_s: float = 5, end_grace_s: float = 30, **params: Any) -> None:
         super().__init__(**params)
         self.progress_every_s = progress_every_s
         self.poll_s = poll_s
+        self.end_grace_s = end_grace_s
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         import submitit
@@ -153,11 +155,15 @@ class SlurmLauncher(SubmititSlurmLauncher):
     def _wait_for(self, jobs: list[Any], overrides: list[list[str]]) -> list[JobReturn]:
         """Wait until every job ended, saying how they are doing; their results in order."""
         results: dict[int, JobReturn] = {}
-        ended_without_result: Counter[int] = Counter()
+        # When each job was first seen ended without a result file. A requeued job passes through
+        # ended states (PREEMPTED, or FAILED while submitit requeues it) before it is PENDING again,
+        # and the result file may lag on a shared file system: only an end that lasts counts.
+        ended_since: dict[int, float] = {}
         last_progress = time.monotonic()
         while len(results) < len(jobs):
             time.sleep(self.poll_s)
             states = queue_states([job.job_id for job in jobs])
+            now = time.monotonic()
             for index, job in enumerate(jobs):
                 if index in results:
                     continue
@@ -165,12 +171,14 @@ class SlurmLauncher(SubmititSlurmLauncher):
                 if job.task(0).paths.result_pickle.exists() and state not in ("PENDING", "RUNNING"):
                     results[index] = job_return(job, overrides[index])
                 elif state in ENDED or state == "GONE":
-                    ended_without_result[index] += 1
-                    if ended_without_result[index] >= 2:  # the result file may lag on a shared file system
+                    ended_since.setdefault(index, now)
+                    if now - ended_since[index] >= self.end_grace_s:
                         results[index] = failed_return(job, overrides[index], state)
-            if time.monotonic() - last_progress >= self.progress_every_s and len(results) < len(jobs):
+                else:
+                    ended_since.pop(index, None)
+            if now - last_progress >= self.progress_every_s and len(results) < len(jobs):
                 log.info(self._progress(jobs, states, len(results)))
-                last_progress = time.monotonic()
+                last_progress = now
         return [results[index] for index in range(len(jobs))]
 
     def _progress(self, jobs: list[Any], states: dict[str, tuple[str, str]], done: int) -> str:
