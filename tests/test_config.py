@@ -20,7 +20,7 @@ GROUP_OPTIONS = {
     "optimizer": ["sgd"],
     "scheduler": ["multistep", "plateau"],
     "trainer": ["default", "cpu", "gpu", "ddp"],
-    "logger": ["tensorboard"],
+    "logger": ["tensorboard", "csv", "mlflow", "wandb", "many"],
     "callbacks": ["default"],
     "experiment": ["resnet110", "smoke"],
     "hparams_search": ["lr_wd"],
@@ -45,7 +45,9 @@ def test_default_config_is_the_papers_recipe():
     "group,option", [(group, option) for group, options in GROUP_OPTIONS.items() for option in options]
 )
 def test_each_option_composes_and_instantiates(group, option, tmp_path):
-    cfg = compose_train([f"{group}={option}", "trainer.accelerator=cpu"], tmp_path)
+    # logger=mlflow opens its store when built: one in tmp_path, not in the working directory's outputs/.
+    store = f"site.mlflow_tracking_uri=sqlite:///{tmp_path}/mlflow.db"
+    cfg = compose_train([f"{group}={option}", "trainer.accelerator=cpu", store], tmp_path)
     with open_dict(cfg):
         del cfg.hydra  # as the train command gets it: a sweep's hydra.job.num is set per job
     module = build_module(cfg)

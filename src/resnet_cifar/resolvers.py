@@ -2,11 +2,12 @@
 launcher workers (they import the train command), and code that uses Hydra's compose API."""
 
 from resnet_cifar.launch import job_names, slurm
-from resnet_cifar.training import precision
+from resnet_cifar.training import precision, trackers
 
 
 def register_resolvers() -> None:
     """``${job_dirname:...}``, ``${default_precision:...}`` and ``${slurm_gpus:...}`` (idempotent)."""
     job_names.register_resolvers()
     precision.register_resolvers()
+    trackers.register_resolvers()
     slurm.register_resolvers()

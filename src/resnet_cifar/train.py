@@ -24,12 +24,14 @@ from resnet_cifar.resolvers import register_resolvers
 from resnet_cifar.training.build import METRICS_FILE, build_datamodule, build_module, build_trainer, metric
 from resnet_cifar.training.callbacks import FinishAtMaxSteps, TrainingClock, utc_now
 from resnet_cifar.training.checkpoints import check_same_model, read_checkpoint
-from resnet_cifar.training.hparams import HparamValue, run_hparams
+from resnet_cifar.training.hparams import run_hparams
 from resnet_cifar.training.lightning_compat import relaunches_the_command
 from resnet_cifar.training.quiet import silence_known_noise
+from resnet_cifar.training.trackers import (
+    check_trackers_installed, finishing_trackers, log_hyperparameters, log_results,
+)
 
 log = logging.getLogger(__name__)
-HPARAM_METRICS = ("test_err", "test_err_best_val", "val_err", "train_err")
 # The numbers of metrics.json, any of which ``optimized_metric`` may name.
 NUMERIC_RESULTS = (
     "test_err", "test_loss", "test_err_best_val", "val_err", "val_loss", "train_err", "train_loss",
@@ -59,19 +61,6 @@ def best_checkpoint_path(trainer: L.Trainer) -> str:
     """The best checkpoint by validation error ("" when no callback selects one)."""
     paths = [c.best_model_path for c in trainer.checkpoint_callbacks if c.monitor and c.best_model_path]
     return paths[0] if paths else ""
-
-
-def log_hyperparameters_with_results(
-    trainer: L.Trainer, hparams: dict[str, HparamValue], metrics: dict[str, Any]
-) -> None:
-    """The run's short set of hyper-parameters beside its final errors, for TensorBoard's HPARAMS
-    tab across a sweep (the whole config stays in .hydra/config.yaml and hparams.yaml)."""
-    results = {f"hp/{key}": metrics[key] for key in HPARAM_METRICS if metrics[key] is not None}
-    for logger in trainer.loggers:
-        logger.log_hyperparams(hparams, metrics=results)
-        # Lightning finalized its loggers when the last test ended: written and closed again here,
-        # or the summary may still be in a buffer when the process exits.
-        logger.finalize("success")
 
 
 def check_optimized_metric(cfg: DictConfig) -> None:
@@ -125,6 +114,7 @@ def save_composed_config(cfg: DictConfig, output_dir: Path) -> None:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     check_optimized_metric(cfg)
+    check_trackers_installed(cfg.get("logger"))
     output_dir = Path(cfg.paths.output_dir)
     resume_from = checkpoint_to_resume(cfg)
     checkpoint_step = None
@@ -155,6 +145,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     if resume_from:
         log.info("resuming from %s (step %d)", resume_from, checkpoint_step)
+    # The short set that TensorBoard's HPARAMS compares; the whole config is in .hydra/config.yaml.
+    hparams = run_hparams(cfg, HydraConfig.get().overrides.task)
+    log_hyperparameters(trainer.loggers, hparams)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     after_fit = dict(trainer.callback_metrics)
     test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
@@ -184,7 +177,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "started_at": clock.started_at,
         "finished_at": utc_now(),
     }
-    log_hyperparameters_with_results(trainer, run_hparams(cfg, HydraConfig.get().overrides.task), metrics)
+    log_results(trainer.loggers, hparams, metrics, trainer.global_step)
     if trainer.is_global_zero:
         write_json_atomically(output_dir / METRICS_FILE, metrics)
         log.info("test error %.2f %% after %d steps; results in %s", metrics["test_err"], metrics["steps"], output_dir)
@@ -199,7 +192,7 @@ register_resolvers()
 def main(cfg: DictConfig) -> float | None:
     """Train; return ``optimized_metric`` (the validation error by default) for Hydra's sweepers."""
     silence_known_noise()
-    with ddp_job():
+    with ddp_job(), finishing_trackers():
         return train(cfg)[cfg.optimized_metric]
 
 

@@ -58,7 +58,9 @@ class ImageClassifier(L.LightningModule):
     ) -> None:
         super().__init__()
         given_module = isinstance(net, nn.Module)
-        self.save_hyperparameters(ignore=["net"] if given_module else None)
+        # Saved in checkpoints, not sent to the loggers: train.py gives every tracker the run's short
+        # set of hyper-parameters instead of the whole config (training/hparams.py).
+        self.save_hyperparameters(ignore=["net"] if given_module else None, logger=False)
         for name in ("net", "optimizer", "scheduler", "lr_scheduler", "run_config"):
             if name in self.hparams:
                 self.hparams[name] = plain(self.hparams[name])
