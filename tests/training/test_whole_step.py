@@ -2,11 +2,13 @@
 computes, falls back like the network's compile, counts its images, and refuses before any work
 what it cannot do."""
 
+import csv
 from types import SimpleNamespace
 
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.loggers import CSVLogger
 from small_fits import (
     SGD, assert_same_state, classifier, compile_with, failing_backend, resnet8, small_datamodule, tiny_fit, trained_state,
 )
@@ -77,6 +79,34 @@ def test_compile_failing_falls_back_to_the_same_result(where, monkeypatch, tmp_p
     with pytest.warns(CompileFallbackWarning, match=message):
         fallen_back = trained_state(tmp_path / "compiled", kind=WholeStepClassifier, compile=True)
     assert_same_state(fallen_back, classifier_state)
+
+
+def logged(kind: type[ImageClassifier], tmp_path) -> tuple[list[dict], dict]:
+    """What a 9-step fit over two epochs writes to its logger (every 2 steps), and its final
+    metrics (metrics.json's train_loss and train_err)."""
+    torch.manual_seed(0)
+    module = classifier(kind, compile=False)
+    trainer = L.Trainer(
+        accelerator="cpu", max_steps=9, log_every_n_steps=2, logger=CSVLogger(tmp_path, name="", version=""),
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+    )
+    trainer.fit(module, datamodule=small_datamodule())
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    written = [{key: value for key, value in row.items() if value} for row in rows]
+    final = {key: float(trainer.callback_metrics[key]) for key in ("train/loss", "train/err")}
+    return written, final
+
+
+def test_the_whole_step_logs_what_the_classifier_logs(monkeypatch, tmp_path):
+    # The whole step logs train/loss only on the steps that are written and train/err once an
+    # epoch, from its own sums: the same rows, and the same final values, as self.log at every step.
+    classifier_logged = logged(ImageClassifier, tmp_path / "classifier")
+    monkeypatch.setattr(torch, "compile", lambda function, **options: function)
+    whole_step_logged = logged(WholeStepClassifier, tmp_path / "whole_step")
+    assert whole_step_logged == classifier_logged
+    rows = classifier_logged[0]
+    assert [row["step"] for row in rows if "train/loss" in row] == ["1", "3", "5", "7"]
+    assert [row["epoch"] for row in rows if "train/err" in row] == ["0", "1"]
 
 
 @pytest.mark.parametrize("kind", [ImageClassifier, WholeStepClassifier])

@@ -28,6 +28,7 @@ SGD_SETTINGS = ("weight_decay", "momentum", "dampening", "nesterov", "maximize")
 class StepResult(NamedTuple):
     loss: torch.Tensor  # the batch's mean cross-entropy, before the update
     logits: torch.Tensor  # the network's output for the batch, before the update (no autograd graph)
+    error: torch.Tensor  # the batch's top-1 error (%), before the update
 
 
 def check_optimizer(optimizer: torch.optim.Optimizer) -> None:
@@ -123,7 +124,8 @@ class WholeTrainingStep:
         with torch.no_grad():
             gradients = [gradients[name] for name in self.names]
             sgd(self.params, gradients, self.momentum_buffers, foreach=True, lr=self.lr, **self.settings)
-        return StepResult(loss.detach(), logits)
+        error = (logits.argmax(1) != labels).sum() * (100 / len(labels))
+        return StepResult(loss.detach(), logits, error)
 
     def _loss(
         self,
