@@ -173,3 +173,29 @@ def release_requeued_jobs(slurm_cluster: None):
     yield
     stop.set()
     thread.join()
+
+
+# --- the local Ray cluster (scripts/ray_cluster.sh) for the tests marked `ray` ---
+
+REQUIRE_RAY = "RESNET_CIFAR_REQUIRE_RAY"
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> str:
+    """The address of the two-node Ray cluster that scripts/ray_cluster.sh started. Tests skip
+    where Ray is not installed, or where no cluster runs, unless RESNET_CIFAR_REQUIRE_RAY=1 (CI,
+    .ci/run): then a missing cluster fails them."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("Ray is not installed: pip install -e '.[ray]'")
+    script = REPO / "scripts" / "ray_cluster.sh"
+    address = subprocess.run([script, "address"], capture_output=True, text=True, check=True).stdout.strip()
+    status = subprocess.run(["ray", "status", f"--address={address}"], capture_output=True, text=True, check=False)
+    active = status.stdout.split("Active:")[-1].split("Pending:")[0].count(" node_") if status.returncode == 0 else 0
+    if active < 2:
+        problem = f"no two-node Ray cluster answers at {address} ({active} live nodes): start it with `{script.relative_to(REPO)} start`"
+        if os.environ.get(REQUIRE_RAY) == "1":
+            pytest.fail(f"{problem} ({REQUIRE_RAY}=1)")
+        pytest.skip(problem)
+    return address

@@ -182,3 +182,21 @@ class RecordBatchHooks(L.Callback):
         path = self.output_dir / f"hooks_rank{trainer.global_rank}.json"
         recorded = {"calls": self.calls, "gradient_norms": self.gradient_norms, "largest_gradients": self.largest_gradients}
         path.write_text(json.dumps(recorded))
+
+
+class WaitAtStep(L.Callback):
+    """Holds training at step WAIT_AT_STEP until the file WAIT_RELEASE exists, after writing
+    ``waiting_at_step`` (rank 0) into the run directory ``output_dir``: a test can act on a run
+    known to be mid-training (its checkpoint of an earlier step written), such as stop its node."""
+
+    def __init__(self, output_dir: str) -> None:
+        self.output_dir = Path(output_dir)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
+        release = Path(os.environ["WAIT_RELEASE"])
+        if trainer.global_step != int(os.environ["WAIT_AT_STEP"]) or release.exists():
+            return
+        if trainer.global_rank == 0:
+            (self.output_dir / "waiting_at_step").write_text(str(trainer.global_step))
+        while not release.exists():
+            time.sleep(0.2)

@@ -1,13 +1,13 @@
 """conf/'s resolvers, registered by whoever composes it: the commands (train, evaluate), Hydra's
 launcher workers (they import the train command), and code that uses Hydra's compose API."""
 
-from resnet_cifar.launch import job_names, slurm
+from resnet_cifar.launch import cluster_jobs, job_names
 from resnet_cifar.training import precision, trackers
 
 
 def register_resolvers() -> None:
-    """``${job_dirname:...}``, ``${default_precision:...}`` and ``${slurm_gpus:...}`` (idempotent)."""
+    """``${job_dirname:...}``, ``${default_precision:...}`` and ``${job_gpus:...}`` (idempotent)."""
     job_names.register_resolvers()
     precision.register_resolvers()
     trackers.register_resolvers()
-    slurm.register_resolvers()
+    cluster_jobs.register_resolvers()

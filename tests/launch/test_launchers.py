@@ -1,18 +1,17 @@
 """The launchers: several jobs at once on one machine, the submitit (SLURM) path run locally,
-the SLURM config, and round-robin GPU pinning."""
+the SLURM and Ray configs, and round-robin GPU pinning."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import REPO, TINY_SYNTHETIC_RUN, RunCli, assert_ok, read_json
+from conftest import TINY_SYNTHETIC_RUN, RunCli, assert_ok, compose_train, describe, read_json, run_command
 from resnet_cifar.launch import gpu_pinning
 
-CONF = REPO / "conf"
 TINY_SWEEP = (*TINY_SYNTHETIC_RUN, "trainer.max_steps=4", "scheduler.milestones=[2,3]", "~callbacks.progress_bar")
 
 
@@ -56,8 +55,7 @@ def test_submitit_local_launcher(run_cli: RunCli, tmp_path: Path) -> None:
 
 
 def launcher_config(*overrides: str) -> OmegaConf:
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        return compose("train", overrides=list(overrides), return_hydra_config=True).hydra
+    return compose_train(overrides).hydra
 
 
 def test_slurm_launcher_follows_the_trainer() -> None:
@@ -105,6 +103,33 @@ def test_slurm_refusals_name_the_key_to_change() -> None:
     assert refusal_message("sbatch: error: invalid partition specified: big").endswith("Change hydra.launcher.partition")
     assert "hydra.launcher.cpus_per_task" in refusal_message(
         "sbatch: error: Batch job submission failed: Requested node configuration is not available")
+
+
+def test_ray_launcher_asks_for_the_trainers_gpus_and_is_a_hydra_plugin_on_hydra_ray_launcher() -> None:
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.launcher import Launcher
+
+    for overrides, gpus in ((["experiment=smoke"], None), (["trainer=ddp", "trainer.accelerator=cpu"], None),
+                            (["trainer=gpu"], 1), (["trainer=ddp", "trainer.devices=4"], 4), ([], 1)):  # accelerator auto: a GPU job
+        launcher = launcher_config("hydra/launcher=ray", *overrides).launcher
+        assert launcher._target_ == "hydra_plugins.resnet_cifar.RayLauncher"
+        assert launcher.ray.remote.num_gpus == gpus, overrides
+        assert launcher.ray.remote.max_retries > 0  # jobs of a lost node run again
+    # Hydra imports the plugin modules itself (its own module objects): compare by name.
+    (ours,) = [c for c in Plugins.instance().discover(Launcher) if f"{c.__module__}.{c.__name__}" == "hydra_plugins.resnet_cifar.RayLauncher"]
+    bases = {f"{c.__module__}.{c.__name__}" for c in ours.__mro__}
+    assert "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher" in bases
+
+
+def test_the_ray_launcher_without_ray_says_how_to_install_it(tmp_path: Path) -> None:
+    # The train command with Ray and hydra-ray-launcher made impossible to import.
+    without_ray = ("import runpy, sys; sys.modules.update(dict.fromkeys(['ray', 'hydra_plugins.hydra_ray_launcher'])); "
+                   "runpy.run_module('resnet_cifar.train', run_name='__main__')")
+    completed = run_command([sys.executable, "-c", without_ray, "-m", "hydra/launcher=ray", *TINY_SWEEP, "seed=0",
+                             f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path)
+    assert completed.returncode == 2, describe(completed)
+    assert "Traceback" not in completed.output
+    assert completed.stderr.strip().splitlines()[-1] == "error: hydra/launcher=ray needs Ray and hydra-ray-launcher: pip install -e '.[ray]'"
 
 
 def test_parallel_launcher_config() -> None:

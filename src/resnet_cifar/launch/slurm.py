@@ -2,7 +2,7 @@
 
 What it adds to submitit's launcher:
 
-- GPUs are requested only for GPU jobs (``${slurm_gpus:${trainer.accelerator},${trainer.devices}}``
+- GPUs are requested only for GPU jobs (``${job_gpus:${trainer.accelerator},${trainer.devices}}``
   in conf/hydra/launcher/slurm.yaml): a CPU job on a cluster without GPUs is not refused.
 - A submission SLURM refuses ends with one ``error:`` line: SLURM's message and the config key to
   change, exit status 2, no traceback.
@@ -20,7 +20,6 @@ registers :class:`SlurmLauncher` there.
 import json
 import logging
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -32,10 +31,9 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as SubmititSlurmLauncher
 from omegaconf import OmegaConf
 
-from resnet_cifar.cli import USAGE_ERROR_EXIT_CODE
+from resnet_cifar.launch.cluster_jobs import failed_job_return, progress_line, refuse
 
 log = logging.getLogger(__name__)
-GPU_ACCELERATORS = ("gpu", "cuda", "auto")
 # SLURM job states after which a job runs no more (squeue --states=all).
 ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
 GPU_KEYS = "hydra.launcher.gpus_per_node (it follows trainer.accelerator and trainer.devices: trainer.accelerator=cpu asks for none)"
@@ -61,19 +59,6 @@ PENDING_REASONS = {
     "ReqNodeNotAvail": "the nodes it can run on are unavailable (down or reserved)",
     "BeginTime": "it was requeued and waits for its begin time",
 }
-
-
-def slurm_gpus(accelerator: str, devices: Any) -> int | None:
-    """GPUs per node for ``hydra.launcher.gpus_per_node``: the trainer's devices for a GPU job
-    (``auto`` counts as one: a SLURM job is placed before it can look), none for a CPU job."""
-    if str(accelerator) not in GPU_ACCELERATORS or not isinstance(devices, int) or devices < 1:
-        return None
-    return devices
-
-
-def register_resolvers() -> None:
-    """``${slurm_gpus:...}`` for conf/hydra/launcher/slurm.yaml."""
-    OmegaConf.register_new_resolver("slurm_gpus", slurm_gpus, replace=True)
 
 
 def refusal_message(slurm_error: str) -> str:
@@ -129,8 +114,7 @@ class SlurmLauncher(SubmititSlurmLauncher):
                 for index, job in zip(indices, submitted):
                     jobs[index] = job
         except submitit.core.utils.FailedJobError as refused:
-            print(f"error: {refusal_message(str(refused))}", file=sys.stderr, flush=True)
-            raise SystemExit(USAGE_ERROR_EXIT_CODE) from None
+            refuse(refusal_message(str(refused)))
         return self._wait_for(jobs, [list(o) for o in job_overrides])
 
     def _request(self, overrides: list[str]) -> dict[str, Any]:
@@ -184,7 +168,7 @@ class SlurmLauncher(SubmititSlurmLauncher):
     def _progress(self, jobs: list[Any], states: dict[str, tuple[str, str]], done: int) -> str:
         pending = Counter(states[job.job_id][1] for job in jobs if states.get(job.job_id, ("",))[0] == "PENDING")
         running = sum(states.get(job.job_id, ("",))[0] in ("RUNNING", "COMPLETING") for job in jobs)
-        line = f"SLURM jobs of this sweep: {sum(pending.values())} pending, {running} running, {done} done of {len(jobs)}"
+        line = progress_line("SLURM", sum(pending.values()), running, done, len(jobs))
         if pending:
             line += "; pending: " + ", ".join(f"{count} {self._explain(reason)}" for reason, count in pending.items())
         return line
@@ -244,13 +228,3 @@ def srun_report(job: Any) -> str:
     except OSError:
         said = []
     return "".join(f"; {line}" for line in said) + f" (log: {job.paths.stderr})"
-
-
-class SlurmJobFailed(RuntimeError):
-    """A job of the sweep failed on the cluster."""
-
-
-def failed_job_return(overrides: list[str], message: str) -> JobReturn:
-    failed = JobReturn(overrides=overrides, status=JobStatus.FAILED, _return_value=SlurmJobFailed(message))
-    log.error(message)
-    return failed

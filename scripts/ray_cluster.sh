@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# A two-node Ray cluster on this machine, for the tests that run real Ray jobs (pytest marker
+# `ray`) and for trying hydra/launcher=ray before using a real cluster: a head node and a worker
+# node, each a `ray start` of its own with RAY_CLUSTER_CPUS declared CPUs (default 2).
+#
+#   scripts/ray_cluster.sh start        # start the nodes that are not running; print the cluster
+#   scripts/ray_cluster.sh status       # ray status
+#   scripts/ray_cluster.sh address      # the head's address, for hydra.launcher.ray.init.address
+#   scripts/ray_cluster.sh kill-worker  # SIGKILL the worker node's processes: a lost node (spot preemption)
+#   scripts/ray_cluster.sh stop         # stop both nodes
+#
+# Each node's processes run in a process group of their own (setsid), so that kill-worker and
+# stop end this cluster's processes and no other Ray on the machine; `start` after kill-worker
+# brings the worker node back. The head listens on 127.0.0.1:$RAY_CLUSTER_PORT (default 6390, not
+# Ray's 6379, to leave a cluster of your own alone), its dashboard (which Ray's state API, and so
+# the launcher's progress lines, need) on $RAY_CLUSTER_DASHBOARD_PORT (8266), its Ray client server
+# (ray://127.0.0.1:...) on $RAY_CLUSTER_CLIENT_PORT (6392). Node logs and process
+# group ids are in $RAY_CLUSTER_DIR (default /var/tmp/resnet-cifar-ray). Needs Ray:
+# pip install -e '.[ray]'.
+set -euo pipefail
+STATE=${RAY_CLUSTER_DIR:-/var/tmp/resnet-cifar-ray}
+PORT=${RAY_CLUSTER_PORT:-6390}
+DASHBOARD_PORT=${RAY_CLUSTER_DASHBOARD_PORT:-8266}
+CPUS=${RAY_CLUSTER_CPUS:-2}
+WORKER_NODE_MANAGER_PORT=${RAY_CLUSTER_WORKER_PORT:-6391}
+CLIENT_PORT=${RAY_CLUSTER_CLIENT_PORT:-6392}
+ADDRESS=127.0.0.1:$PORT
+# Small object stores: jobs exchange only their configs and results.
+OBJECT_STORE_BYTES=100000000
+command -v ray >/dev/null || { echo "error: ray is not installed: pip install -e '.[ray]'" >&2; exit 1; }
+mkdir -p "$STATE"
+
+# The process group of a node, if its processes run: the head's GCS server or the worker's raylet.
+group_of() {
+  local pattern
+  case "$1" in
+    head) pattern="gcs_server.*--gcs_server_port=$PORT( |$)" ;;
+    worker) pattern="raylet.*--node_manager_port=$WORKER_NODE_MANAGER_PORT( |$)" ;;
+  esac
+  local pid
+  pid=$(pgrep -f -- "$pattern" | head -1 || true)
+  [[ -n $pid ]] && ps -o pgid= -p "$pid" | tr -d ' '
+}
+
+start_node() {
+  local node=$1
+  shift
+  if [[ -n $(group_of "$node") ]]; then
+    return
+  fi
+  echo "starting the $node node ($CPUS CPUs)"
+  # setsid: the node's processes in a new process group, which kill-worker and stop end.
+  if ! setsid ray start "$@" --node-ip-address=127.0.0.1 --num-cpus="$CPUS" --object-store-memory=$OBJECT_STORE_BYTES \
+      --disable-usage-stats >"$STATE/$node.log" 2>&1; then
+    echo "error: the $node node did not start; its log follows" >&2
+    tail -n 30 "$STATE/$node.log" >&2
+    exit 1
+  fi
+  group_of "$node" >"$STATE/$node.pgid"
+}
+
+wait_for_nodes() {
+  local active=0
+  for _ in $(seq 60); do
+    # `ray status` lists the live nodes under "Active:", one " 1 node_<id>" line each.
+    active=$(ray status --address="$ADDRESS" 2>/dev/null | sed -n '/^Active:/,/^Pending:/p' | grep -c ' node_' || true)
+    if [[ $active -ge 2 ]]; then
+      ray status --address="$ADDRESS" | sed -n '/^Resources/,$p'
+      return
+    fi
+    sleep 1
+  done
+  echo "error: the cluster at $ADDRESS shows $active live nodes, not 2, after 60 s; node logs follow" >&2
+  tail -n 20 "$STATE"/*.log >&2
+  exit 1
+}
+
+descendants() {
+  local child
+  for child in $(pgrep -P "$1" || true); do
+    echo "$child"
+    descendants "$child"
+  done
+}
+
+kill_group() {
+  local node=$1 signal=$2 group
+  group=$(group_of "$node")
+  [[ -z $group ]] && group=$(cat "$STATE/$node.pgid" 2>/dev/null || true)
+  [[ -n $group ]] && kill "-$signal" -- "-$group" 2>/dev/null || true
+}
+
+case "${1:-}" in
+  start)
+    start_node head --head --port="$PORT" --dashboard-host=127.0.0.1 --dashboard-port="$DASHBOARD_PORT" \
+      --ray-client-server-port="$CLIENT_PORT"
+    start_node worker --address="$ADDRESS" --node-manager-port="$WORKER_NODE_MANAGER_PORT"
+    wait_for_nodes
+    ;;
+  status) ray status --address="$ADDRESS" ;;
+  address) echo "$ADDRESS" ;;
+  kill-worker)
+    # What a reclaimed spot instance does to its processes: none of them gets to clean up. The
+    # node's task processes left its process group (Ray starts each in a session of its own), so
+    # they and their children (a DDP job's processes) are found below the node's raylet.
+    raylet=$(pgrep -f -- "raylet.*--node_manager_port=$WORKER_NODE_MANAGER_PORT( |$)" | head -1 || true)
+    below=$([[ -n $raylet ]] && descendants "$raylet" || true)
+    kill_group worker KILL
+    [[ -n $below ]] && kill -KILL $below 2>/dev/null || true
+    ;;
+  stop)
+    kill_group worker TERM
+    kill_group head TERM
+    for _ in $(seq 20); do
+      [[ -z $(group_of head) && -z $(group_of worker) ]] && break
+      sleep 0.5
+    done
+    kill_group worker KILL
+    kill_group head KILL
+    rm -f "$STATE"/*.pgid
+    ;;
+  *) echo "usage: $0 start|status|address|kill-worker|stop" >&2; exit 2 ;;
+esac
