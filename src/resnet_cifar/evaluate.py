@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra import compose
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 
 from resnet_cifar.cli import exit_on_usage_error
@@ -26,15 +28,28 @@ log = logging.getLogger(__name__)
 SINGLE_PROCESS = {"trainer": {"devices": 1, "num_nodes": 1, "strategy": "auto"}, "logger": None, "callbacks": None}
 
 
-def evaluation_config(saved: dict[str, Any], overrides: list[str]) -> DictConfig:
-    """The checkpoint's run config with the command line's overrides on top."""
+def site_settings() -> dict[str, Any]:
+    """This site's settings (conf/local/default.yaml, or the ``local=...`` chosen), if there are any:
+    a checkpoint trained elsewhere is evaluated with this site's data.root."""
+    choice = HydraConfig.get().runtime.choices.get("local")
+    if not choice:
+        return {}
+    try:
+        site = compose(config_name=f"local/{choice}")
+    except MissingConfigException:  # the optional file does not exist
+        return {}
+    return OmegaConf.to_container(site)
+
+
+def evaluation_config(saved: dict[str, Any], overrides: list[str], site: dict[str, Any] | None = None) -> DictConfig:
+    """The checkpoint's run config, with this site's settings and then the command line's overrides on top."""
     user = [override for override in overrides if not override.startswith("ckpt_path=")]
-    return OmegaConf.merge(saved, OmegaConf.from_dotlist(user), SINGLE_PROCESS)
+    return OmegaConf.merge(saved, site or {}, OmegaConf.from_dotlist(user), SINGLE_PROCESS)
 
 
-def evaluate(ckpt_path: str, overrides: list[str]) -> dict[str, Any]:
+def evaluate(ckpt_path: str, overrides: list[str], site: dict[str, Any] | None = None) -> dict[str, Any]:
     checkpoint = read_checkpoint(ckpt_path)
-    cfg = evaluation_config(checkpoint_config(checkpoint, ckpt_path), overrides)
+    cfg = evaluation_config(checkpoint_config(checkpoint, ckpt_path), overrides, site)
     check_same_model(checkpoint, ckpt_path, OmegaConf.to_container(cfg.model, resolve=True))
     module = build_module(cfg)
     module.load_state_dict(checkpoint["state_dict"])
@@ -59,7 +74,7 @@ register_resolvers()
 @exit_on_usage_error
 def main(cfg: DictConfig) -> None:
     silence_known_noise()
-    evaluate(cfg.ckpt_path, list(HydraConfig.get().overrides.task))
+    evaluate(cfg.ckpt_path, list(HydraConfig.get().overrides.task), site_settings())
 
 
 if __name__ == "__main__":

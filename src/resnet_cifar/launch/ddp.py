@@ -35,6 +35,8 @@ from resnet_cifar.launch.preemption import STOP_SIGNALS, not_main_thread
 log = logging.getLogger(__name__)
 FAILED_RANK_GRACE_S = 10.0
 POLL_S = 0.2
+# Where Hydra's own, the app's and the structured configs come from; other sources were added by the user.
+BUILT_IN_CONFIG_SOURCES = ("hydra", "main", "schema")
 
 
 class DDPProcessFailed(RuntimeError):
@@ -46,6 +48,11 @@ def child_command(local_rank: int) -> tuple[Sequence[str], str]:
     hydra = HydraConfig.get()
     command = [sys.executable, "-m", "resnet_cifar.train", *hydra.overrides.task]
     name = hydra.job.name if local_rank == 0 else f"{hydra.job.name}_rank{local_rank}"  # log: <name>.log
+    # The config folders that the command line added (--config-dir, hydra.searchpath), which may
+    # hold this site's conf/local/default.yaml: every process composes the job's config from them.
+    added = [f"'{s.schema}://{s.path}'" for s in hydra.runtime.config_sources if s.provider not in BUILT_IN_CONFIG_SOURCES]
+    if added:
+        command.append(f"hydra.searchpath=[{','.join(added)}]")
     command += [
         f'hydra.run.dir="{hydra.runtime.output_dir}"',
         # The job's config is written once the run is accepted (train.save_composed_config).

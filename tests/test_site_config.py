@@ -1,0 +1,84 @@
+"""This site's settings: conf/local/default.yaml (git-ignored), or the same file in a folder that
+``--config-dir`` adds, applies to every command, sweep and DDP process; the command line wins."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import CONF, REPO, TINY_IMAGE_FOLDER_RUN, RunCli, assert_ok, compose_train, read_json
+
+SITE = {
+    "data": {"root": "/datasets/cifar10"},
+    "site": {"slurm_partition": "gpu", "slurm_account": "lab", "mlflow_tracking_uri": "http://127.0.0.1:5000"},
+}
+
+
+def site_folder(folder: Path, settings: dict) -> Path:
+    """A config folder holding local/default.yaml with ``settings``."""
+    (folder / "local").mkdir(parents=True)
+    (folder / "local" / "default.yaml").write_text("# @package _global_\n" + yaml.safe_dump(settings))
+    return folder
+
+
+def test_site_settings_reach_the_run_launchers_and_trackers_and_the_command_line_wins(tmp_path: Path) -> None:
+    searchpath = f"hydra.searchpath=[file://{site_folder(tmp_path / 'site', SITE)}]"
+    cfg = compose_train([searchpath, "hydra/launcher=slurm", "logger=mlflow"])
+    assert cfg.data.root == "/datasets/cifar10"
+    assert (cfg.hydra.launcher.partition, cfg.hydra.launcher.account) == ("gpu", "lab")
+    assert cfg.logger.mlflow.tracking_uri == "http://127.0.0.1:5000"
+    cfg = compose_train([searchpath, "hydra/launcher=slurm", "logger=mlflow", "data.root=here",
+                         "hydra.launcher.partition=debug", "logger.mlflow.tracking_uri=sqlite:///x.db"])
+    assert (cfg.data.root, cfg.hydra.launcher.partition, cfg.logger.mlflow.tracking_uri) == ("here", "debug", "sqlite:///x.db")
+    # Also over an experiment's values: site settings come last.
+    assert compose_train([searchpath, "experiment=smoke"]).data.root == "/datasets/cifar10"
+
+
+def test_without_a_site_file_the_defaults_hold() -> None:
+    cfg = compose_train(["hydra/launcher=slurm"])
+    assert cfg.data.root == "data" and cfg.hydra.launcher.partition is None and cfg.hydra.launcher.account is None
+
+
+def test_the_example_composes_and_sets_every_site_key() -> None:
+    cfg = compose_train(["local=example", "hydra/launcher=slurm"])
+    example = yaml.safe_load((CONF / "local" / "example.yaml").read_text())
+    assert set(example["site"]) == set(compose_train(["local=example"]).site)  # the example shows every key
+    assert (cfg.hydra.launcher.partition, cfg.hydra.launcher.account) == (example["site"]["slurm_partition"], example["site"]["slurm_account"])
+
+
+def test_git_ignores_the_site_file() -> None:
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    ignored = subprocess.run(["git", "check-ignore", "-q", "src/resnet_cifar/conf/local/default.yaml"], cwd=REPO, check=False)
+    assert ignored.returncode == 0
+
+
+def test_a_sweep_and_its_ddp_processes_and_evaluate_read_the_sites_data_root(
+    run_cli: RunCli, image_folder_root: Path, tmp_path: Path
+) -> None:
+    """No data.root on any command line: the jobs (one of them two DDP processes) find their data
+    through the site file; the checkpoint, taken to a site whose data lies elsewhere, is evaluated there."""
+    here, elsewhere = tmp_path / "data_here", tmp_path / "data_elsewhere"
+    shutil.copytree(image_folder_root, here)
+    sweep_dir = tmp_path / "sweep"
+    completed = run_cli(
+        "train", "-m", "--config-dir", str(site_folder(tmp_path / "site", {"data": {"root": str(here)}})),
+        *TINY_IMAGE_FOLDER_RUN, "trainer.max_steps=2", "scheduler.milestones=[1]", "~callbacks.progress_bar",
+        "~callbacks.input_preview", "trainer=cpu,ddp", "trainer.accelerator=cpu", f"hydra.sweep.dir={sweep_dir}",
+        cwd=tmp_path / "cwd",
+    )
+    assert_ok(completed)
+    jobs = sorted(metrics.parent for metrics in sweep_dir.glob("*/metrics.json"))
+    assert len(jobs) == 2
+    for job in jobs:
+        assert yaml.safe_load((job / ".hydra" / "config.yaml").read_text())["data"]["root"] == str(here)
+
+    shutil.move(here, elsewhere)  # another machine: the data at another path, named by its site file
+    checkpoint = jobs[0] / "checkpoints" / "last.ckpt"
+    site = site_folder(tmp_path / "other_site", {"data": {"root": str(elsewhere)}})
+    assert_ok(run_cli("evaluate", "--config-dir", str(site), f"ckpt_path='{checkpoint}'", cwd=tmp_path / "cwd"))
+    evaluation = read_json(checkpoint.with_suffix(".eval.json"))
+    assert evaluation["test_err"] == read_json(jobs[0] / "metrics.json")["test_err"]
