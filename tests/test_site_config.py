@@ -13,7 +13,8 @@ from conftest import CONF, REPO, TINY_IMAGE_FOLDER_RUN, RunCli, assert_ok, compo
 
 SITE = {
     "data": {"root": "/datasets/cifar10"},
-    "site": {"slurm_partition": "gpu", "slurm_account": "lab", "mlflow_tracking_uri": "http://127.0.0.1:5000"},
+    "site": {"slurm_partition": "gpu", "slurm_account": "lab", "ray_address": "ray://head:10001",
+             "mlflow_tracking_uri": "http://127.0.0.1:5000"},
 }
 
 
@@ -30,6 +31,7 @@ def test_site_settings_reach_the_run_launchers_and_trackers_and_the_command_line
     assert cfg.data.root == "/datasets/cifar10"
     assert (cfg.hydra.launcher.partition, cfg.hydra.launcher.account) == ("gpu", "lab")
     assert cfg.logger.mlflow.tracking_uri == "http://127.0.0.1:5000"
+    assert compose_train([searchpath, "hydra/launcher=ray"]).hydra.launcher.ray.init.address == "ray://head:10001"
     cfg = compose_train([searchpath, "hydra/launcher=slurm", "logger=mlflow", "data.root=here",
                          "hydra.launcher.partition=debug", "logger.mlflow.tracking_uri=sqlite:///x.db"])
     assert (cfg.data.root, cfg.hydra.launcher.partition, cfg.logger.mlflow.tracking_uri) == ("here", "debug", "sqlite:///x.db")
@@ -40,6 +42,7 @@ def test_site_settings_reach_the_run_launchers_and_trackers_and_the_command_line
 def test_without_a_site_file_the_defaults_hold() -> None:
     cfg = compose_train(["hydra/launcher=slurm"])
     assert cfg.data.root == "data" and cfg.hydra.launcher.partition is None and cfg.hydra.launcher.account is None
+    assert compose_train(["hydra/launcher=ray"]).hydra.launcher.ray.init.address is None  # a cluster on this machine
 
 
 def test_the_example_composes_and_sets_every_site_key() -> None:
