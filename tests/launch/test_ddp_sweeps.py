@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import torch
+import yaml
 
 from conftest import REPO, TINY_SYNTHETIC_RUN, describe, run_command
 from resnet_cifar.launch.ddp import DDPProcessFailed
@@ -75,6 +76,9 @@ def test_basic_launcher_sweep_of_ddp_jobs_with_failing_ranks_goes_on_and_reports
     # The job after the failures ran to its end.
     finished = job_dir(sweep_dir, 3)
     assert json.loads((finished / "metrics.json").read_text())["steps"] == 6
+    assert yaml.safe_load((finished / ".hydra" / "config.yaml").read_text())["seed"] == 3
+    assert (finished / "train_rank1.log").is_file()
+    assert list((tmp_path / "cwd").iterdir()) == []
     for seed in (0, 1, 2):
         assert not (job_dir(sweep_dir, seed) / "metrics.json").exists()
     output = completed.output
