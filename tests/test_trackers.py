@@ -312,6 +312,20 @@ def test_a_tracker_that_is_not_installed_is_refused_with_its_install_command(tra
     assert "Traceback" not in completed.output and not (run_dir / ".hydra").exists()
 
 
+def test_runs_without_mlflow_or_wandb_do_not_import_them(tmp_path: Path) -> None:
+    """Importing MLflow takes seconds: the commands and a default run's trainer leave both packages alone."""
+    script = (
+        "import sys\n"
+        "from conftest import compose_train\n"
+        "import resnet_cifar.evaluate, resnet_cifar.train\n"
+        "from resnet_cifar.training.build import build_trainer\n"
+        f"build_trainer(compose_train(['trainer.accelerator=cpu'], __import__('pathlib').Path({str(tmp_path)!r})))\n"
+        "print(sorted(name for name in ('mlflow', 'wandb') if name in sys.modules))\n"
+    )
+    completed = assert_ok(run_command([sys.executable, "-c", script], tmp_path))
+    assert completed.stdout.strip().splitlines()[-1] == "[]", describe(completed)
+
+
 def test_a_runs_group_is_the_folder_that_holds_it() -> None:
     cwd = "/work/project"
     assert run_group("/work/project/outputs/runs/2026-11-30_10-00-00", cwd) == "runs"
