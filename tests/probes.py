@@ -106,24 +106,27 @@ class RecordProcessState(Callback):
 
 class InterruptOnSlurm(L.Callback):
     """Interrupts its own SLURM job once per attempt (SLURM_RESTART_COUNT), at the first step the
-    attempt trains: attempt 0 with ``scancel --signal=USR2`` (a preemption), attempt 1 with
-    ``scancel --signal=TERM``, attempt 2 by waiting (up to 150 s) for the signal SLURM sends before
-    the time limit (hydra.launcher.timeout_min, signal_delay_s); later attempts run to the end."""
+    attempt trains, as ``plan`` says for each attempt in turn (later attempts run to the end): a
+    signal's name sends it with ``scancel --signal=<name>`` (a preemption), ``cancel`` cancels the
+    job with ``scancel``, ``time_limit`` waits (up to 150 s) for the signal SLURM sends before the
+    time limit (hydra.launcher.timeout_min, signal_delay_s). The default: attempt 0 USR2, attempt 1
+    TERM, attempt 2 its time limit."""
 
-    def __init__(self) -> None:
+    def __init__(self, plan: str = "USR2,TERM,time_limit") -> None:
+        self.plan = plan.split(",")
         self.done = False
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
         attempt = int(os.environ.get("SLURM_RESTART_COUNT", "0"))
-        if self.done or attempt > 2:
+        if self.done or attempt >= len(self.plan):
             return
         self.done = True
-        if attempt < 2:
+        how = self.plan[attempt]
+        if how != "time_limit":
             if trainer.global_rank == 0:
-                how = "USR2" if attempt == 0 else "TERM"
                 array = os.environ.get("SLURM_ARRAY_JOB_ID")  # an array's own id names the whole array
                 job = f"{array}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array else os.environ["SLURM_JOB_ID"]
-                subprocess.run(["scancel", f"--signal={how}", job], check=True)
+                subprocess.run(["scancel", *([] if how == "cancel" else [f"--signal={how}"]), job], check=True)
             return
         from resnet_cifar.launch.preemption import SaveAndStopOnSignal
 

@@ -4,7 +4,7 @@ import errno
 import functools
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from hydra.errors import InstantiationException
 from lightning.fabric.utilities.exceptions import MisconfigurationException
@@ -41,6 +41,12 @@ def usage_error_in(exception: BaseException) -> UsageError | None:
     return None
 
 
+def exit_with_usage_error(error: UsageError) -> NoReturn:
+    """Print ``error: <message>`` and exit with status 2."""
+    print(f"error: {error}", file=sys.stderr, flush=True)
+    raise SystemExit(USAGE_ERROR_EXIT_CODE) from None
+
+
 def exit_on_usage_error(task: Task) -> Task:
     """Print a UsageError as ``error: <message>`` and exit with status 2; other errors propagate."""
 
@@ -52,8 +58,7 @@ def exit_on_usage_error(task: Task) -> Task:
             usage_error = usage_error_in(exception)
             if usage_error is None:
                 raise
-            print(f"error: {usage_error}", file=sys.stderr, flush=True)
-            raise SystemExit(USAGE_ERROR_EXIT_CODE) from None
+            exit_with_usage_error(usage_error)
 
     return wrapper  # type: ignore[return-value]
 

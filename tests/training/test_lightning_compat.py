@@ -42,3 +42,17 @@ def test_ddp_processes_are_relaunched_only_outside_a_cluster_environment(environ
     trainer = L.Trainer(accelerator="cpu", strategy="ddp", devices=2, logger=False)
     assert relaunches_the_command(trainer) is relaunches
     assert relaunches_the_command(L.Trainer(accelerator="cpu", devices=1, logger=False)) is False
+
+
+def test_slurms_check_of_ntasks_is_the_one_left_out(monkeypatch) -> None:
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    from resnet_cifar.training.lightning_compat import SLURMEnvironmentForAnyTasks
+
+    # `salloc -n 2`, then `srun -n 2`: no SLURM_NTASKS_PER_NODE.
+    monkeypatch.delenv("SLURM_NTASKS_PER_NODE", raising=False)
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    assert "self._validate_srun_variables()" in inspect.getsource(SLURMEnvironment.__init__)
+    with pytest.raises(RuntimeError, match="--ntasks-per-node=2"):
+        SLURMEnvironment()
+    assert SLURMEnvironmentForAnyTasks(auto_requeue=False).auto_requeue is False

@@ -4,6 +4,7 @@ Lightning or torch upgrade that changes a message fails here), and true warnings
 from __future__ import annotations
 
 import logging
+import os
 import re
 import warnings
 from collections.abc import Iterator
@@ -89,6 +90,32 @@ def test_leafspec_deprecation_from_lightnings_pytree_is_met_and_dropped(filters_
         _tree_flatten(1.0)
         warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated", FutureWarning)  # elsewhere: kept
     assert [str(w.message) for w in caught] == ["`isinstance(treespec, LeafSpec)` is deprecated"]
+
+
+@pytest.mark.parametrize("environment,false", [
+    ({}, True),  # no SLURM job: on a login node, under torchrun
+    ({"SLURM_JOB_ID": "41", "SLURM_STEP_ID": "0"}, True),  # a task that srun started (in salloc Lightning misses it)
+    ({"SLURM_JOB_ID": "41"}, False),  # a command in an allocation without srun: the advice stands
+], ids=["no-job", "srun-task", "allocation-without-srun"])
+def test_the_srun_hint_is_met_and_dropped_only_where_it_is_false(environment, false, filters_restored, tmp_path, monkeypatch) -> None:
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    srun = tmp_path / "srun"  # SLURM installed, as Lightning looks for it
+    srun.write_text("#!/bin/sh\n")
+    srun.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    for name in ("SLURM_JOB_ID", "SLURM_STEP_ID", "SLURM_NTASKS", "SLURM_JOB_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    hint = "The `srun` command is available on your system but is not used"
+    with warnings.catch_warnings(record=True) as caught:
+        SLURMEnvironment.detect()
+    assert [str(w.message) for w in caught if hint in str(w.message)], "Lightning gives the hint here"
+    silence_known_noise()
+    with warnings.catch_warnings(record=True) as caught:
+        SLURMEnvironment.detect()
+    assert any(hint in str(w.message) for w in caught) is not false
 
 
 def test_summary_counts_the_networks_flops() -> None:

@@ -30,6 +30,9 @@ def build_trainer(cfg: DictConfig, **overrides: Any) -> L.Trainer:
     """
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    # A plugin entry builds to nothing where it does not apply (conf/trainer/default.yaml).
+    built = (instantiate(plugin) for plugin in cfg.trainer.get("plugins") or [])
+    overrides.setdefault("plugins", [plugin for plugin in built if plugin is not None])
     if "enable_progress_bar" not in cfg.trainer:
         overrides.setdefault("enable_progress_bar", any(isinstance(c, ProgressBar) for c in callbacks))
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides)

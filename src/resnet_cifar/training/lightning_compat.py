@@ -13,12 +13,18 @@ tests/training/test_lightning_compat.py, which fails when one of them changes.
 2. Whether Lightning would start a job's DDP processes itself by re-running the command
    (``_SubprocessScriptLauncher``): inside a Hydra sweep the project starts them instead
    (:mod:`resnet_cifar.launch.ddp`). No public attribute tells this launcher from the others.
+3. The check that SLURMEnvironment runs when constructed (``_validate_srun_variables``): it refuses
+   a job of ``--ntasks=N`` without ``--ntasks-per-node``, because such a job's tasks may be spread
+   unevenly over its nodes. The tasks of one srun step (``salloc -n 2``, then ``srun -n 2 ...``)
+   are checked by :class:`resnet_cifar.launch.external.SlurmTasks` against the step's own tasks
+   per node instead, so :class:`SLURMEnvironmentForAnyTasks` leaves Lightning's check out.
 
 The progress bar extends Lightning's RichProgressBar and uses its protected members, as a
 subclass does (tests/training/test_progress.py covers it).
 """
 
 import lightning as L
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
 
@@ -33,3 +39,12 @@ def relaunches_the_command(trainer: L.Trainer) -> bool:
     return isinstance(trainer.strategy.launcher, _SubprocessScriptLauncher) and not (
         trainer.strategy.cluster_environment.creates_processes_externally
     )
+
+
+class SLURMEnvironmentForAnyTasks(SLURMEnvironment):
+    """Lightning's SLURMEnvironment without its check of ``--ntasks`` against ``--ntasks-per-node``
+    at construction (item 3 above); whoever uses it checks the tasks per node itself."""
+
+    @staticmethod
+    def _validate_srun_variables() -> None:
+        pass

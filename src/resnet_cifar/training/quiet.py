@@ -10,11 +10,13 @@ failing test, not as noise coming back or a filter left matching nothing.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import warnings
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.warnings import PossibleUserWarning
 from lightning.pytorch.callbacks import ModelSummary
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -41,6 +43,20 @@ LEAFSPEC_MODULE = r"lightning\.pytorch\.utilities\._pytree"
 # what the config asked for.
 OWN_SUMMARY_NOTICE = r"Trainer already configured with model summary callbacks: .*NetworkSummary"
 
+# (4) "The `srun` command is available on your system but is not used": Lightning's SLURM detection
+# (lightning/fabric/plugins/environments/slurm.py, _validate_srun_used) warns wherever srun is
+# installed and the process has no SLURM_NTASKS, twice a run. It is advice for a command run in a
+# SLURM allocation without srun, and kept there; it is false for a run that is no SLURM job (on
+# a login node, under torchrun) and for srun's own tasks in an salloc allocation (Lightning takes
+# a job named "interactive" for none of SLURM's).
+SRUN_HINT_MESSAGE = r"The `srun` command is available on your system but is not used"
+SRUN_HINT_MODULE = r"lightning\.fabric\.plugins\.environments\.slurm"
+
+
+def srun_hint_is_false() -> bool:
+    """Whether this process is no SLURM job's, or one that srun started (see (4) above)."""
+    return "SLURM_JOB_ID" not in os.environ or "SLURM_STEP_ID" in os.environ
+
 
 class DropMessages(logging.Filter):
     """Drops the log records whose message matches one of ``patterns``."""
@@ -59,6 +75,8 @@ _LIGHTNING_INFO_FILTER = DropMessages(ADVERTISEMENTS, OWN_SUMMARY_NOTICE)
 def silence_known_noise() -> None:
     """Install the filters above (idempotent); entry points call it before building a Trainer."""
     warnings.filterwarnings("ignore", message=LEAFSPEC_MESSAGE, category=FutureWarning, module=LEAFSPEC_MODULE)
+    if srun_hint_is_false():
+        warnings.filterwarnings("ignore", message=SRUN_HINT_MESSAGE, category=PossibleUserWarning, module=SRUN_HINT_MODULE)
     logger = logging.getLogger(LIGHTNING_INFO_LOGGER)
     if _LIGHTNING_INFO_FILTER not in logger.filters:
         logger.addFilter(_LIGHTNING_INFO_FILTER)

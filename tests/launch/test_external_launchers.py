@@ -1,0 +1,249 @@
+"""Runs that srun and torchrun start, as users launch them without Hydra's launchers: an sbatch
+script of their own (scripts/slurm/train.sbatch), srun inside an salloc allocation, torchrun on one
+node and on two. Every job writes one run directory, a signalled job saves at a step all its
+processes agree on, requeues itself once and resumes, and no false advice is printed."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO, TINY_SYNTHETIC_RUN, command_environment, describe
+from resnet_cifar.errors import ConfigError
+from resnet_cifar.launch.external import SlurmTasks, launched_run_name, tasks_per_node
+from resnet_cifar.launch.preemption import SCONTROL_FIELDS, STOP_SIGNALS, requeue_refusal
+
+TINY_DDP = (*TINY_SYNTHETIC_RUN, "trainer=ddp", "trainer.accelerator=cpu", "trainer.max_steps=4", "scheduler.milestones=[2,3]",
+            "~callbacks.progress_bar", "~callbacks.input_preview")
+# Each process writes probe_rank<r>.json into the run directory it composed.
+PROBE = ("+callbacks.probe._target_=probes.RecordTrainingImages", "+callbacks.probe.output_dir=${paths.output_dir}")
+FALSE_ADVICE = ("sync_dist", "The `srun` command is available on your system but is not used")
+SBATCH_SCRIPT = REPO / "scripts" / "slurm" / "train.sbatch"
+LAUNCH_VARIABLES = ("SLURM_", "TORCHELASTIC_", "RANK", "LOCAL_RANK", "GROUP_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_")
+
+
+def outside_any_job(**extra: str) -> dict[str, str]:
+    """The commands' environment without a SLURM job's or torchrun's variables (the tests may run in one)."""
+    env = command_environment(**extra)
+    return {key: value for key, value in env.items() if key in extra or not key.startswith(LAUNCH_VARIABLES)}
+
+
+def run(command: list[str], cwd: Path, timeout: float = 300, **extra: str) -> subprocess.CompletedProcess:
+    cwd.mkdir(parents=True, exist_ok=True)
+    completed = subprocess.run(command, cwd=cwd, env=outside_any_job(**extra), capture_output=True, text=True, timeout=timeout, check=False)
+    completed.output = completed.stdout + completed.stderr
+    return completed
+
+
+def the_one_run_dir(cwd: Path) -> Path:
+    runs = list((cwd / "outputs" / "runs").iterdir())
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def assert_one_ddp_run_of_two(run_dir: Path, output: str, steps: int = 4) -> None:
+    """Both processes trained in ``run_dir`` as ranks of one world of two, and said nothing false."""
+    records = [json.loads((run_dir / f"probe_rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert [r["world_size"] for r in records] == [2, 2] and [r["steps"] for r in records] == [steps, steps]
+    assert json.loads((run_dir / "metrics.json").read_text())["steps"] == steps
+    for advice in FALSE_ADVICE:
+        assert advice not in output, output[-4000:]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def torchrun(*args: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", *args, "-m", "resnet_cifar.train"]
+
+
+# --- the run directory's name, and SLURM's tasks ---------------------------------------------------
+
+
+@pytest.fixture
+def no_launcher(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """This process without a SLURM job's or torchrun's variables; the test sets its own."""
+    for name in list(os.environ):
+        if name.startswith(LAUNCH_VARIABLES):
+            monkeypatch.delenv(name)
+    return monkeypatch
+
+
+TORCHRUN = {"RANK": "0", "LOCAL_RANK": "0", "GROUP_RANK": "0", "LOCAL_WORLD_SIZE": "2", "WORLD_SIZE": "2"}
+
+
+@pytest.mark.parametrize("environment,name", [
+    ({}, "2026-01-02_03-04-05"),
+    ({"SLURM_JOB_ID": "41"}, "2026-01-02_03-04-05"),  # salloc's own shell: no process of SLURM's
+    ({"SLURM_JOB_ID": "41", "SLURM_PROCID": "0"}, "slurm-41"),  # the batch script's
+    ({"SLURM_JOB_ID": "41", "SLURM_PROCID": "1", "SLURM_STEP_ID": "0", "SLURM_RESTART_COUNT": "2"}, "slurm-41.0"),  # srun's
+    ({**TORCHRUN, "TORCHELASTIC_RUN_ID": "study-7"}, "torchrun-study-7"),
+    ({**TORCHRUN, "TORCHELASTIC_RUN_ID": "none", "SLURM_JOB_ID": "41", "SLURM_PROCID": "0", "SLURM_STEP_ID": "3"}, "slurm-41.3"),
+], ids=["alone", "salloc-shell", "sbatch", "srun", "torchrun", "torchrun-in-srun"])
+def test_every_process_of_a_job_and_the_job_requeued_name_the_same_run_directory(environment, name, no_launcher) -> None:
+    for key, value in environment.items():
+        no_launcher.setenv(key, value)
+    assert launched_run_name("2026-01-02_03-04-05") == name
+
+
+def test_torchrun_without_a_rendezvous_id_is_refused_with_one_error_line(no_launcher, capsys) -> None:
+    for key, value in {**TORCHRUN, "TORCHELASTIC_RUN_ID": "none"}.items():
+        no_launcher.setenv(key, value)
+    with pytest.raises(SystemExit) as exited:
+        launched_run_name("2026-01-02_03-04-05")
+    assert exited.value.code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: torchrun starts processes") and "hydra.run.dir=" in lines[0], lines
+
+
+@pytest.mark.parametrize("layout,counts", [("2", [2]), ("2(x3)", [2, 2, 2]), ("3,1", [3, 1]), ("2(x2),1", [2, 2, 1])])
+def test_tasks_per_node_are_read_from_slurms_compact_form(layout, counts, no_launcher) -> None:
+    no_launcher.setenv("SLURM_STEP_TASKS_PER_NODE", layout)
+    assert tasks_per_node() == counts
+
+
+# Lightning's srun hint, false for srun's tasks in an salloc allocation: the train command drops it (test_quiet.py).
+@pytest.mark.filterwarnings("ignore:The `srun` command is available")
+def test_slurm_tasks_must_match_the_trainers_devices_and_nodes(no_launcher) -> None:
+    # srun -n 2 in an allocation of `salloc -n 2` (no --ntasks-per-node, which Lightning's own check wants).
+    for key, value in {"SLURM_JOB_ID": "41", "SLURM_PROCID": "0", "SLURM_STEP_ID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NTASKS": "2",
+                       "SLURM_JOB_NAME": "interactive", "SLURM_STEP_TASKS_PER_NODE": "2", "SLURM_STEP_NUM_TASKS": "2"}.items():
+        no_launcher.setenv(key, value)
+    environment = SlurmTasks()
+    assert environment.auto_requeue is False and environment.world_size() == 2
+    environment.validate_settings(num_devices=2, num_nodes=1)
+    with pytest.raises(ConfigError, match=r"SLURM started 2 task\(s\) per node on 1 node\(s\), but the trainer asks for trainer.devices=4"):
+        environment.validate_settings(num_devices=4, num_nodes=1)
+    no_launcher.setenv("SLURM_STEP_TASKS_PER_NODE", "3,1")
+    with pytest.raises(ConfigError, match=r"SLURM started 3\+1 tasks on the 2 nodes; DDP needs the same number on each"):
+        environment.validate_settings(num_devices=2, num_nodes=2)
+
+
+def test_a_job_is_requeued_only_if_slurm_may_and_it_is_not_ending() -> None:
+    line = ("JobId=47 JobName=resnet-cifar UserId=root(0) Priority=1 JobState=RUNNING Reason=None Dependency=(null) "
+            "Requeue=1 Restarts=0 BatchFlag=1 Reboot=0 ExitCode=0:0 WorkDir=/tmp/a b")  # as scontrol --oneliner prints it
+    fields = dict(SCONTROL_FIELDS.findall(line))
+    assert fields == {"JobState": "RUNNING", "Requeue": "1", "BatchFlag": "1"} and requeue_refusal(fields) is None
+    assert "ending (JobState=COMPLETING" in requeue_refusal({**fields, "JobState": "COMPLETING"})  # scancel, a time limit
+    assert "interactive allocation (salloc)" in requeue_refusal({**fields, "BatchFlag": "0"})
+    assert "--no-requeue" in requeue_refusal({**fields, "Requeue": "0"})
+    assert requeue_refusal({}) is None  # scontrol could not tell: try
+    assert signal.SIGUSR1 in STOP_SIGNALS and signal.SIGTERM in STOP_SIGNALS
+
+
+# --- torchrun -----------------------------------------------------------------------------------
+
+
+def test_torchrun_on_one_node_writes_one_run_directory_without_false_advice(tmp_path: Path) -> None:
+    """No hydra.run.dir: torchrun's processes share its rendezvous id, and so the directory."""
+    completed = run([*torchrun("--nproc_per_node=2"), *TINY_DDP, *PROBE], tmp_path)
+    assert completed.returncode == 0, describe(completed)
+    run_dir = the_one_run_dir(tmp_path)
+    assert run_dir.name.startswith("torchrun-"), run_dir
+    assert_one_ddp_run_of_two(run_dir, completed.output)
+
+
+def test_torchrun_on_two_nodes_with_a_rendezvous_id_writes_one_run_directory(tmp_path: Path) -> None:
+    """Two torchrun agents on this machine, as on two nodes, meeting at a c10d rendezvous."""
+    command = [*torchrun("--nnodes=2", "--nproc_per_node=1", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{free_port()}",
+                         "--rdzv-id=study-7"), *TINY_DDP, "trainer.num_nodes=2", "trainer.devices=1", *PROBE]
+    nodes = [subprocess.Popen(command, cwd=tmp_path, env=outside_any_job(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]
+    outputs = [node.communicate(timeout=300)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], "\n\n".join(o[-3000:] for o in outputs)
+    run_dir = the_one_run_dir(tmp_path)
+    assert run_dir.name == "torchrun-study-7"
+    assert_one_ddp_run_of_two(run_dir, "\n".join(outputs))
+
+
+def test_torchrun_without_a_shared_run_directory_is_refused_before_any_is_made(tmp_path: Path) -> None:
+    # --master-port: torchrun's static rendezvous, whose id is "none".
+    completed = run([*torchrun("--nproc_per_node=2", f"--master-port={free_port()}"), *TINY_DDP], tmp_path)
+    assert completed.returncode != 0, describe(completed)
+    errors = {line for line in completed.stderr.splitlines() if line.startswith("error:")}
+    assert len(errors) == 1, describe(completed)  # one line, said alike by each process
+    assert "give hydra.run.dir=... (the same on every node) or torchrun --rdzv-id=<id>" in errors.pop()
+    assert not (tmp_path / "outputs").exists()
+
+
+# --- SLURM: salloc, and an sbatch script of one's own ---------------------------------------------
+
+
+@pytest.mark.slurm
+def test_srun_in_an_salloc_allocation_runs_one_ddp_job_of_two_tasks(slurm_cluster: None, tmp_path: Path) -> None:
+    """salloc names its job "interactive", in which Lightning does not see SLURM: each task would
+    start two processes of its own, two jobs of two writing into two directories."""
+    command = ["salloc", "-n", "2", "--cpus-per-task=1", "srun", "-n", "2", sys.executable, "-m", "resnet_cifar.train",
+               *TINY_DDP, "trainer.devices=2", *PROBE]
+    completed = run(command, tmp_path)
+    assert completed.returncode == 0, describe(completed)
+    run_dir = the_one_run_dir(tmp_path)
+    assert re.fullmatch(r"slurm-\d+\.0", run_dir.name), run_dir
+    assert_one_ddp_run_of_two(run_dir, completed.output)
+
+
+def sbatch(*options: str, cwd: Path, plan: str, steps: int) -> subprocess.Popen:
+    """scripts/slurm/train.sbatch submitted with ``options`` (the site's: this cluster's CPUs, no
+    GPUs), interrupted as ``plan`` says; waits until the job, requeued or not, has ended."""
+    cwd.mkdir(parents=True)
+    command = ["sbatch", "--wait", "--parsable", "--gres=none", "--cpus-per-task=1", "--time=10", *options, str(SBATCH_SCRIPT),
+               *TINY_SYNTHETIC_RUN, "trainer.accelerator=cpu", f"trainer.max_steps={steps}", "~callbacks.progress_bar",
+               "~callbacks.input_preview", "callbacks.preemption.check_every_n_steps=2",
+               "+callbacks.interrupt._target_=probes.InterruptOnSlurm", f"+callbacks.interrupt.plan='{plan}'"]
+    return subprocess.Popen(command, cwd=cwd, env=outside_any_job(PYTHON=sys.executable), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def job_fields(job_id: str) -> dict[str, str]:
+    shown = subprocess.run(["scontrol", "--oneliner", "show", "job", job_id], capture_output=True, text=True, check=True).stdout
+    return dict(re.findall(r"\b(JobState|Restarts)=(\S+)", shown))
+
+
+@pytest.mark.slurm
+def test_an_own_sbatch_script_requeues_itself_on_usr1_and_term_and_resumes_but_not_when_cancelled(
+    release_requeued_jobs: None, tmp_path: Path
+) -> None:
+    """A 2-task DDP job signalled twice (``scancel --signal=USR1``, then ``--signal=TERM`` in its
+    second attempt) ends in its third attempt with every step; a job ended with ``scancel`` saves
+    its step and stays ended."""
+    preempted = sbatch("--ntasks-per-node=2", cwd=tmp_path / "preempted", plan="USR1,TERM", steps=12)
+    cancelled = sbatch("--ntasks-per-node=1", cwd=tmp_path / "cancelled", plan="cancel", steps=12)
+    outputs = {name: job.communicate(timeout=600)[0] for name, job in (("preempted", preempted), ("cancelled", cancelled))}
+    job_ids = {name: output.split()[0].split(";")[0] for name, output in outputs.items()}  # --parsable: id[;cluster]
+
+    log = (tmp_path / "preempted" / f"slurm-{job_ids['preempted']}.out").read_text()
+    assert preempted.returncode == 0, log[-6000:]
+    run_dir = tmp_path / "preempted" / "outputs" / "runs" / f"slurm-{job_ids['preempted']}.0"
+    assert the_one_run_dir(tmp_path / "preempted") == run_dir
+    saved = re.findall(r"(SIGUSR1|SIGTERM): saved .*last\.ckpt at step (\d+); stopping", log)
+    # Each signal: both tasks saved at the same step, which the next attempt resumed from.
+    by_signal = {name: {step for signal_name, step in saved if signal_name == name} for name in ("SIGUSR1", "SIGTERM")}
+    assert len(saved) == 4 and all(len(steps) == 1 for steps in by_signal.values()), log[-6000:]
+    resumed = re.findall(r"resuming from .*last\.ckpt \(step (\d+)\)", log)
+    assert sorted(set(resumed)) == sorted(by_signal["SIGUSR1"] | by_signal["SIGTERM"]), log[-6000:]
+    assert len(re.findall(r"requeueing SLURM job \d+ \(scontrol requeue\)", log)) == 2  # once per signal
+    assert job_fields(job_ids["preempted"]) == {"JobState": "COMPLETED", "Restarts": "2"}
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["steps"] == 12 and metrics["resumed_from"] == int(by_signal["SIGTERM"].pop()) > 0
+    for advice in FALSE_ADVICE:
+        assert advice not in log
+
+    log = (tmp_path / "cancelled" / f"slurm-{job_ids['cancelled']}.out").read_text()
+    assert cancelled.returncode != 0, log[-6000:]
+    (step,) = re.findall(r"SIGTERM: saved .*last\.ckpt at step (\d+); stopping", log)
+    assert re.search(rf"SLURM job {job_ids['cancelled']} is not requeued: it is ending .* hydra\.run\.dir=\S+slurm-{job_ids['cancelled']}\.0", log)
+    assert job_fields(job_ids["cancelled"]) == {"JobState": "CANCELLED", "Restarts": "0"}
+    last = tmp_path / "cancelled" / "outputs" / "runs" / f"slurm-{job_ids['cancelled']}.0" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == int(step)
