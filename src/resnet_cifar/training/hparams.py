@@ -1,4 +1,5 @@
-"""The hyper-parameters that TensorBoard's HPARAMS tab shows for a run: a short, flat set.
+"""The hyper-parameters of a run that every tracker gets (TensorBoard's HPARAMS tab, MLflow's
+parameters, W&B's config, hparams.yaml): a short, flat set.
 
 The whole run config would bury the columns that tell a sweep's runs apart under dozens of
 ``callbacks/.../_target_`` and paths. Shown instead: the recipe's keys below, plus every key the
