@@ -171,7 +171,8 @@ def shell_commands(page: Path) -> list[tuple[int, list[str]]]:
 def app_overrides(words: list[str]) -> tuple[str, list[str]] | None:
     """(config name, overrides) of a command that runs a Hydra app of the project, else None."""
     for i, word in enumerate(words):
-        if word == "-m" and i + 1 < len(words) and words[i + 1] in HYDRA_APPS and words[i - 1].startswith("python"):
+        launcher = words[i - 1].startswith("python") or words[0] == "torchrun"  # torchrun's own options come first
+        if word == "-m" and i + 1 < len(words) and words[i + 1] in HYDRA_APPS and launcher:
             config, args = HYDRA_APPS[words[i + 1]], words[i + 2 :]
             break
         if word.endswith("multirun.sh"):  # the study: train -m with model=..., model.depth=..., seed=...
