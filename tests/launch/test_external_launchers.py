@@ -1,13 +1,12 @@
-"""Runs that srun and torchrun start, as users launch them without Hydra's launchers: an sbatch
-script of their own (scripts/slurm/train.sbatch), srun inside an salloc allocation, torchrun on one
-node and on two. Every job writes one run directory, a signalled job saves at a step all its
-processes agree on, requeues itself once and resumes, and no false advice is printed."""
+"""Runs that srun and torchrun start, as users launch them without Hydra's launchers: the run
+directory every process names alike, SLURM's tasks checked against the trainer, when a job is
+requeued, and torchrun on one node and on two, writing one run directory without false advice.
+srun in an salloc allocation and an sbatch script of one's own: test_own_slurm_scripts.py."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -15,9 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from conftest import REPO, TINY_SYNTHETIC_RUN, command_environment, describe
+from conftest import TINY_SYNTHETIC_RUN, command_environment, describe
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.launch.external import SlurmTasks, launched_run_name, tasks_per_node
 from resnet_cifar.launch.preemption import SCONTROL_FIELDS, STOP_SIGNALS, requeue_refusal
@@ -27,7 +25,6 @@ TINY_DDP = (*TINY_SYNTHETIC_RUN, "trainer=ddp", "trainer.accelerator=cpu", "trai
 # Each process writes probe_rank<r>.json into the run directory it composed.
 PROBE = ("+callbacks.probe._target_=probes.RecordTrainingImages", "+callbacks.probe.output_dir=${paths.output_dir}")
 FALSE_ADVICE = ("sync_dist", "The `srun` command is available on your system but is not used")
-SBATCH_SCRIPT = REPO / "scripts" / "slurm" / "train.sbatch"
 LAUNCH_VARIABLES = ("SLURM_", "TORCHELASTIC_", "RANK", "LOCAL_RANK", "GROUP_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_")
 
 
@@ -176,74 +173,3 @@ def test_torchrun_without_a_shared_run_directory_is_refused_before_any_is_made(t
     assert len(errors) == 1, describe(completed)  # one line, said alike by each process
     assert "give hydra.run.dir=... (the same on every node) or torchrun --rdzv-id=<id>" in errors.pop()
     assert not (tmp_path / "outputs").exists()
-
-
-# --- SLURM: salloc, and an sbatch script of one's own ---------------------------------------------
-
-
-@pytest.mark.slurm
-def test_srun_in_an_salloc_allocation_runs_one_ddp_job_of_two_tasks(slurm_cluster: None, tmp_path: Path) -> None:
-    """salloc names its job "interactive", in which Lightning does not see SLURM: each task would
-    start two processes of its own, two jobs of two writing into two directories."""
-    command = ["salloc", "-n", "2", "--cpus-per-task=1", "srun", "-n", "2", sys.executable, "-m", "resnet_cifar.train",
-               *TINY_DDP, "trainer.devices=2", *PROBE]
-    completed = run(command, tmp_path)
-    assert completed.returncode == 0, describe(completed)
-    run_dir = the_one_run_dir(tmp_path)
-    assert re.fullmatch(r"slurm-\d+\.0", run_dir.name), run_dir
-    assert_one_ddp_run_of_two(run_dir, completed.output)
-
-
-def sbatch(*options: str, cwd: Path, plan: str, steps: int) -> subprocess.Popen:
-    """scripts/slurm/train.sbatch submitted with ``options`` (the site's: this cluster's CPUs, no
-    GPUs), interrupted as ``plan`` says; waits until the job, requeued or not, has ended."""
-    cwd.mkdir(parents=True)
-    command = ["sbatch", "--wait", "--parsable", "--gres=none", "--cpus-per-task=1", "--time=10", *options, str(SBATCH_SCRIPT),
-               *TINY_SYNTHETIC_RUN, "trainer.accelerator=cpu", f"trainer.max_steps={steps}", "~callbacks.progress_bar",
-               "~callbacks.input_preview", "callbacks.preemption.check_every_n_steps=2",
-               "+callbacks.interrupt._target_=probes.InterruptOnSlurm", f"+callbacks.interrupt.plan='{plan}'"]
-    return subprocess.Popen(command, cwd=cwd, env=outside_any_job(PYTHON=sys.executable), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-
-
-def job_fields(job_id: str) -> dict[str, str]:
-    shown = subprocess.run(["scontrol", "--oneliner", "show", "job", job_id], capture_output=True, text=True, check=True).stdout
-    return dict(re.findall(r"\b(JobState|Restarts)=(\S+)", shown))
-
-
-@pytest.mark.slurm
-def test_an_own_sbatch_script_requeues_itself_on_usr1_and_term_and_resumes_but_not_when_cancelled(
-    release_requeued_jobs: None, tmp_path: Path
-) -> None:
-    """A 2-task DDP job signalled twice (``scancel --signal=USR1``, then ``--signal=TERM`` in its
-    second attempt) ends in its third attempt with every step; a job ended with ``scancel`` saves
-    its step and stays ended."""
-    preempted = sbatch("--ntasks-per-node=2", cwd=tmp_path / "preempted", plan="USR1,TERM", steps=12)
-    cancelled = sbatch("--ntasks-per-node=1", cwd=tmp_path / "cancelled", plan="cancel", steps=12)
-    outputs = {name: job.communicate(timeout=600)[0] for name, job in (("preempted", preempted), ("cancelled", cancelled))}
-    job_ids = {name: output.split()[0].split(";")[0] for name, output in outputs.items()}  # --parsable: id[;cluster]
-
-    log = (tmp_path / "preempted" / f"slurm-{job_ids['preempted']}.out").read_text()
-    assert preempted.returncode == 0, log[-6000:]
-    run_dir = tmp_path / "preempted" / "outputs" / "runs" / f"slurm-{job_ids['preempted']}.0"
-    assert the_one_run_dir(tmp_path / "preempted") == run_dir
-    saved = re.findall(r"(SIGUSR1|SIGTERM): saved .*last\.ckpt at step (\d+); stopping", log)
-    # Each signal: both tasks saved at the same step, which the next attempt resumed from.
-    by_signal = {name: {step for signal_name, step in saved if signal_name == name} for name in ("SIGUSR1", "SIGTERM")}
-    assert len(saved) == 4 and all(len(steps) == 1 for steps in by_signal.values()), log[-6000:]
-    resumed = re.findall(r"resuming from .*last\.ckpt \(step (\d+)\)", log)
-    assert sorted(set(resumed)) == sorted(by_signal["SIGUSR1"] | by_signal["SIGTERM"]), log[-6000:]
-    assert len(re.findall(r"requeueing SLURM job \d+ \(scontrol requeue\)", log)) == 2  # once per signal
-    assert job_fields(job_ids["preempted"]) == {"JobState": "COMPLETED", "Restarts": "2"}
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["steps"] == 12 and metrics["resumed_from"] == int(by_signal["SIGTERM"].pop()) > 0
-    for advice in FALSE_ADVICE:
-        assert advice not in log
-
-    log = (tmp_path / "cancelled" / f"slurm-{job_ids['cancelled']}.out").read_text()
-    assert cancelled.returncode != 0, log[-6000:]
-    (step,) = re.findall(r"SIGTERM: saved .*last\.ckpt at step (\d+); stopping", log)
-    assert re.search(rf"SLURM job {job_ids['cancelled']} is not requeued: it is ending .* hydra\.run\.dir=\S+slurm-{job_ids['cancelled']}\.0", log)
-    assert job_fields(job_ids["cancelled"]) == {"JobState": "CANCELLED", "Restarts": "0"}
-    last = tmp_path / "cancelled" / "outputs" / "runs" / f"slurm-{job_ids['cancelled']}.0" / "checkpoints" / "last.ckpt"
-    assert torch.load(last, weights_only=True)["global_step"] == int(step)
