@@ -13,8 +13,8 @@ launcher (torchrun, srun) would: Lightning sees ``LOCAL_RANK`` and creates no pr
 process only waits. When a rank fails, the others get ``FAILED_RANK_GRACE_S`` seconds to stop
 by themselves (a collective stop, such as a diverged loss, ends them all at the same step), then
 are killed; the job fails with :class:`DDPProcessFailed` and the sweep goes on with the next job.
-SIGTERM and the requeue signal reaching the job's process are passed on to the ranks, which save
-a checkpoint and stop (:mod:`resnet_cifar.launch.preemption`).
+SIGTERM, USR1 and the requeue signal reaching the job's process are passed on to the ranks, which
+save a checkpoint and stop (:mod:`resnet_cifar.launch.preemption`).
 """
 
 import contextlib
@@ -137,7 +137,7 @@ def stop_all(processes: list[subprocess.Popen]) -> None:
 
 @contextlib.contextmanager
 def passing_on_stop_signals(processes: list[subprocess.Popen], received: list[int]) -> Iterator[None]:
-    """Pass SIGTERM and the requeue signal on to ``processes`` (the ranks save and stop together),
+    """Pass SIGTERM, USR1 and the requeue signal on to ``processes`` (the ranks save and stop together),
     noting them in ``received``."""
     if not_main_thread():
         yield
