@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import TINY_SYNTHETIC_RUN, RunCli, assert_ok, describe
-from resnet_cifar.launch.preemption import SaveAndStopOnSignal, requeue, submitit_requeue_handler
+from resnet_cifar.launch.preemption import STOP_SIGNALS, SaveAndStopOnSignal, requeue, submitit_requeue_handler
 
 STEPS = ("trainer.max_steps=8", "scheduler.milestones=[4,6]", "~callbacks.progress_bar", "~callbacks.input_preview",
          "callbacks.preemption.check_every_n_steps=1")
@@ -58,7 +58,8 @@ def test_the_callback_leaves_signal_handlers_as_it_found_them() -> None:
     import signal
 
     callback = SaveAndStopOnSignal("unused.ckpt")
-    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR2)}
+    before = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    assert set(before) == {signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2}
 
     class FakeTrainer:
         class fit_loop:
@@ -66,7 +67,7 @@ def test_the_callback_leaves_signal_handlers_as_it_found_them() -> None:
                 pass
 
     callback.setup(FakeTrainer, None, "fit")
-    assert signal.getsignal(signal.SIGTERM) == callback._note
+    assert all(signal.getsignal(s) == callback._note for s in STOP_SIGNALS)
     assert FakeTrainer.fit_loop.epoch_loop._broadcast_sigterm_tensor() is None
     callback.teardown(FakeTrainer, None, "fit")
     assert {s: signal.getsignal(s) for s in before} == before
