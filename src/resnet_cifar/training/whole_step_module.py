@@ -136,3 +136,15 @@ class WholeStepClassifier(ImageClassifier):
 
     def backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
         """Nothing: the step has applied its gradients already."""
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
+        """Run the step (Lightning's closure: ``training_step``, then the empty ``backward``),
+        which updates the weights itself. Lightning's wrapping of the optimizer's step (precision
+        plugin, gradient hooks, clipping) has no gradients to act on and is left out; the
+        optimizer's own step, which finds none either, tells the scheduler that a step was made.
+        Lightning counts the step and steps the scheduler as for any module."""
+        optimizer_closure()
+        optimizer.optimizer.step()
+
+    def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: torch.optim.Optimizer) -> None:
+        """Nothing: the step's gradients never reach the parameters' ``.grad``."""
