@@ -59,29 +59,27 @@ def test_git_ignores_the_site_file() -> None:
     assert ignored.returncode == 0
 
 
-def test_a_sweep_and_its_ddp_processes_and_evaluate_read_the_sites_data_root(
+def test_a_sweeps_ddp_processes_and_evaluate_read_the_sites_data_root(
     run_cli: RunCli, image_folder_root: Path, tmp_path: Path
 ) -> None:
-    """No data.root on any command line: the jobs (one of them two DDP processes) find their data
-    through the site file; the checkpoint, taken to a site whose data lies elsewhere, is evaluated there."""
+    """No data.root on any command line: a sweep's job of two DDP processes finds its data through
+    the site file; its checkpoint, taken to a site whose data lies elsewhere, is evaluated there."""
     here, elsewhere = tmp_path / "data_here", tmp_path / "data_elsewhere"
     shutil.copytree(image_folder_root, here)
     sweep_dir = tmp_path / "sweep"
     completed = run_cli(
         "train", "-m", "--config-dir", str(site_folder(tmp_path / "site", {"data": {"root": str(here)}})),
         *TINY_IMAGE_FOLDER_RUN, "trainer.max_steps=2", "scheduler.milestones=[1]", "~callbacks.progress_bar",
-        "~callbacks.input_preview", "trainer=cpu,ddp", "trainer.accelerator=cpu", f"hydra.sweep.dir={sweep_dir}",
+        "~callbacks.input_preview", "trainer=ddp", "trainer.accelerator=cpu", f"hydra.sweep.dir={sweep_dir}",
         cwd=tmp_path / "cwd",
     )
     assert_ok(completed)
-    jobs = sorted(metrics.parent for metrics in sweep_dir.glob("*/metrics.json"))
-    assert len(jobs) == 2
-    for job in jobs:
-        assert yaml.safe_load((job / ".hydra" / "config.yaml").read_text())["data"]["root"] == str(here)
+    (job,) = [metrics.parent for metrics in sweep_dir.glob("*/metrics.json")]
+    assert yaml.safe_load((job / ".hydra" / "config.yaml").read_text())["data"]["root"] == str(here)
 
     shutil.move(here, elsewhere)  # another machine: the data at another path, named by its site file
-    checkpoint = jobs[0] / "checkpoints" / "last.ckpt"
+    checkpoint = job / "checkpoints" / "last.ckpt"
     site = site_folder(tmp_path / "other_site", {"data": {"root": str(elsewhere)}})
     assert_ok(run_cli("evaluate", "--config-dir", str(site), f"ckpt_path='{checkpoint}'", cwd=tmp_path / "cwd"))
     evaluation = read_json(checkpoint.with_suffix(".eval.json"))
-    assert evaluation["test_err"] == read_json(jobs[0] / "metrics.json")["test_err"]
+    assert evaluation["test_err"] == read_json(job / "metrics.json")["test_err"]

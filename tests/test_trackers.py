@@ -206,7 +206,8 @@ def test_jobs_of_a_parallel_sweep_share_a_new_sqlite_store(run_cli: RunCli, tmp_
 
 
 def test_a_resumed_run_continues_its_mlflow_run(tmp_path: Path) -> None:
-    """Killed at step 3 (its run left RUNNING), run again: one MLflow run, finished, with the whole curve."""
+    """Killed at step 3 (its run left RUNNING), run again for one step more: one MLflow run,
+    finished, with the whole curve; the parameter that changed keeps its first value."""
     cwd, run_dir = tmp_path / "cwd", tmp_path / "cwd" / "outputs" / "runs" / "killed"
     command = [
         sys.executable, "-m", "resnet_cifar.train", *TRACKED_RUN, "logger=mlflow",
@@ -216,11 +217,13 @@ def test_a_resumed_run_continues_its_mlflow_run(tmp_path: Path) -> None:
     killer = {"KILL_AT_STEP": "3", "KILL_SEED": "0", "KILL_MARKER": str(tmp_path / "killed")}
     killed = run_command(command, cwd, **killer)
     assert killed.returncode == -signal.SIGKILL, describe(killed)
-    assert_ok(run_command(command, cwd, **killer))
+    resumed = assert_ok(run_command([*command, f"trainer.max_steps={STEPS + 1}"], cwd, **killer))
+    assert "keeps the parameters it was started with" in resumed.output
     metrics = read_json(run_dir / "metrics.json")
-    assert metrics["resumed_from"] == 2
+    assert (metrics["resumed_from"], metrics["steps"]) == (2, STEPS + 1)
     (run,) = mlflow_runs(f"sqlite:///{cwd}/outputs/mlflow.db", "runs")  # single runs: the experiment "runs"
     assert run.info.status == "FINISHED" and run.data.tags["run_dir"] == str(run_dir)
+    assert run.data.params["trainer.max_steps"] == str(STEPS)
     assert run.data.metrics["test_err"] == metrics["test_err"]  # logged by the second attempt
     assert 1 in [step for step, _ in metric_history(f"sqlite:///{cwd}/outputs/mlflow.db", run, "train/loss")]  # by the first
 
