@@ -11,6 +11,8 @@ import pytest
 import yaml
 from conftest import CONF, REPO, TINY_IMAGE_FOLDER_RUN, RunCli, assert_ok, compose_train, read_json
 
+from resnet_cifar.launch.study_names import exclude_shared_keys
+
 SITE = {
     "data": {"root": "/datasets/cifar10"},
     "site": {"slurm_partition": "gpu", "slurm_account": "lab", "ray_address": "ray://head:10001",
@@ -50,6 +52,12 @@ def test_the_example_composes_and_sets_every_site_key() -> None:
     example = yaml.safe_load((CONF / "local" / "example.yaml").read_text())
     assert set(example["site"]) == set(compose_train(["local=example"]).site)  # the example shows every key
     assert (cfg.hydra.launcher.partition, cfg.hydra.launcher.account) == (example["site"]["slurm_partition"], example["site"]["slurm_account"])
+
+
+def test_multirun_sh_names_jobs_the_same_with_a_site_folder() -> None:
+    """./multirun.sh --config-dir DIR trainer=gpu: the shared override still stays out of the job names."""
+    with_site = exclude_shared_keys(["--config-dir", "/etc/resnet-cifar", "trainer=gpu", "--config-dir=/x"])
+    assert with_site == exclude_shared_keys(["trainer=gpu"]) == "hydra.job.config.override_dirname.exclude_keys=['ckpt_path','trainer']"
 
 
 def test_git_ignores_the_site_file() -> None:

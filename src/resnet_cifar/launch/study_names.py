@@ -8,6 +8,22 @@ import sys
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 
+# Hydra's command-line options that take a value (e.g. --config-dir with this site's settings).
+OPTIONS_WITH_A_VALUE = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn", "--cfg", "-c", "--package", "-p")
+
+
+def overrides_only(args: list[str]) -> list[str]:
+    """``args`` without Hydra's options (``--config-dir DIR``, ``-m``, ...)."""
+    overrides, skip_value = [], False
+    for arg in args:
+        if skip_value:
+            skip_value = False
+        elif arg.startswith("-"):
+            skip_value = arg in OPTIONS_WITH_A_VALUE
+        else:
+            overrides.append(arg)
+    return overrides
+
 
 def exclude_shared_keys(overrides: list[str]) -> str:
     """The override that names jobs only after what tells them apart: ``overrides`` that are
@@ -15,7 +31,7 @@ def exclude_shared_keys(overrides: list[str]) -> str:
     names, as ``ckpt_path`` always is. Overrides Hydra cannot parse are left to its error."""
     keys = ["ckpt_path"]
     try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
+        parsed = OverridesParser.create().parse_overrides(overrides_only(overrides))
     except HydraException:
         parsed = []
     keys += [o.key_or_group for o in parsed if not (o.is_sweep_override() or o.is_hydra_override())]
