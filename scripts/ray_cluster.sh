@@ -94,7 +94,9 @@ case "${1:-}" in
   start)
     start_node head --head --port="$PORT" --dashboard-host=127.0.0.1 --dashboard-port="$DASHBOARD_PORT" \
       --ray-client-server-port="$CLIENT_PORT"
-    start_node worker --address="$ADDRESS" --node-manager-port="$WORKER_NODE_MANAGER_PORT"
+    # A temp directory of its own: each node's log monitor then forwards its own workers' output
+    # to the sweep (sharing the head's, both would, and every line would show twice).
+    start_node worker --address="$ADDRESS" --node-manager-port="$WORKER_NODE_MANAGER_PORT" --temp-dir="$STATE/worker"
     wait_for_nodes
     ;;
   status) ray status --address="$ADDRESS" ;;

@@ -132,6 +132,21 @@ def test_the_ray_launcher_without_ray_says_how_to_install_it(tmp_path: Path) -> 
     assert completed.stderr.strip().splitlines()[-1] == "error: hydra/launcher=ray needs Ray and hydra-ray-launcher: pip install -e '.[ray]'"
 
 
+def test_the_ray_launcher_refuses_jobs_across_nodes_and_an_address_where_no_cluster_answers(tmp_path: Path) -> None:
+    for overrides, says, fix in (
+        (["trainer=ddp", "trainer.num_nodes=2"], "error: job #0 asks for trainer.num_nodes=2, but hydra/launcher=ray runs each job on one node",
+         "use trainer.num_nodes=1 with trainer.devices up to a node's GPUs, or hydra/launcher=slurm for jobs across nodes"),
+        ([], "error: no Ray cluster answers at hydra.launcher.ray.init.address=127.0.0.1:1 (",
+         "give its address: hydra.launcher.ray.init.address=auto"),
+    ):
+        completed = run_command([sys.executable, "-m", "resnet_cifar.train", "-m", "hydra/launcher=ray", *TINY_SWEEP, *overrides,
+                                 "hydra.launcher.ray.init.address=127.0.0.1:1", f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path)
+        assert completed.returncode == 2, describe(completed)
+        assert "Traceback" not in completed.output
+        last = completed.stderr.strip().splitlines()[-1]
+        assert last.startswith(says) and fix in last, last
+
+
 def test_parallel_launcher_config() -> None:
     hydra = launcher_config("hydra/launcher=parallel", "hydra.launcher.n_jobs=3")
     assert hydra.launcher._target_.endswith("JoblibLauncher") and hydra.launcher.n_jobs == 3

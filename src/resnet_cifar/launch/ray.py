@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,14 +68,14 @@ class SweepDirectoryMissing(RuntimeError):
 
 @dataclass
 class RayJob:
-    """One job of the sweep: its number, overrides, config and Ray task options."""
+    """One job of the sweep: its number, overrides, config, Ray task options, the threads of each
+    of its processes, and its name in messages (:func:`name_jobs`)."""
 
     index: int
     overrides: list[str]
     config: DictConfig
     options: dict[str, Any]
     threads: int | None
-
     name: str = ""
 
 
@@ -122,6 +123,12 @@ class RayLauncher(PluginRayLauncher):
             # As the plugin does: the id a scheduler would give, and the job's number in the sweep.
             config.hydra.job.id = f"job_id_for_{index}"
             config.hydra.job.num = index
+        if config.trainer.num_nodes != 1:
+            refuse(
+                f"job #{index} asks for trainer.num_nodes={config.trainer.num_nodes}, but hydra/launcher=ray runs each job "
+                "on one node (a DDP job's processes all on it): use trainer.num_nodes=1 with trainer.devices up to a node's "
+                "GPUs, or hydra/launcher=slurm for jobs across nodes"
+            )
         remote = OmegaConf.to_container(config.hydra.launcher.ray.remote, resolve=True)
         options = {key: value for key, value in remote.items() if value is not None}
         # A preempted job saved its checkpoint: Ray retries it like one lost with its node.
@@ -153,7 +160,7 @@ class RayLauncher(PluginRayLauncher):
 def name_jobs(jobs: list[RayJob]) -> None:
     """Name each job by its number and the overrides that tell it from the others, as its
     directory is named in a study: ``#3 (model.depth=20 seed=1)``."""
-    shared = set.intersection(*(set(job.overrides) for job in jobs)) if len(jobs) > 1 else set()
+    shared = set.intersection(*(set(job.overrides) for job in jobs))
     for job in jobs:
         own = [override for override in filter_overrides(job.overrides) if override not in shared]
         job.name = f"#{job.index} ({' '.join(own)})" if own else f"#{job.index}"
@@ -165,15 +172,21 @@ def connect(init: DictConfig) -> None:
     import ray
     from hydra_plugins.hydra_ray_launcher._launcher_util import start_ray
 
+    fix = ("Start one with `ray start --head` or give its address: hydra.launcher.ray.init.address=auto "
+           "(a cluster started on this machine), HOST:6379 or ray://HOST:10001; null starts one here")
+    address = init.get("address")
+    if address and address not in ("auto", "local"):
+        # ray.init waits minutes for an address where nothing listens: look first.
+        host, _, port = str(address).removeprefix("ray://").rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=10).close()
+        except (OSError, ValueError) as error:
+            refuse(f"no Ray cluster answers at hydra.launcher.ray.init.address={address} ({error}). {fix}")
     try:
         start_ray(init)
     except (ConnectionError, ValueError, TypeError, RuntimeError) as error:
         said = " ".join(str(error).split())
-        refuse(
-            f"cannot start or reach the Ray cluster (hydra.launcher.ray.init: {OmegaConf.to_container(init)}): {said}. "
-            "Start one with `ray start --head` or give its address: hydra.launcher.ray.init.address=auto "
-            "(a cluster started on this machine), HOST:6379 or ray://HOST:10001; null starts one here"
-        )
+        refuse(f"cannot start or reach the Ray cluster (hydra.launcher.ray.init: {OmegaConf.to_container(init)}): {said}. {fix}")
     log.info("Ray cluster: %s", ", ".join(describe_resources(node["Resources"]) for node in ray.nodes() if node["Alive"]))
 
 
