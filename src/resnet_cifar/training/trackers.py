@@ -22,9 +22,10 @@ from resnet_cifar.training.hparams import HparamValue
 
 # metrics.json's errors, logged as a run's final results.
 RESULT_METRICS = ("test_err", "test_err_best_val", "val_err", "train_err")
-# The optional package behind a logger, by a word in its ``_target_``, and the extra that installs it.
-TRACKER_PACKAGES = {"mlflow": "mlflow", "wandb": "wandb"}
-# Where a run directory's folder is named after outputs/ (runs, multirun/<date_time>, study/<date_time>).
+# The optional packages behind loggers, found by name in a logger's ``_target_``; each is the
+# project's extra of the same name.
+TRACKER_PACKAGES = ("mlflow", "wandb")
+# The folder of runs and sweeps in the working directory: groups are named below it.
 OUTPUTS = "outputs"
 
 
@@ -32,8 +33,8 @@ def check_trackers_installed(loggers: DictConfig | None) -> None:
     """Refuse, before any work, a logger whose package is not installed, naming the install command."""
     for name, config in (loggers or {}).items():
         target = str((config or {}).get("_target_", "")).lower()
-        for word, package in TRACKER_PACKAGES.items():
-            if word not in target:
+        for package in TRACKER_PACKAGES:
+            if package not in target:
                 continue
             try:
                 importlib.import_module(package)
