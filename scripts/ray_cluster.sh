@@ -39,7 +39,9 @@ group_of() {
   esac
   local pid
   pid=$(pgrep -f -- "$pattern" | head -1 || true)
-  [[ -n $pid ]] && ps -o pgid= -p "$pid" | tr -d ' '
+  if [[ -n $pid ]]; then
+    ps -o pgid= -p "$pid" | tr -d ' ' || true
+  fi
 }
 
 start_node() {
