@@ -187,7 +187,8 @@ def connect(init: DictConfig) -> None:
     except (ConnectionError, ValueError, TypeError, RuntimeError) as error:
         said = " ".join(str(error).split())
         refuse(f"cannot start or reach the Ray cluster (hydra.launcher.ray.init: {OmegaConf.to_container(init)}): {said}. {fix}")
-    log.info("Ray cluster: %s", ", ".join(describe_resources(node["Resources"]) for node in ray.nodes() if node["Alive"]))
+    nodes = [describe_resources(node["Resources"]) for node in ray.nodes() if node["Alive"]]
+    log.info("Ray cluster of %d nodes: %s", len(nodes), "; ".join(nodes))
 
 
 def resource_request(options: dict[str, Any]) -> dict[str, float]:
