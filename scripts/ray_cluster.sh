@@ -14,7 +14,7 @@
 # brings the worker node back. The head listens on 127.0.0.1:$RAY_CLUSTER_PORT (default 6390, not
 # Ray's 6379, to leave a cluster of your own alone), its dashboard (which Ray's state API, and so
 # the launcher's progress lines, need) on $RAY_CLUSTER_DASHBOARD_PORT (8266), its Ray client server
-# (ray://127.0.0.1:...) on $RAY_CLUSTER_CLIENT_PORT (6392). Node logs and process
+# (ray://<this machine's address>:...) on $RAY_CLUSTER_CLIENT_PORT (6392). Node logs and process
 # group ids are in $RAY_CLUSTER_DIR (default /var/tmp/resnet-cifar-ray). Needs Ray:
 # pip install -e '.[ray]'.
 set -euo pipefail
