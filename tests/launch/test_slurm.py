@@ -133,3 +133,24 @@ def test_preemption_signals_and_time_limits_requeue_and_lose_nothing(release_req
         expected = final_weights(tmp_path / "reference" / name)
         for key, value in final_weights(job).items():
             assert torch.equal(value, expected[key]), f"{name}: {key} differs from the uninterrupted run"
+
+
+def test_a_cancelled_job_saves_its_step_and_stays_cancelled(slurm_cluster: None, tmp_path: Path) -> None:
+    """A plain scancel sends SIGTERM to a job that is ending: it saves last.ckpt at its step and is
+    not requeued (SIGTERM alone would make submitit's handler bring it back); the sweep reports it.
+    (1000 steps: the cancel comes at the first, and the job must not end before the signal.)"""
+    sweep_dir = tmp_path / "sweep"
+    completed = train_sweep(
+        *SITE, *TINY, "trainer.max_steps=1000", "callbacks.preemption.check_every_n_steps=1",
+        "+callbacks.interrupt._target_=probes.InterruptOnSlurm", "+callbacks.interrupt.plan=cancel", "seed=0",
+        "hydra.launcher.end_grace_s=10", f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path,
+    )
+    assert completed.returncode != 0, describe(completed)
+    (job,) = [path for path in sweep_dir.iterdir() if path.is_dir() and (path / "train.log").exists()]
+    log = (job / "train.log").read_text()
+    saved = re.findall(r"SIGTERM: saved .*last\.ckpt at step (\d+); stopping", log)
+    assert len(saved) == 1, log
+    assert re.search(r"SLURM job \d+ is not requeued: it is ending \(JobState=(CANCELLED|COMPLETING)", log), log
+    assert "resuming from" not in log and not (job / "metrics.json").exists()
+    assert torch.load(job / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == int(saved[0])
+

@@ -12,8 +12,8 @@ a step records the data position, so the resumed run continues exactly where thi
 Under submitit the requeue itself is submitit's: its handler of the requeue signal (installed
 before the job starts) is called once the checkpoint is written, on SIGTERM too; it requeues the
 job (counting time-outs against ``hydra.launcher.max_num_timeout``) and exits. In any other SLURM
-job, global rank 0 requeues it with ``scontrol requeue`` (once: the processes exit next), unless
-SLURM would refuse or the job is ending: ``scancel`` (without ``--signal``) and a time limit
+job, global rank 0 requeues it with ``scontrol requeue`` (once: the processes exit next). Neither
+requeues a job that SLURM would refuse or that is ending: ``scancel`` (without ``--signal``) and a time limit
 reached without warning send SIGTERM to a job already on its way out, which stays ended. Then
 all processes exit with status 128 + the signal's number, as they do outside SLURM, where
 rerunning the command resumes the run.
@@ -118,7 +118,10 @@ class SaveAndStopOnSignal(L.Callback):
         trainer.save_checkpoint(self.checkpoint, weights_only=False)  # all of it, to resume from
         log.warning("%s: saved %s at step %d; stopping", name, self.checkpoint, trainer.global_step)
         if self._requeue is not None:
-            requeue(self._requeue)  # rank 0: requeues, then exits; other ranks: returns
+            # A job that is ending (a plain scancel: SIGTERM to a CANCELLED job) stays ended.
+            job = os.environ.get("SLURM_JOB_ID", "")
+            if not (trainer.is_global_zero and requeue_refused(job, "run the sweep's command again (finished runs are kept)")):
+                requeue(self._requeue)  # rank 0: requeues, then exits; other ranks: returns
         elif self._slurm_job is not None:
             if trainer.is_global_zero:
                 requeue_slurm_job(self._slurm_job, trainer.default_root_dir)
@@ -165,14 +168,20 @@ def requeue_refusal(job: dict[str, str]) -> str | None:
     return None
 
 
-def requeue_slurm_job(job_id: str, run_dir: str) -> None:
-    """Requeue SLURM job ``job_id`` (``scontrol requeue``) unless :func:`requeue_refusal` says why
-    not; the requeued job resumes from ``run_dir``'s checkpoint."""
+def requeue_refused(job_id: str, how_to_resume: str) -> bool:
+    """Whether SLURM job ``job_id`` must not be requeued (:func:`requeue_refusal`), said in one
+    line with ``how_to_resume``."""
     shown = subprocess.run(["scontrol", "--oneliner", "show", "job", job_id], capture_output=True, text=True, check=False)
     refusal = requeue_refusal(dict(SCONTROL_FIELDS.findall(shown.stdout)))
     if refusal is not None:
-        log.warning("SLURM job %s is not requeued: %s; to resume, run the same command with hydra.run.dir=%s",
-                    job_id, refusal, run_dir)
+        log.warning("SLURM job %s is not requeued: %s; to resume, %s", job_id, refusal, how_to_resume)
+    return refusal is not None
+
+
+def requeue_slurm_job(job_id: str, run_dir: str) -> None:
+    """Requeue SLURM job ``job_id`` (``scontrol requeue``) unless :func:`requeue_refusal` says why
+    not; the requeued job resumes from ``run_dir``'s checkpoint."""
+    if requeue_refused(job_id, f"run the same command with hydra.run.dir={run_dir}"):
         return
     log.warning("requeueing SLURM job %s (scontrol requeue): the requeued job resumes in %s", job_id, run_dir)
     done = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True, check=False)
