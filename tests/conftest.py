@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -156,16 +157,23 @@ def slurm_cluster() -> None:
 @pytest.fixture
 def release_requeued_jobs(slurm_cluster: None):
     """SLURM holds a requeued batch job for 2 minutes (reason BeginTime) before it may start again;
-    while a test runs, such jobs are released at once (scontrol update StartTime=now)."""
+    while a test runs, such jobs are released after a few seconds (scontrol update StartTime=now).
+    Not at once: a job started again on the same node within a second of its requeue may find its
+    previous attempt's credential still revoked, and SLURM then fails it ("Killing non-startable
+    batch job: Job credential revoked", seen on the test cluster)."""
     stop = threading.Event()
+    waiting_since: dict[str, float] = {}
 
     def release() -> None:
         while not stop.wait(1.0):
             listed = subprocess.run(["squeue", "--noheader", "--states=PENDING", "--format=%i %r"],
                                     capture_output=True, text=True, check=False).stdout
-            for line in listed.splitlines():
-                job_id, reason = line.split()[:2]
-                if reason == "BeginTime":
+            held = {line.split()[0] for line in listed.splitlines() if line.split()[1:2] == ["BeginTime"]}
+            for job_id in list(waiting_since):
+                if job_id not in held:
+                    del waiting_since[job_id]
+            for job_id in held:
+                if time.monotonic() - waiting_since.setdefault(job_id, time.monotonic()) >= 6:
                     subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"],
                                    capture_output=True, check=False)
 
