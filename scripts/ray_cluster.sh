@@ -25,6 +25,10 @@ CPUS=${RAY_CLUSTER_CPUS:-2}
 WORKER_NODE_MANAGER_PORT=${RAY_CLUSTER_WORKER_PORT:-6391}
 CLIENT_PORT=${RAY_CLUSTER_CLIENT_PORT:-6392}
 ADDRESS=127.0.0.1:$PORT
+# A local test cluster on 127.0.0.1 without token authentication: where ~/.ray/auth_token exists
+# (left by another Ray on the machine) Ray would otherwise enable it for the head alone, and the
+# worker node could not join.
+export RAY_AUTH_MODE=disabled
 # Small object stores: jobs exchange only their configs and results.
 OBJECT_STORE_BYTES=100000000
 command -v ray >/dev/null || { echo "error: ray is not installed: pip install -e '.[ray]'" >&2; exit 1; }
