@@ -82,7 +82,7 @@ def test_smoke_run_writes_config_checkpoint_and_nothing_in_the_working_directory
     assert smoke.config["trainer"]["max_steps"] == SMOKE_STEPS
     # The precision it trained in, not the resolver: the report may read it on another machine.
     assert smoke.config["trainer"]["precision"] == "32-true"
-    assert (smoke.dir / "checkpoints" / "last.ckpt").is_file()
+    assert sorted(path.name for path in (smoke.dir / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     assert list(smoke.cwd.iterdir()) == [], "nothing may land in the working directory (e.g. outputs/)"
 
 

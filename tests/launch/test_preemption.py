@@ -33,7 +33,9 @@ def final_state(run_dir: Path) -> dict[str, torch.Tensor]:
 def test_sigterm_to_a_ddp_job_saves_the_current_step_and_the_rerun_ends_as_if_uninterrupted(run_cli: RunCli, tmp_path: Path, monkeypatch) -> None:
     """SIGTERM to the job's process, which passes it on to its 2 DDP processes: they agree on it at
     the next check (a step here), save, and stop; a single process is tested on SLURM (test_slurm.py)."""
-    args = (*TINY_SYNTHETIC_RUN, *STEPS, "trainer=ddp", "trainer.accelerator=cpu")
+    # A periodic checkpoint at step 6 falls after the signal: the resumed run must write it to the
+    # same last.ckpt that the signal's save wrote (no last-v1.ckpt beside it).
+    args = (*TINY_SYNTHETIC_RUN, *STEPS, "trainer=ddp", "trainer.accelerator=cpu", "callbacks.model_checkpoint.every_n_train_steps=6")
     reference = tmp_path / "reference"
     assert_ok(run_cli("train", *args, f"hydra.run.dir={reference}", cwd=tmp_path))
     monkeypatch.setenv("SIGNAL_AT_STEP", "3")
@@ -49,6 +51,7 @@ def test_sigterm_to_a_ddp_job_saves_the_current_step_and_the_rerun_ends_as_if_un
     resumed = run_cli("train", *command, cwd=tmp_path)
     assert_ok(resumed)
     assert f"(step {saved[0]})" in resumed.output
+    assert sorted(path.name for path in (run_dir / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     expected = final_state(reference)
     for key, value in final_state(run_dir).items():
         assert torch.equal(value, expected[key]), key

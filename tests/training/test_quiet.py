@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 import torch
 from lightning.pytorch.demos.boring_classes import BoringModel
 
-from conftest import TINY_SYNTHETIC_RUN, assert_ok, describe, run_cli
+from conftest import TINY_SYNTHETIC_RUN, assert_ok, describe, run_command
 from resnet_cifar.models import cifar_resnet
 from resnet_cifar.training import quiet
 from resnet_cifar.training.quiet import NetworkSummary, forward_flops_per_image, silence_known_noise
@@ -150,7 +151,9 @@ def test_a_run_and_its_resume_print_no_noise_and_keep_true_warnings(tmp_path: Pa
     settings = (*TINY_SYNTHETIC_RUN, "module.compile=true", "module.compile_mode=no-such-mode", "~callbacks.input_preview")
     outputs = []
     for steps in (4, 6):  # 8 steps an epoch: the second run resumes mid-epoch
-        completed = assert_ok(run_cli("train", *settings, f"trainer.max_steps={steps}", f"hydra.run.dir={run_dir}", cwd=tmp_path))
+        # A fresh interpreter, not run_cli's fork: what importing the libraries prints is checked too.
+        command = [sys.executable, "-m", "resnet_cifar.train", *settings, f"trainer.max_steps={steps}", f"hydra.run.dir={run_dir}"]
+        completed = assert_ok(run_command(command, tmp_path))
         outputs.append(completed)
     assert "resuming from" in outputs[1].output, describe(outputs[1])
     for completed in outputs:

@@ -119,7 +119,7 @@ class SaveAndStopOnSignal(L.Callback):
         log.warning("%s: saved %s at step %d; stopping", name, self.checkpoint, trainer.global_step)
         if self._requeue is not None:
             # A job that is ending (a plain scancel: SIGTERM to a CANCELLED job) stays ended.
-            job = os.environ.get("SLURM_JOB_ID", "")
+            job = slurm_job_id() or ""
             if not (trainer.is_global_zero and requeue_refused(job, "run the sweep's command again (finished runs are kept)")):
                 requeue(self._requeue)  # rank 0: requeues, then exits; other ranks: returns
         elif self._slurm_job is not None:
