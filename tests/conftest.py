@@ -65,35 +65,33 @@ def command_environment(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_command(command: list[Any], cwd: Path, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+def run_command(command: list[Any], cwd: Path, timeout: float = 300, fresh: bool = False, **env: str) -> subprocess.CompletedProcess:
     """Run ``command`` in ``cwd`` (created if need be) in :func:`command_environment` with ``env``;
-    the result also has ``.output``: stdout and stderr together."""
+    the result also has ``.output``: stdout and stderr together.
+
+    ``python -m resnet_cifar.<module> ...`` runs in a process forked from one that has imported
+    torch, Lightning and Hydra already (forked_commands.py: it saves each command about 5 s of
+    CPU); ``fresh=True`` starts a fresh interpreter, for what importing them prints.
+    """
     cwd.mkdir(parents=True, exist_ok=True)
-    completed = subprocess.run(
-        [str(part) for part in command],
-        cwd=cwd,
-        env=command_environment(**env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    command = [str(part) for part in command]
+    if not fresh and command[:2] == [sys.executable, "-m"] and command[2].startswith("resnet_cifar."):
+        completed = run_forked(command[2], command[3:], cwd, command_environment(**env), timeout)
+    else:
+        completed = subprocess.run(
+            command, cwd=cwd, env=command_environment(**env), capture_output=True, text=True, timeout=timeout, check=False
+        )
     completed.output = completed.stdout + completed.stderr
     return completed
 
 
 def run_cli(module: str, *args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run ``python -m resnet_cifar.<module> <args>`` in ``cwd`` as :func:`run_command` would, in
-    a process forked from one that has imported torch, Lightning and Hydra already
-    (forked_commands.py: it saves each command about 5 s of CPU).
+    """Run ``python -m resnet_cifar.<module> <args>`` in ``cwd`` with :func:`run_command`.
 
     Pass ``hydra.run.dir=...`` (or ``hydra.sweep.dir=...``) under a temporary folder: Hydra's
     default output folder is relative to the working directory.
     """
-    cwd.mkdir(parents=True, exist_ok=True)
-    completed = run_forked(f"resnet_cifar.{module}", [str(arg) for arg in args], cwd, command_environment(), timeout)
-    completed.output = completed.stdout + completed.stderr
-    return completed
+    return run_command([sys.executable, "-m", f"resnet_cifar.{module}", *args], cwd, timeout)
 
 
 def describe(completed: subprocess.CompletedProcess, tail: int = 4000) -> str:

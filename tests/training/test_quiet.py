@@ -151,9 +151,9 @@ def test_a_run_and_its_resume_print_no_noise_and_keep_true_warnings(tmp_path: Pa
     settings = (*TINY_SYNTHETIC_RUN, "module.compile=true", "module.compile_mode=no-such-mode", "~callbacks.input_preview")
     outputs = []
     for steps in (4, 6):  # 8 steps an epoch: the second run resumes mid-epoch
-        # A fresh interpreter, not run_cli's fork: what importing the libraries prints is checked too.
+        # A fresh interpreter: what importing the libraries prints is checked too.
         command = [sys.executable, "-m", "resnet_cifar.train", *settings, f"trainer.max_steps={steps}", f"hydra.run.dir={run_dir}"]
-        completed = assert_ok(run_command(command, tmp_path))
+        completed = assert_ok(run_command(command, tmp_path, fresh=True))
         outputs.append(completed)
     assert "resuming from" in outputs[1].output, describe(outputs[1])
     for completed in outputs:

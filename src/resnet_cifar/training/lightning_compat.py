@@ -18,6 +18,13 @@ tests/training/test_lightning_compat.py, which fails when one of them changes.
    unevenly over its nodes. The tasks of one srun step (``salloc -n 2``, then ``srun -n 2 ...``)
    are checked by :class:`resnet_cifar.launch.external.SlurmTasks` against the step's own tasks
    per node instead, so :class:`SLURMEnvironmentForAnyTasks` leaves Lightning's check out.
+4. Lightning's backward around the whole compiled step (``module=whole_step``), which has applied
+   its gradients inside the step. Automatic optimisation would still zero the gradients and call
+   the strategy's backward, with the ``on_before_zero_grad``, ``on_before_backward`` and
+   ``on_after_backward`` hooks of every callback and the module: host time on every step, for
+   gradients that do not exist (the module refuses callbacks that implement those hooks). The
+   fit loop's ``_skip_backward`` flag, which Lightning's own StochasticWeightAveraging sets for its
+   extra epoch, leaves both out (:func:`without_backward`).
 
 The progress bar extends Lightning's RichProgressBar and uses its protected members, as a
 subclass does (tests/training/test_progress.py covers it).
@@ -48,3 +55,9 @@ class SLURMEnvironmentForAnyTasks(SLURMEnvironment):
     @staticmethod
     def _validate_srun_variables() -> None:
         pass
+
+
+def without_backward(trainer: L.Trainer) -> None:
+    """Make ``trainer``'s automatic optimisation leave out zeroing the gradients and the backward
+    pass, with their hooks (item 4 above): the training step and the optimizer step remain."""
+    trainer.fit_loop._skip_backward = True

@@ -3,9 +3,11 @@
 The step (:class:`resnet_cifar.training.whole_step.WholeTrainingStep`: augmentation, forward,
 backward, SGD update and BN statistics) runs inside ``training_step``; Lightning's automatic
 optimisation goes on around it as for any module: it calls the optimizer's step with the training
-step as closure, counts the step and steps the scheduler. There is nothing left for it to do:
-``backward`` is empty and the optimizer finds no gradients. So everything Lightning would do
-with gradients is refused before any work, with one ``error:`` line each.
+step as closure, counts the step and steps the scheduler. There is nothing left for it to do
+with gradients: it is told to leave out zeroing them and the backward pass
+(:func:`resnet_cifar.training.lightning_compat.without_backward`), and the optimizer finds none.
+So everything Lightning would do with gradients is refused before any work, with one ``error:``
+line each.
 
 Its logging gives the same curves and metrics as ImageClassifier's at less host time per step:
 the step computes the batch error inside its graph; ``train/loss`` is logged only on the steps
@@ -24,10 +26,11 @@ import torch
 from resnet_cifar.data.datamodule import RawTrainBatch
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.training.compiling import CompiledOrEager
+from resnet_cifar.training.lightning_compat import without_backward
 from resnet_cifar.training.module import ImageClassifier
 from resnet_cifar.training.whole_step import StepResult, WholeTrainingStep, check_optimizer
 
-GRADIENT_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
+GRADIENT_HOOKS = ("on_before_zero_grad", "on_before_backward", "on_after_backward", "on_before_optimizer_step")
 USE_CLASSIFIER = "or use module=classifier, which supports it"
 
 
@@ -79,6 +82,7 @@ class WholeStepClassifier(ImageClassifier):
         if stage != "fit":
             return
         self.check_trainer(self.trainer)
+        without_backward(self.trainer)
         datamodule = self.trainer.datamodule
         if not hasattr(datamodule, "training_inputs"):
             raise ConfigError(f"module=whole_step augments inside the step and needs the project's CIFAR data module; {USE_CLASSIFIER}")
@@ -134,17 +138,11 @@ class WholeStepClassifier(ImageClassifier):
             )
         return self.whole_step
 
-    def backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
-        """Nothing: the step has applied its gradients already."""
-
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
-        """Run the step (Lightning's closure: ``training_step``, then the empty ``backward``),
-        which updates the weights itself. Lightning's wrapping of the optimizer's step (precision
+        """Run the step (Lightning's closure: ``training_step``, without backward), which updates
+        the weights itself. Lightning's wrapping of the optimizer's step (precision
         plugin, gradient hooks, clipping) has no gradients to act on and is left out; the
         optimizer's own step, which finds none either, tells the scheduler that a step was made.
         Lightning counts the step and steps the scheduler as for any module."""
         optimizer_closure()
         optimizer.optimizer.step()
-
-    def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: torch.optim.Optimizer) -> None:
-        """Nothing: the step's gradients never reach the parameters' ``.grad``."""
