@@ -204,6 +204,7 @@ def test_every_part_of_a_run_is_in_the_config(tmp_path):
     assert {FinishAtMaxSteps, StopOnNonFiniteLoss, TrainingClock} <= kinds
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
     checkpoint_dirs = {c.dirpath for c in trainer.checkpoint_callbacks}
+    assert trainer.checkpoint_callback.monitor == "val/err", 'ckpt_path="best" means the best validation error'
     assert checkpoint_dirs == {str(tmp_path / "checkpoints")} == {cfg.paths.checkpoint_dir}
     assert cfg.callbacks.preemption.checkpoint == cfg.callbacks.finish_at_max_steps.last_checkpoint == cfg.paths.last_checkpoint
     removed = build_trainer(compose_train(["trainer.accelerator=cpu", "~callbacks.stop_on_non_finite_loss"], tmp_path))
