@@ -19,6 +19,7 @@ import json
 import os
 import runpy
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -42,7 +43,9 @@ class Server:
     @classmethod
     def address_for(cls, env: dict[str, str]) -> str:
         if cls.process is None or cls.process.poll() is not None:
-            cls.address = os.path.join(tempfile.mkdtemp(prefix="forked-commands-"), "socket")
+            folder = tempfile.mkdtemp(prefix="forked-commands-")
+            atexit.register(shutil.rmtree, folder, True)
+            cls.address = os.path.join(folder, "socket")
             cls.process = subprocess.Popen(
                 [sys.executable, __file__, cls.address], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True
             )
