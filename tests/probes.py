@@ -104,6 +104,11 @@ class RecordProcessState(Callback):
         self._record(config, "end")
 
 
+def ignore_stop_signals() -> None:
+    for signum in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(signum, signal.SIG_IGN)
+
+
 class InterruptOnSlurm(L.Callback):
     """Interrupts its own SLURM job once per attempt (SLURM_RESTART_COUNT), at the first step the
     attempt trains, as ``plan`` says for each attempt in turn (later attempts run to the end): a
@@ -126,7 +131,10 @@ class InterruptOnSlurm(L.Callback):
             if trainer.global_rank == 0:
                 array = os.environ.get("SLURM_ARRAY_JOB_ID")  # an array's own id names the whole array
                 job = f"{array}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array else os.environ["SLURM_JOB_ID"]
-                subprocess.run(["scancel", *([] if how == "cancel" else [f"--signal={how}"]), job], check=True)
+                # scancel runs inside the job, so the signal it asks for reaches it too when it has not
+                # exited yet: it ignores the signals the job is sent.
+                subprocess.run(["scancel", *([] if how == "cancel" else [f"--signal={how}"]), job], check=True,
+                               preexec_fn=ignore_stop_signals)
             return
         from resnet_cifar.launch.preemption import SaveAndStopOnSignal
 

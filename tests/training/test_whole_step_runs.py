@@ -9,17 +9,25 @@ WHOLE_STEP = ("module=whole_step",)
 
 def test_a_resumed_whole_step_run_ends_bit_identical_to_an_uninterrupted_one(run_cli, tmp_path):
     # 450 training images in batches of 32: 15 steps an epoch, the last a batch of 2 (a second
-    # compiled shape). Stopped at step 10, mid-epoch, and resumed in a new process, which compiles
-    # again: the same weights, BN statistics and momentum as the run that went through.
+    # compiled shape). The run's checkpoint of step 10, mid-epoch, resumed in a new process, which
+    # compiles again: the same weights, BN statistics and momentum as the run that went through.
     run = (*TINY_SYNTHETIC_RUN, "data.synthetic_sizes=[500,100]", *WHOLE_STEP, "seed=0")
-    uninterrupted, stopped, continued = tmp_path / "uninterrupted", tmp_path / "stopped", tmp_path / "continued"
-    straight = assert_ok(run_cli("train", *run, "trainer.max_steps=20", f"hydra.run.dir={uninterrupted}", cwd=tmp_path))
+    uninterrupted, continued = tmp_path / "uninterrupted", tmp_path / "continued"
+    every_10_steps = (
+        "+callbacks.every_10_steps._target_=lightning.pytorch.callbacks.ModelCheckpoint",
+        f"+callbacks.every_10_steps.dirpath={tmp_path / 'every_10_steps'}", "+callbacks.every_10_steps.filename='step{step}'",
+        "+callbacks.every_10_steps.auto_insert_metric_name=false", "+callbacks.every_10_steps.every_n_train_steps=10",
+        "+callbacks.every_10_steps.save_top_k=-1",
+    )
+    straight = assert_ok(run_cli(
+        "train", *run, *every_10_steps, "trainer.max_steps=20", f"hydra.run.dir={uninterrupted}", cwd=tmp_path
+    ))
     assert "CompileFallbackWarning" not in straight.output
-    assert_ok(run_cli("train", *run, "trainer.max_steps=10", f"hydra.run.dir={stopped}", cwd=tmp_path))
-    step10 = stopped / "checkpoints" / "last.ckpt"
+    step10 = tmp_path / "every_10_steps" / "step10.ckpt"
     resumed = assert_ok(run_cli(
         "train", *run, "trainer.max_steps=20", f"ckpt_path={step10}", f"hydra.run.dir={continued}", cwd=tmp_path
     ))
+    assert "resuming from" in resumed.output and "(step 10)" in resumed.output
     assert "CompileFallbackWarning" not in resumed.output
     ours, theirs = (torch.load(d / "checkpoints" / "last.ckpt", weights_only=True) for d in (continued, uninterrupted))
     assert ours["global_step"] == theirs["global_step"] == 20
