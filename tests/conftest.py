@@ -121,12 +121,6 @@ def logged_input_grids(run_dir: Path) -> list[Any]:
     return [Image.open(io.BytesIO(event.encoded_image_string)) for event in events.Images("inputs/augmented_batch")]
 
 
-def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """``-n auto``: one worker more than the machine's cores. Many tests spend minutes waiting on
-    SLURM and Ray jobs (time limits, requeues, lost nodes); another worker uses the cores meanwhile."""
-    return (os.cpu_count() or 1) + 1
-
-
 @pytest.fixture(scope="session", name="run_cli")
 def run_cli_fixture() -> RunCli:
     """:func:`run_cli` as a fixture (session-scoped, so module-scoped fixtures can use it)."""
