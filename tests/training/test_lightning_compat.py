@@ -7,6 +7,7 @@ import lightning as L
 import pytest
 import torch
 from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop
+from probes import RecordBatchHooks
 
 from resnet_cifar.training.lightning_compat import relaunches_the_command, without_backward, without_per_step_sigterm_broadcast
 
@@ -59,36 +60,25 @@ def test_slurms_check_of_ntasks_is_the_one_left_out(monkeypatch) -> None:
     assert SLURMEnvironmentForAnyTasks(auto_requeue=False).auto_requeue is False
 
 
-class RecordsHooks(L.Callback):
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
+class RecordsHooksWithoutBackward(RecordBatchHooks):
     def on_train_start(self, trainer, pl_module) -> None:
         without_backward(trainer)
 
-    def on_train_batch_end(self, *args) -> None:
-        self.calls.append("on_train_batch_end")
-
     def on_before_zero_grad(self, *args) -> None:
         self.calls.append("on_before_zero_grad")
-
-    def on_before_backward(self, *args) -> None:
-        self.calls.append("on_before_backward")
-
-    def on_after_backward(self, *args) -> None:
-        self.calls.append("on_after_backward")
 
 
 def test_without_backward_a_step_is_the_training_step_and_the_optimizer_step(tmp_path) -> None:
     from lightning.pytorch.demos.boring_classes import BoringModel
 
-    recorder = RecordsHooks()
+    recorder = RecordsHooksWithoutBackward(str(tmp_path))
     model = BoringModel()
     trainer = L.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, callbacks=[recorder], default_root_dir=tmp_path)
     before = [p.detach().clone() for p in model.parameters()]
     trainer.fit(model)
     assert trainer.global_step == 2
-    assert recorder.calls == ["on_train_batch_end"] * 2, "no zero_grad, no backward, none of their hooks"
+    # No zero_grad, no backward, none of their hooks (the optimizer step and its hook remain).
+    assert recorder.calls == ["on_train_batch_start", "on_before_optimizer_step", "on_train_batch_end"] * 2
     assert all(p.grad is None for p in model.parameters())
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters())), "no gradients, so no update"
