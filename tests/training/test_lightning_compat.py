@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop
 from probes import RecordBatchHooks
 
-from resnet_cifar.training.lightning_compat import relaunches_the_command, without_backward, without_per_step_sigterm_broadcast
+from resnet_cifar.training.lightning_compat import relaunches_the_command, skip_backward, without_per_step_sigterm_broadcast
 
 
 def test_lightning_is_the_minor_version_whose_internals_were_read() -> None:
@@ -62,13 +62,13 @@ def test_slurms_check_of_ntasks_is_the_one_left_out(monkeypatch) -> None:
 
 class RecordsHooksWithoutBackward(RecordBatchHooks):
     def on_train_start(self, trainer, pl_module) -> None:
-        without_backward(trainer)
+        skip_backward(trainer, True)
 
     def on_before_zero_grad(self, *args) -> None:
         self.calls.append("on_before_zero_grad")
 
 
-def test_without_backward_a_step_is_the_training_step_and_the_optimizer_step(tmp_path) -> None:
+def test_skipping_backward_leaves_the_training_step_and_the_optimizer_step(tmp_path) -> None:
     from lightning.pytorch.demos.boring_classes import BoringModel
 
     recorder = RecordsHooksWithoutBackward(str(tmp_path))

@@ -91,6 +91,7 @@ def logged(kind: type[ImageClassifier], tmp_path) -> tuple[list[dict], dict]:
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
     )
     trainer.fit(module, datamodule=small_datamodule())
+    assert trainer.fit_loop._skip_backward is False, "the Trainer backpropagates again for the next module it fits"
     rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
     written = [{key: value for key, value in row.items() if value} for row in rows]
     final = {key: float(trainer.callback_metrics[key]) for key in ("train/loss", "train/err")}

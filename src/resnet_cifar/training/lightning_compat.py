@@ -24,7 +24,7 @@ tests/training/test_lightning_compat.py, which fails when one of them changes.
    ``on_after_backward`` hooks of every callback and the module: host time on every step, for
    gradients that do not exist (the module refuses callbacks that implement those hooks). The
    fit loop's ``_skip_backward`` flag, which Lightning's own StochasticWeightAveraging sets for its
-   extra epoch, leaves both out (:func:`without_backward`).
+   extra epoch, leaves both out (:func:`skip_backward`).
 
 The progress bar extends Lightning's RichProgressBar and uses its protected members, as a
 subclass does (tests/training/test_progress.py covers it).
@@ -57,7 +57,8 @@ class SLURMEnvironmentForAnyTasks(SLURMEnvironment):
         pass
 
 
-def without_backward(trainer: L.Trainer) -> None:
+def skip_backward(trainer: L.Trainer, skip: bool) -> None:
     """Make ``trainer``'s automatic optimisation leave out zeroing the gradients and the backward
-    pass, with their hooks (item 4 above): the training step and the optimizer step remain."""
-    trainer.fit_loop._skip_backward = True
+    pass, with their hooks, or do them again (item 4 above): the training step and the optimizer
+    step remain."""
+    trainer.fit_loop._skip_backward = skip

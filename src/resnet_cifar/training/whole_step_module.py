@@ -5,7 +5,7 @@ backward, SGD update and BN statistics) runs inside ``training_step``; Lightning
 optimisation goes on around it as for any module: it calls the optimizer's step with the training
 step as closure, counts the step and steps the scheduler. There is nothing left for it to do
 with gradients: it is told to leave out zeroing them and the backward pass
-(:func:`resnet_cifar.training.lightning_compat.without_backward`), and the optimizer finds none.
+(:func:`resnet_cifar.training.lightning_compat.skip_backward`), and the optimizer finds none.
 So everything Lightning would do with gradients is refused before any work, with one ``error:``
 line each.
 
@@ -26,7 +26,7 @@ import torch
 from resnet_cifar.data.datamodule import RawTrainBatch
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.training.compiling import CompiledOrEager
-from resnet_cifar.training.lightning_compat import without_backward
+from resnet_cifar.training.lightning_compat import skip_backward
 from resnet_cifar.training.module import ImageClassifier
 from resnet_cifar.training.whole_step import StepResult, WholeTrainingStep, check_optimizer
 
@@ -82,11 +82,15 @@ class WholeStepClassifier(ImageClassifier):
         if stage != "fit":
             return
         self.check_trainer(self.trainer)
-        without_backward(self.trainer)
+        skip_backward(self.trainer, True)
         datamodule = self.trainer.datamodule
         if not hasattr(datamodule, "training_inputs"):
             raise ConfigError(f"module=whole_step augments inside the step and needs the project's CIFAR data module; {USE_CLASSIFIER}")
         datamodule.defer_train_augmentation = True  # the batches arrive raw: see RawTrainBatch
+
+    def teardown(self, stage: str) -> None:
+        if stage == "fit":
+            skip_backward(self.trainer, False)  # the Trainer may fit another module next
 
     def configure_optimizers(self) -> dict[str, Any]:
         configured = super().configure_optimizers()
