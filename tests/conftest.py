@@ -74,13 +74,11 @@ def run_command(command: list[Any], cwd: Path, timeout: float = 300, fresh: bool
     CPU); ``fresh=True`` starts a fresh interpreter, for what importing them prints.
     """
     cwd.mkdir(parents=True, exist_ok=True)
-    command = [str(part) for part in command]
+    command, environment = [str(part) for part in command], command_environment(**env)
     if not fresh and command[:2] == [sys.executable, "-m"] and command[2].startswith("resnet_cifar."):
-        completed = run_forked(command[2], command[3:], cwd, command_environment(**env), timeout)
+        completed = run_forked(command[2], command[3:], cwd, environment, timeout)
     else:
-        completed = subprocess.run(
-            command, cwd=cwd, env=command_environment(**env), capture_output=True, text=True, timeout=timeout, check=False
-        )
+        completed = subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout, check=False)
     completed.output = completed.stdout + completed.stderr
     return completed
 
