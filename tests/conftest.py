@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from fake_cifar import write_image_folder
-from forked_commands import run_forked
+from forked_commands import python_for_commands, run_forked
 
 # Short CPU runs: the smallest network (depth 8 = 6n+2 with n=1), small batches, few steps.
 TINY_RUN = (
@@ -71,13 +71,19 @@ def run_command(command: list[Any], cwd: Path, timeout: float = 300, fresh: bool
 
     ``python -m resnet_cifar.<module> ...`` runs in a process forked from one that has imported
     torch, Lightning and Hydra already (forked_commands.py: it saves each command about 5 s of
-    CPU); ``fresh=True`` starts a fresh interpreter, for what importing them prints.
+    CPU), and so do the ones that the command starts itself through ``sys.executable`` or, given
+    ``PYTHON=sys.executable``, through ``$PYTHON``. ``fresh=True`` starts a fresh interpreter (and
+    leaves ``$PYTHON`` as it is), for what importing them prints.
     """
     cwd.mkdir(parents=True, exist_ok=True)
     command, environment = [str(part) for part in command], command_environment(**env)
     if not fresh and command[:2] == [sys.executable, "-m"] and command[2].startswith("resnet_cifar."):
         completed = run_forked(command[2], command[3:], cwd, environment, timeout)
     else:
+        if not fresh:
+            python, environment = python_for_commands(environment)
+            if environment.get("PYTHON") == sys.executable:
+                environment["PYTHON"] = python
         completed = subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout, check=False)
     completed.output = completed.stdout + completed.stderr
     return completed

@@ -235,6 +235,12 @@ def test_identical_runs_give_bit_identical_weights_and_results(smoke: Run, twin:
         assert torch.equal(weights[name], twin.weights[name]), name
 
 
+def test_another_seed_gives_other_weights(run_cli: RunCli, root: Path, smoke: Run) -> None:
+    other = train(run_cli, root, "other_seed", "seed=1")
+    assert smoke.config["seed"] == 0 and other.config["seed"] == 1
+    assert not torch.equal(last_weights(smoke)["net.fc.weight"], last_weights(other)["net.fc.weight"])
+
+
 # --- (4) resume: the same command with more steps, and ckpt_path= into a new directory ---
 
 

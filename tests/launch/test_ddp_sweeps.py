@@ -14,6 +14,7 @@ import torch
 import yaml
 
 from conftest import REPO, TINY_SYNTHETIC_RUN, describe, run_command
+from forked_commands import running_commands
 from resnet_cifar.launch.ddp import DDPProcessFailed
 from resnet_cifar.launch.study_names import exclude_shared_keys
 
@@ -27,8 +28,9 @@ DDP_SWEEP = (
 
 
 def processes_of(directory: Path) -> list[str]:
-    """Command lines of the processes still running with ``directory`` in them."""
-    found = []
+    """Command lines of the processes still running with ``directory`` in them (forks of the
+    command server included: their /proc cmdline is the server's)."""
+    found = [command for command in running_commands() if str(directory) in command]
     for proc in Path("/proc").iterdir():
         try:
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
