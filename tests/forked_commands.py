@@ -54,37 +54,42 @@ stand_in({python!r})
 
 
 class Server:
-    """This pytest worker's server: started at the first command, stopped when the worker exits."""
+    """This pytest worker's server: started at the first command, stopped when the worker exits.
+    Its folder holds its ``socket``, the stand-in interpreter ``python``, and ``running/<pid>``:
+    the command line of each fork still running."""
 
     process: subprocess.Popen | None = None
     folder = ""
 
     @classmethod
-    def address_for(cls, env: dict[str, str]) -> str:
-        if cls.process is None or cls.process.poll() is not None:
-            cls.folder = tempfile.mkdtemp(prefix="forked-commands-")
-            atexit.register(shutil.rmtree, cls.folder, True)
-            os.mkdir(os.path.join(cls.folder, "running"))
-            stand_in_path = os.path.join(cls.folder, "python")
-            with open(stand_in_path, "w") as file:
-                file.write(STAND_IN.format(python=sys.executable, tests=os.path.dirname(os.path.abspath(__file__))))
-            os.chmod(stand_in_path, 0o755)
-            cls.process = subprocess.Popen(
-                [sys.executable, __file__, cls.folder], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True
-            )
-            ready = cls.process.stdout.readline()
-            if ready.strip() != "ready":
-                raise RuntimeError(f"the command server did not start (exit status {cls.process.wait()})")
-            atexit.register(cls.process.kill)
-        return os.path.join(cls.folder, "socket")
+    def file(cls, name: str) -> str:
+        return os.path.join(cls.folder, name)
+
+    @classmethod
+    def start(cls, env: dict[str, str]) -> None:
+        if cls.process is not None and cls.process.poll() is None:
+            return
+        cls.folder = tempfile.mkdtemp(prefix="forked-commands-")
+        atexit.register(shutil.rmtree, cls.folder, True)
+        os.mkdir(cls.file("running"))
+        with open(cls.file("python"), "w") as file:
+            file.write(STAND_IN.format(python=sys.executable, tests=os.path.dirname(os.path.abspath(__file__))))
+        os.chmod(cls.file("python"), 0o755)
+        cls.process = subprocess.Popen(
+            [sys.executable, __file__, cls.folder], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True
+        )
+        ready = cls.process.stdout.readline()
+        if ready.strip() != "ready":
+            raise RuntimeError(f"the command server did not start (exit status {cls.process.wait()})")
+        atexit.register(cls.process.kill)
 
 
 def python_for_commands(env: dict[str, str]) -> tuple[str, dict[str, str]]:
     """The stand-in interpreter and the environment it needs: commands given it as ``$PYTHON``
     (or as ``sys.executable``) run their ``python -m resnet_cifar.<module>`` in forks."""
-    address = Server.address_for(env)
-    python = os.path.join(Server.folder, "python")
-    return python, {**env, ADDRESS_VARIABLE: address, STAND_IN_VARIABLE: python}
+    Server.start(env)
+    python = Server.file("python")
+    return python, {**env, ADDRESS_VARIABLE: Server.file("socket"), STAND_IN_VARIABLE: python}
 
 
 def running_commands() -> list[str]:
@@ -92,7 +97,7 @@ def running_commands() -> list[str]:
     if not Server.folder:
         return []
     lines = []
-    for entry in Path(Server.folder, "running").iterdir():
+    for entry in Path(Server.file("running")).iterdir():
         try:
             lines.append(entry.read_text())
         except FileNotFoundError:  # it ended meanwhile
