@@ -142,6 +142,14 @@ def serve(folder: str) -> None:
     listener.listen(64)
     print("ready", flush=True)
     running: dict[int, socket.socket] = {}  # pid -> its client's connection
+
+    def finished(pid: int, status: int) -> None:
+        Path(folder, "running", str(pid)).unlink()
+        connection = running.pop(pid)
+        with contextlib.suppress(OSError):  # its client may be gone
+            connection.send(str(os.waitstatus_to_exitcode(status)).encode())
+        connection.close()
+
     while os.getppid() == parent:
         readable = select.select([listener, *running.values()], [], [], 0.05)[0]
         for pid, connection in list(running.items()):
@@ -149,6 +157,7 @@ def serve(folder: str) -> None:
                 for kill in (os.killpg, os.kill):  # its process group, or itself before it made one
                     with contextlib.suppress(ProcessLookupError):
                         kill(pid, signal.SIGKILL)
+                finished(*os.waitpid(pid, 0))
         if listener in readable:
             connection, _ = listener.accept()
             message, fds, _, _ = socket.recv_fds(connection, MESSAGE_BYTES, 3)
@@ -169,11 +178,7 @@ def serve(folder: str) -> None:
             pid, status = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
                 break
-            Path(folder, "running", str(pid)).unlink()
-            connection = running.pop(pid)
-            with contextlib.suppress(OSError):
-                connection.send(str(os.waitstatus_to_exitcode(status)).encode())
-            connection.close()
+            finished(pid, status)
 
 
 def run_command(request: dict[str, Any], fds: list[int]) -> None:
