@@ -25,7 +25,16 @@ import torch.distributed
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-COLLECTIVES = ("broadcast", "all_reduce", "all_gather", "all_gather_object", "broadcast_object_list", "barrier", "reduce", "gather")
+COLLECTIVES = (
+    "broadcast",
+    "all_reduce",
+    "all_gather",
+    "all_gather_object",
+    "broadcast_object_list",
+    "barrier",
+    "reduce",
+    "gather",
+)
 
 
 class CountCollectives(L.Callback):
@@ -63,13 +72,26 @@ def measure(lightning_sigterm: bool, depth: int, batch_size: int, warmup: int, s
     """Syncs per step of rank 0 and rank 1 in one 2-process run (``error`` when it failed)."""
     with tempfile.TemporaryDirectory() as output_dir:
         command = [
-            sys.executable, "-m", "resnet_cifar.train", "trainer=ddp", "trainer.accelerator=cpu", "data=synthetic",
-            f"model.depth={depth}", f"data.batch_size={batch_size}", f"trainer.max_steps={warmup + steps}",
-            "+trainer.limit_val_batches=0", "+trainer.limit_test_batches=1", "data.synthetic_sizes=[10000,1000]",
-            "~callbacks.progress_bar", "~callbacks.input_preview",
-            "~callbacks.best_checkpoint", f"hydra.run.dir={output_dir}",
-            "+callbacks.count_syncs._target_=ddp_syncs.CountCollectives", f"+callbacks.count_syncs.warmup={warmup}",
-            f"+callbacks.count_syncs.steps={steps}", f"+callbacks.count_syncs.output_dir={output_dir}",
+            sys.executable,
+            "-m",
+            "resnet_cifar.train",
+            "trainer=ddp",
+            "trainer.accelerator=cpu",
+            "data=synthetic",
+            f"model.depth={depth}",
+            f"data.batch_size={batch_size}",
+            f"trainer.max_steps={warmup + steps}",
+            "+trainer.limit_val_batches=0",
+            "+trainer.limit_test_batches=1",
+            "data.synthetic_sizes=[10000,1000]",
+            "~callbacks.progress_bar",
+            "~callbacks.input_preview",
+            "~callbacks.best_checkpoint",
+            f"hydra.run.dir={output_dir}",
+            "+callbacks.count_syncs._target_=ddp_syncs.CountCollectives",
+            f"+callbacks.count_syncs.warmup={warmup}",
+            f"+callbacks.count_syncs.steps={steps}",
+            f"+callbacks.count_syncs.output_dir={output_dir}",
             *(["~callbacks.preemption"] if lightning_sigterm else []),
         ]
         env = dict(os.environ)
@@ -92,6 +114,8 @@ def report(depth: int, batch_size: int, warmup: int, steps: int, timeout: float)
             continue
         rank0 = result["rank0"]
         sites = ", ".join(f"{site} x{count}" for site, count in rank0["sites"]) or "none"
-        lines.append(f"ResNet-{depth} DDP 2 CPU processes (gloo), {label}: host syncs (collectives) per timed step = "
-                     f"{rank0['syncs_per_step']:.3f} on rank 0, {result['rank1']['syncs_per_step']:.3f} on rank 1 (where: {sites})")
+        lines.append(
+            f"ResNet-{depth} DDP 2 CPU processes (gloo), {label}: host syncs (collectives) per timed step = "
+            f"{rank0['syncs_per_step']:.3f} on rank 0, {result['rank1']['syncs_per_step']:.3f} on rank 1 (where: {sites})"
+        )
     return lines

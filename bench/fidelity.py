@@ -178,8 +178,11 @@ def reference_run(args: argparse.Namespace, seed: int, result_file: Path) -> Non
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     workers = args.workers if args.workers is not None else (0 if device.type == "cpu" else 4)
-    print(f"reference seed {seed}: resnet_cifar from {Path(resnet_cifar.__file__).parent}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, {workers} loader workers", flush=True)
+    print(
+        f"reference seed {seed}: resnet_cifar from {Path(resnet_cifar.__file__).parent}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {workers} loader workers",
+        flush=True,
+    )
 
     torch.manual_seed(seed)
     net = cifar_resnet(depth=DEPTH).to(device)
@@ -192,23 +195,33 @@ def reference_run(args: argparse.Namespace, seed: int, result_file: Path) -> Non
     train_idx, val_idx = train_val_indices(len(train_full), VAL_SIZE, SPLIT_SEED)
     mean = torch.from_numpy(train_full.data[train_idx].astype("float64").mean(axis=0) / 255)
     mean = mean.permute(2, 0, 1).float().contiguous()  # H x W x C -> C x H x W, as ToTensor
-    train_transform = transforms.Compose([
-        transforms.RandomCrop(32, padding=PADDING),
-        transforms.RandomHorizontalFlip(),
-        transforms.ToTensor(),
-        SubtractMean(mean),
-    ])
+    train_transform = transforms.Compose(
+        [
+            transforms.RandomCrop(32, padding=PADDING),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            SubtractMean(mean),
+        ]
+    )
     eval_transform = transforms.Compose([transforms.ToTensor(), SubtractMean(mean)])
     train_set = Subset(train_full, train_idx, train_transform)
     val_set = Subset(train_full, val_idx, eval_transform)
     test_set = Subset(test_raw, range(len(test_raw)), eval_transform)
     pin = device.type == "cuda"
     train_loader = DataLoader(
-        train_set, batch_size=BATCH_SIZE, shuffle=True, drop_last=False,
-        num_workers=workers, pin_memory=pin, persistent_workers=workers > 0,
+        train_set,
+        batch_size=BATCH_SIZE,
+        shuffle=True,
+        drop_last=False,
+        num_workers=workers,
+        pin_memory=pin,
+        persistent_workers=workers > 0,
     )
-    print(f"reference seed {seed}: {len(train_set)} train / {len(val_set)} val / {len(test_set)} test images, "
-          f"data ready after {time.perf_counter() - start:.1f} s", flush=True)
+    print(
+        f"reference seed {seed}: {len(train_set)} train / {len(val_set)} val / {len(test_set)} test images, "
+        f"data ready after {time.perf_counter() - start:.1f} s",
+        flush=True,
+    )
 
     optimizer = torch.optim.SGD(net.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones(args.steps), gamma=GAMMA)
@@ -230,9 +243,12 @@ def reference_run(args: argparse.Namespace, seed: int, result_file: Path) -> Non
             if step == args.steps or step % args.log_every == 0 or now - last_line >= 60:
                 last_line = now
                 rate = step / (now - train_start)
-                print(f"reference seed {seed}: step {step}/{args.steps} epoch {epoch} loss {loss.item():.4f} "
-                      f"lr {scheduler.get_last_lr()[0]:.4g} {rate:.2f} steps/s "
-                      f"{(args.steps - step) / rate / 60:.1f} min left", flush=True)
+                print(
+                    f"reference seed {seed}: step {step}/{args.steps} epoch {epoch} loss {loss.item():.4f} "
+                    f"lr {scheduler.get_last_lr()[0]:.4g} {rate:.2f} steps/s "
+                    f"{(args.steps - step) / rate / 60:.1f} min left",
+                    flush=True,
+                )
             if step == args.steps:
                 break
         epoch += 1
@@ -254,8 +270,14 @@ def reference_run(args: argparse.Namespace, seed: int, result_file: Path) -> Non
     test_err, test_loss = evaluate(test_set)
     val_err, val_loss = evaluate(val_set)
     result = {
-        "test_err": test_err, "test_loss": test_loss, "val_err": val_err, "val_loss": val_loss,
-        "steps": step, "train_s": round(train_s, 3), "started_at": started_at, "finished_at": utc_now(),
+        "test_err": test_err,
+        "test_loss": test_loss,
+        "val_err": val_err,
+        "val_loss": val_loss,
+        "steps": step,
+        "train_s": round(train_s, 3),
+        "started_at": started_at,
+        "finished_at": utc_now(),
         "package": str(Path(resnet_cifar.__file__).parent),
     }
     print(f"reference seed {seed}: test error {test_err:.2f} % (val {val_err:.2f} %) after {step} steps", flush=True)
@@ -295,7 +317,9 @@ def child_env(threads: int | None) -> dict[str, str]:
 def project_command(args: argparse.Namespace, run: Run) -> list[str]:
     low, high = milestones(args.steps)
     return [
-        sys.executable, "-m", "resnet_cifar.train",
+        sys.executable,
+        "-m",
+        "resnet_cifar.train",
         f"data.root={Path(args.data_root).resolve()}",
         f"seed={run.seed}",
         f"trainer.max_steps={args.steps}",
@@ -308,9 +332,20 @@ def project_command(args: argparse.Namespace, run: Run) -> list[str]:
 
 def reference_command(args: argparse.Namespace, run: Run) -> list[str]:
     command = [
-        sys.executable, str(Path(__file__).resolve()), "--run-reference", str(run.seed),
-        "--data-root", str(Path(args.data_root).resolve()), "--steps", str(args.steps),
-        "--device", args.device, "--out", str(args.out.resolve()), "--log-every", str(args.log_every),
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--run-reference",
+        str(run.seed),
+        "--data-root",
+        str(Path(args.data_root).resolve()),
+        "--steps",
+        str(args.steps),
+        "--device",
+        args.device,
+        "--out",
+        str(args.out.resolve()),
+        "--log-every",
+        str(args.log_every),
     ]
     if args.threads:
         command += ["--threads", str(args.threads)]
@@ -345,21 +380,43 @@ def execute(args: argparse.Namespace, run: Run) -> bool:
     with open(log_file, "a") as log:
         log.write(f"# {utc_now()} {' '.join(command)}\n")
         log.flush()
-        returncode = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=child_env(args.threads), cwd=folder)
+        returncode = subprocess.call(
+            command, stdout=log, stderr=subprocess.STDOUT, env=child_env(args.threads), cwd=folder
+        )
     wall_s = time.perf_counter() - start
     if returncode != 0:
         say(f"FAILED {run.name}: exit status {returncode} after {wall_s:.0f} s; see {log_file}")
         return False
     if run.path == "project":
         metrics = json.loads((folder / "metrics.json").read_text())
-        result = {key: metrics.get(key) for key in ("test_err", "test_loss", "val_err", "val_loss", "steps", "train_s",
-                                                    "started_at", "finished_at", "resumed_from")}
+        result = {
+            key: metrics.get(key)
+            for key in (
+                "test_err",
+                "test_loss",
+                "val_err",
+                "val_loss",
+                "steps",
+                "train_s",
+                "started_at",
+                "finished_at",
+                "resumed_from",
+            )
+        }
         result["package"] = project_package()
     else:
         result = json.loads((folder / "result.json").read_text())
-    record = {"path": run.path, "seed": run.seed, "test_err": result.pop("test_err"), "wall_s": round(wall_s, 1),
-              "steps": result.pop("steps"), "target_steps": args.steps, "device": args.device,
-              "threads": args.threads, **result}
+    record = {
+        "path": run.path,
+        "seed": run.seed,
+        "test_err": result.pop("test_err"),
+        "wall_s": round(wall_s, 1),
+        "steps": result.pop("steps"),
+        "target_steps": args.steps,
+        "device": args.device,
+        "threads": args.threads,
+        **result,
+    }
     if record["steps"] != args.steps:
         say(f"FAILED {run.name}: it trained {record['steps']} steps, not {args.steps}; see {log_file}")
         return False
@@ -385,15 +442,19 @@ def run_study(args: argparse.Namespace, seeds: list[int]) -> bool:
         if existing.is_file():
             record = json.loads(existing.read_text())
             if record.get("target_steps", record.get("steps")) != args.steps:
-                raise SystemExit(f"{existing} holds a run of {record.get('steps')} steps, not {args.steps}; "
-                                 "use another --out for another schedule")
+                raise SystemExit(
+                    f"{existing} holds a run of {record.get('steps')} steps, not {args.steps}; "
+                    "use another --out for another schedule"
+                )
             say(f"skip {run.name}: finished already ({existing})")
         else:
             todo.append(run)
     low, high = milestones(args.steps)
-    say(f"{len(todo)} of {len(runs)} runs to do: ResNet-{DEPTH}, {args.steps} steps (lr /10 at {low} and {high}), "
+    say(
+        f"{len(todo)} of {len(runs)} runs to do: ResNet-{DEPTH}, {args.steps} steps (lr /10 at {low} and {high}), "
         f"seeds {seeds}, paths {' '.join(args.paths)}, device {args.device}, threads {args.threads or 'default'}, "
-        f"{args.jobs} at a time; project code from {project_package()}")
+        f"{args.jobs} at a time; project code from {project_package()}"
+    )
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         results = list(pool.map(lambda run: execute(args, run), todo))
     return all(results)
@@ -470,13 +531,17 @@ def report(out: Path, paths: Sequence[str]) -> str:
     for steps in sorted({r.get("target_steps", r["steps"]) for r in records}):
         low, high = milestones(steps)
         devices = sorted({r.get("device", "?") for r in records})
-        lines.append(f"ResNet-{DEPTH}, {steps} steps (lr 0.1, /10 at {low} and {high}), batch {BATCH_SIZE}, "
-                     f"on {', '.join(devices)}: top-1 test error (%), final weights")
+        lines.append(
+            f"ResNet-{DEPTH}, {steps} steps (lr 0.1, /10 at {low} and {high}), batch {BATCH_SIZE}, "
+            f"on {', '.join(devices)}: top-1 test error (%), final weights"
+        )
         errors: dict[str, list[float]] = {}
         lines.append(f"{'path':<10} {'n':>2}  {'mean ± std':<14} {'wall min':>8}  errors by seed")
         for path in paths:
-            rows = sorted((r for r in records if r["path"] == path and r.get("target_steps", r["steps"]) == steps),
-                          key=lambda r: r["seed"])
+            rows = sorted(
+                (r for r in records if r["path"] == path and r.get("target_steps", r["steps"]) == steps),
+                key=lambda r: r["seed"],
+            )
             if not rows:
                 lines.append(f"{path:<10} {0:>2}  (no finished runs)")
                 continue
@@ -492,8 +557,10 @@ def report(out: Path, paths: Sequence[str]) -> str:
                 text += "; its interval needs at least 2 seeds per path"
             else:
                 verdict = "includes zero" if d.low <= 0 <= d.high else "EXCLUDES zero"
-                text += (f", 95 % CI [{d.low:+.2f}, {d.high:+.2f}] (Welch, df {d.df:.1f}): {verdict}; "
-                         f"width {d.high - d.low:.2f} points")
+                text += (
+                    f", 95 % CI [{d.low:+.2f}, {d.high:+.2f}] (Welch, df {d.df:.1f}): {verdict}; "
+                    f"width {d.high - d.low:.2f} points"
+                )
             lines.append(text)
         lines.append("")
     return "\n".join(lines).rstrip()
@@ -513,19 +580,29 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--data-root", help="image folder with train/<class>/*.jpg and test/<class>/*.jpg")
-    parser.add_argument("--steps", type=int, default=3000,
-                        help="optimizer steps S; lr /10 at S/2 and 3S/4 (the paper: 64000, on a GPU)")
+    parser.add_argument(
+        "--steps", type=int, default=3000, help="optimizer steps S; lr /10 at S/2 and 3S/4 (the paper: 64000, on a GPU)"
+    )
     parser.add_argument("--seeds", type=int, default=4, help="seeds 0..N-1 per path (the GPU target: 5)")
     parser.add_argument("--seed-list", type=int, nargs="+", help="explicit seeds, instead of --seeds")
     parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS), help="which paths to run")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                        help="cuda: the project runs with trainer.accelerator=gpu (and its GPU default, bf16-mixed; "
-                             "--project-override trainer.precision=32-true for fp32 like the reference)")
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="cuda: the project runs with trainer.accelerator=gpu (and its GPU default, bf16-mixed; "
+        "--project-override trainer.precision=32-true for fp32 like the reference)",
+    )
     parser.add_argument("--threads", type=int, help="torch threads per run (OMP_NUM_THREADS); default: torch's own")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time")
     parser.add_argument("--workers", type=int, help="reference DataLoader workers (default 0 on the CPU, 4 on a GPU)")
-    parser.add_argument("--project-override", action="append", default=[], metavar="KEY=VALUE",
-                        help="an extra Hydra override for the project runs (repeatable)")
+    parser.add_argument(
+        "--project-override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an extra Hydra override for the project runs (repeatable)",
+    )
     parser.add_argument("--log-every", type=int, default=100, help="reference: a progress line every N steps")
     parser.add_argument("--out", type=Path, default=Path("fidelity-out"), help="where runs, logs and results go")
     parser.add_argument("--report-only", action="store_true", help="print the table from the finished runs only")

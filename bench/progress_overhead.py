@@ -43,7 +43,9 @@ def terminal() -> dict:
 DISPLAYS = {
     "none": lambda: None,
     "StepProgressBar, terminal": lambda: StepProgressBar(console_kwargs=terminal()),
-    "StepProgressBar, plain lines (every 30 s)": lambda: StepProgressBar(console_kwargs={"file": io.StringIO(), "force_terminal": False}),
+    "StepProgressBar, plain lines (every 30 s)": lambda: StepProgressBar(
+        console_kwargs={"file": io.StringIO(), "force_terminal": False}
+    ),
     "Lightning RichProgressBar, terminal": lambda: RichProgressBar(console_kwargs=terminal()),
 }
 
@@ -51,8 +53,14 @@ DISPLAYS = {
 def seconds_per_step(display: str, steps: int) -> float:
     bar = DISPLAYS[display]()
     trainer = L.Trainer(
-        accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False, enable_model_summary=False,
-        limit_val_batches=0, enable_progress_bar=bar is not None, callbacks=[bar] if bar else [],
+        accelerator="cpu",
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        enable_progress_bar=bar is not None,
+        callbacks=[bar] if bar else [],
     )
     model = ManyBatches(steps)
     started = time.process_time()

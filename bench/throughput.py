@@ -75,35 +75,75 @@ CLASSIC_STD = (0.2470, 0.2435, 0.2616)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--depths", type=int, nargs="+", default=[20], help="ResNet depths, e.g. 20 56 110")
     parser.add_argument("--pipelines", nargs="+", choices=PIPELINES, default=list(DEFAULT_PIPELINES))
-    parser.add_argument("--compile", nargs="*", choices=tuple(COMPILED_PIPELINES), default=None, metavar="SCOPE",
-                        help="also run the compiled pipelines of these scopes: network (module.compile=true: "
-                             "project-compile, bare-compile), step (module=whole_step: project-step, bare-step); "
-                             "no scope given: both")
-    parser.add_argument("--precision", default=None, help="32-true, bf16-mixed or 16-mixed (default: 32-true on cpu, bf16-mixed on cuda)")
+    parser.add_argument(
+        "--compile",
+        nargs="*",
+        choices=tuple(COMPILED_PIPELINES),
+        default=None,
+        metavar="SCOPE",
+        help="also run the compiled pipelines of these scopes: network (module.compile=true: "
+        "project-compile, bare-compile), step (module=whole_step: project-step, bare-step); "
+        "no scope given: both",
+    )
+    parser.add_argument(
+        "--precision",
+        default=None,
+        help="32-true, bf16-mixed or 16-mixed (default: 32-true on cpu, bf16-mixed on cuda)",
+    )
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 30 on cpu, 300 on cuda)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 5 on cpu, 50 on cuda)")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--data-root", default=None, help="a CIFAR-10 root (image folder or torchvision folder); default: synthetic data")
-    parser.add_argument("--synthetic-size", type=int, default=50_000, help="training images of the synthetic data (before the 5k val split)")
+    parser.add_argument(
+        "--data-root",
+        default=None,
+        help="a CIFAR-10 root (image folder or torchvision folder); default: synthetic data",
+    )
+    parser.add_argument(
+        "--synthetic-size",
+        type=int,
+        default=50_000,
+        help="training images of the synthetic data (before the 5k val split)",
+    )
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="classic DataLoader workers")
-    parser.add_argument("--channels-last", choices=("true", "false"), default=None,
-                        help="module.channels_last for project and bare (default: the config's, true)")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads in every configuration (default: torch's own choice)")
-    parser.add_argument("--repeats", type=int, default=None,
-                        help="rounds over all configurations; the table shows medians (default 1; 3 with --host-overhead)")
+    parser.add_argument(
+        "--channels-last",
+        choices=("true", "false"),
+        default=None,
+        help="module.channels_last for project and bare (default: the config's, true)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads in every configuration (default: torch's own choice)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="rounds over all configurations; the table shows medians (default 1; 3 with --host-overhead)",
+    )
     parser.add_argument("--timeout", type=float, default=900, help="seconds one configuration may take")
-    parser.add_argument("--sync-check", action="store_true",
-                        help="cuda: count host syncs in the project's timed steps (torch.cuda.set_sync_debug_mode); "
-                             "cpu: count the collectives per step of a 2-process DDP run (gloo), with Lightning's "
-                             "SIGTERM handling and the project's (bench/ddp_syncs.py)")
-    parser.add_argument("--host-overhead", action="store_true",
-                        help="host time per step: a nearly free network (ResNet-8, batch 8, one thread, 30 warm-up + 300 "
-                             "steps, 3 interleaved rounds at least) for project and bare (and the compiled pairs "
-                             "with --compile), then one line per pair with ms/step and Lightning's share")
+    parser.add_argument(
+        "--sync-check",
+        action="store_true",
+        help="cuda: count host syncs in the project's timed steps (torch.cuda.set_sync_debug_mode); "
+        "cpu: count the collectives per step of a 2-process DDP run (gloo), with Lightning's "
+        "SIGTERM handling and the project's (bench/ddp_syncs.py)",
+    )
+    parser.add_argument(
+        "--host-overhead",
+        action="store_true",
+        help="host time per step: a nearly free network (ResNet-8, batch 8, one thread, 30 warm-up + 300 "
+        "steps, 3 interleaved rounds at least) for project and bare (and the compiled pairs "
+        "with --compile), then one line per pair with ms/step and Lightning's share",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write every measurement here")
     parser.add_argument("--child", choices=PIPELINES, help=argparse.SUPPRESS)
     parser.add_argument("--depth", type=int, help=argparse.SUPPRESS)
@@ -237,8 +277,11 @@ class SharedWork:
             shared += [(CompiledOrEager, "__call__")]
         else:  # (inside a compiled step these would break its graph)
             shared += [
-                (CIFARDataModule, "training_inputs"), (ImageClassifier, "forward"), (F, "cross_entropy"),
-                (torch.autograd, "backward"), (torch.optim.Optimizer, "zero_grad"),
+                (CIFARDataModule, "training_inputs"),
+                (ImageClassifier, "forward"),
+                (F, "cross_entropy"),
+                (torch.autograd, "backward"),
+                (torch.optim.Optimizer, "zero_grad"),
                 (importlib.import_module("torch.optim.sgd"), "sgd"),
             ]
         for owner, name in shared:
@@ -382,8 +425,12 @@ def measure_project(args: argparse.Namespace, compile_scope: str | None) -> dict
             trainer.fit(module, datamodule=datamodule)
         device = trainer.strategy.root_device
         compiled = module.compiled_step if compile_scope == "step" else module.compiled_net
-        result = {**clock.result(), "peak_mem_mb": peak_memory_mb(device), "channels_last": module.hparams.channels_last,
-                  "compiled": getattr(compiled, "compiled", None) is not None}
+        result = {
+            **clock.result(),
+            "peak_mem_mb": peak_memory_mb(device),
+            "channels_last": module.hparams.channels_last,
+            "compiled": getattr(compiled, "compiled", None) is not None,
+        }
         if any(issubclass(w.category, CompileFallbackWarning) for w in caught):
             result["fallback_warning"] = True
         result.update(cudagraph_skips(device))
@@ -474,6 +521,7 @@ def whole_step_loop(args, device, batches, step, scheduler) -> dict:
 def measure_bare(args: argparse.Namespace, compile_scope: str | None) -> dict:
     import lightning as L
     import torch
+
     from resnet_cifar.training.build import build_datamodule, build_module
     from resnet_cifar.training.whole_step import WholeTrainingStep
 
@@ -504,8 +552,13 @@ def measure_bare(args: argparse.Namespace, compile_scope: str | None) -> dict:
             result = whole_step_loop(args, device, batches, step, scheduler)
         else:
             result = train_loop(args, device, batches, module.forward, optimizer, scheduler)
-        return {**result, "peak_mem_mb": peak_memory_mb(device), "channels_last": module.hparams.channels_last,
-                "compiled": compile_scope is not None, **cudagraph_skips(device)}
+        return {
+            **result,
+            "peak_mem_mb": peak_memory_mb(device),
+            "channels_last": module.hparams.channels_last,
+            "compiled": compile_scope is not None,
+            **cudagraph_skips(device),
+        }
 
 
 def to_device(value, device):
@@ -522,7 +575,6 @@ def measure_classic(args: argparse.Namespace) -> dict:
     from PIL import Image
     from torch.utils.data import DataLoader, Dataset
     from torchvision import transforms
-
 
     class ClassicCIFAR(Dataset):
         """As torchvision.datasets.CIFAR10: HWC uint8 arrays, one PIL image per item."""
@@ -546,12 +598,14 @@ def measure_classic(args: argparse.Namespace) -> dict:
         data = datamodule.train_set.images.permute(0, 2, 3, 1).contiguous().numpy()
         targets = datamodule.train_set.labels.tolist()
         del datamodule
-        transform = transforms.Compose([
-            transforms.RandomCrop(32, padding=4),
-            transforms.RandomHorizontalFlip(),
-            transforms.ToTensor(),
-            transforms.Normalize(CLASSIC_MEAN, CLASSIC_STD),
-        ])
+        transform = transforms.Compose(
+            [
+                transforms.RandomCrop(32, padding=4),
+                transforms.RandomHorizontalFlip(),
+                transforms.ToTensor(),
+                transforms.Normalize(CLASSIC_MEAN, CLASSIC_STD),
+            ]
+        )
         loader = DataLoader(
             ClassicCIFAR(data, targets, transform),
             batch_size=args.batch_size,
@@ -603,10 +657,26 @@ def run_child(args: argparse.Namespace) -> None:
 
 def child_command(args: argparse.Namespace, pipeline: str, depth: int) -> list[str]:
     command = [
-        sys.executable, str(Path(__file__).resolve()), "--child", pipeline, "--depth", str(depth),
-        "--device", args.device, "--precision", args.precision, "--steps", str(args.steps),
-        "--warmup", str(args.warmup), "--batch-size", str(args.batch_size), "--workers", str(args.workers),
-        "--synthetic-size", str(args.synthetic_size),
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        pipeline,
+        "--depth",
+        str(depth),
+        "--device",
+        args.device,
+        "--precision",
+        args.precision,
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+        "--batch-size",
+        str(args.batch_size),
+        "--workers",
+        str(args.workers),
+        "--synthetic-size",
+        str(args.synthetic_size),
     ]
     if args.data_root:
         command += ["--data-root", args.data_root]
@@ -636,9 +706,12 @@ def run_configuration(args: argparse.Namespace, pipeline: str, depth: int) -> di
     lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
     if completed.returncode != 0 or not lines:
         tail = (completed.stdout + completed.stderr).strip().splitlines()[-15:]
-        print(f"  {pipeline} depth {depth} failed (exit {completed.returncode}):\n    " + "\n    ".join(tail), file=sys.stderr)
+        print(
+            f"  {pipeline} depth {depth} failed (exit {completed.returncode}):\n    " + "\n    ".join(tail),
+            file=sys.stderr,
+        )
         return {"error": f"exit status {completed.returncode}"}
-    result = json.loads(lines[-1][len("RESULT "):])
+    result = json.loads(lines[-1][len("RESULT ") :])
     result["wall_s"] = time.perf_counter() - started
     result["fallback_warning"] = result.get("fallback_warning", False) or "CompileFallbackWarning" in completed.stderr
     return result
@@ -656,8 +729,10 @@ def machine_description(args: argparse.Namespace) -> str:
         return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     threads = args.threads or torch.get_num_threads()
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-            f"{threads} threads, load average {args.load_at_start:.1f} at the start and {load:.1f} at the end")
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"{threads} threads, load average {args.load_at_start:.1f} at the start and {load:.1f} at the end"
+    )
 
 
 def format_table(args: argparse.Namespace, measurements: dict[tuple[int, str], list[dict]]) -> str:
@@ -693,13 +768,17 @@ def format_table(args: argparse.Namespace, measurements: dict[tuple[int, str], l
             return median_of([r for r in measurements.get((depth, pipeline), []) if "error" not in r], "images_per_s")
 
         def cost(pipeline: str) -> float | None:
-            return median_of([r for r in measurements.get((depth, pipeline), []) if "error" not in r], "cpu_ms_per_image")
+            return median_of(
+                [r for r in measurements.get((depth, pipeline), []) if "error" not in r], "cpu_ms_per_image"
+            )
 
-        for fast, slow, label in (("project", "classic", "project / classic"),
-                                  ("project-compile", "classic", "project-compile / classic"),
-                                  ("project-step", "classic", "project-step / classic"),
-                                  ("project-compile", "project", "compile speed-up"),
-                                  ("project-step", "project", "whole-step compile speed-up")):
+        for fast, slow, label in (
+            ("project", "classic", "project / classic"),
+            ("project-compile", "classic", "project-compile / classic"),
+            ("project-step", "classic", "project-step / classic"),
+            ("project-compile", "project", "compile speed-up"),
+            ("project-step", "project", "whole-step compile speed-up"),
+        ):
             if speed(fast) and speed(slow):
                 text = f"ResNet-{depth}: {label} = {speed(fast) / speed(slow):.2f}x images/s"
                 if cost(fast) and cost(slow):
@@ -709,8 +788,10 @@ def format_table(args: argparse.Namespace, measurements: dict[tuple[int, str], l
             checked = [r for r in measurements.get((depth, pipeline), []) if "syncs_per_step" in r]
             if checked:
                 sites = ", ".join(f"{site} x{count}" for site, count in checked[-1]["sync_sites"]) or "none"
-                ratios.append(f"ResNet-{depth}: {pipeline} host syncs per timed step = "
-                              f"{median_of(checked, 'syncs_per_step'):.3f} (where: {sites})")
+                ratios.append(
+                    f"ResNet-{depth}: {pipeline} host syncs per timed step = "
+                    f"{median_of(checked, 'syncs_per_step'):.3f} (where: {sites})"
+                )
         for lightning, bare in HOST_OVERHEAD_PAIRS:
             if speed(lightning) and speed(bare):
                 ratios.append(
@@ -730,11 +811,18 @@ def format_table(args: argparse.Namespace, measurements: dict[tuple[int, str], l
 
 def write_json(args: argparse.Namespace, measurements: dict, table: str | None) -> None:
     if args.json:
-        args.json.write_text(json.dumps({
-            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-            "measurements": [{"depth": d, "pipeline": p, "runs": runs} for (d, p), runs in measurements.items()],
-            "table": table,
-        }, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+                    "measurements": [
+                        {"depth": d, "pipeline": p, "runs": runs} for (d, p), runs in measurements.items()
+                    ],
+                    "table": table,
+                },
+                indent=2,
+            )
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -750,13 +838,19 @@ def main(argv: list[str] | None = None) -> int:
                 result = run_configuration(args, pipeline, depth)
                 measurements[(depth, pipeline)].append(result)
                 shown = f"{result['images_per_s']:.0f} images/s" if "images_per_s" in result else result["error"]
-                print(f"[round {round_index + 1}/{args.repeats}] ResNet-{depth} {pipeline}: {shown}", file=sys.stderr, flush=True)
+                print(
+                    f"[round {round_index + 1}/{args.repeats}] ResNet-{depth} {pipeline}: {shown}",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 write_json(args, measurements, table=None)  # after each one: a killed run keeps its results
     table = format_table(args, measurements)
     if args.sync_check and args.device == "cpu":
         import ddp_syncs  # bench/ddp_syncs.py
 
-        table += "\n" + "\n".join(ddp_syncs.report(args.depths[0], args.batch_size, args.warmup, args.steps, args.timeout))
+        table += "\n" + "\n".join(
+            ddp_syncs.report(args.depths[0], args.batch_size, args.warmup, args.steps, args.timeout)
+        )
     print(table)
     write_json(args, measurements, table)
     failed = any("error" in r for runs in measurements.values() for r in runs)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from fake_cifar import write_image_folder
 from forked_commands import python_for_commands, run_forked
 
@@ -60,12 +61,16 @@ def command_environment(**extra: str) -> dict[str, str]:
     short error messages are part of what is tested), unbuffered output, and this folder on
     PYTHONPATH (the test-only callbacks of probes.py), plus ``extra`` (a PYTHONPATH there goes first)."""
     env = {key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"}
-    pythonpath = os.pathsep.join(filter(None, [extra.pop("PYTHONPATH", None), str(TESTS), os.environ.get("PYTHONPATH")]))
+    pythonpath = os.pathsep.join(
+        filter(None, [extra.pop("PYTHONPATH", None), str(TESTS), os.environ.get("PYTHONPATH")])
+    )
     env.update(PYTHONUNBUFFERED="1", PYTHONPATH=pythonpath, **extra)
     return env
 
 
-def run_command(command: list[Any], cwd: Path, timeout: float = 300, fresh: bool = False, **env: str) -> subprocess.CompletedProcess:
+def run_command(
+    command: list[Any], cwd: Path, timeout: float = 300, fresh: bool = False, **env: str
+) -> subprocess.CompletedProcess:
     """Run ``command`` in ``cwd`` (created if need be) in :func:`command_environment` with ``env``;
     the result also has ``.output``: stdout and stderr together.
 
@@ -84,7 +89,9 @@ def run_command(command: list[Any], cwd: Path, timeout: float = 300, fresh: bool
             python, environment = python_for_commands(environment)
             if environment.get("PYTHON") == sys.executable:
                 environment["PYTHON"] = python
-        completed = subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout, check=False)
+        completed = subprocess.run(
+            command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout, check=False
+        )
     completed.output = completed.stdout + completed.stderr
     return completed
 
@@ -159,7 +166,9 @@ def slurm_cluster() -> None:
         pytest.skip("SLURM is not installed (no sbatch): run `sudo scripts/slurm_cluster.sh start`")
     answer = subprocess.run(["sinfo", "--noheader", "--format=%t"], capture_output=True, text=True, check=False)
     if answer.returncode != 0 or not answer.stdout.split():
-        pytest.fail(f"no SLURM cluster answers ({answer.stderr.strip()}): start one with `sudo scripts/slurm_cluster.sh start`")
+        pytest.fail(
+            f"no SLURM cluster answers ({answer.stderr.strip()}): start one with `sudo scripts/slurm_cluster.sh start`"
+        )
 
 
 @pytest.fixture
@@ -174,16 +183,21 @@ def release_requeued_jobs(slurm_cluster: None):
 
     def release() -> None:
         while not stop.wait(1.0):
-            listed = subprocess.run(["squeue", "--noheader", "--states=PENDING", "--format=%i %r"],
-                                    capture_output=True, text=True, check=False).stdout
+            listed = subprocess.run(
+                ["squeue", "--noheader", "--states=PENDING", "--format=%i %r"],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout
             held = {line.split()[0] for line in listed.splitlines() if line.split()[1:2] == ["BeginTime"]}
             for job_id in list(waiting_since):
                 if job_id not in held:
                     del waiting_since[job_id]
             for job_id in held:
                 if time.monotonic() - waiting_since.setdefault(job_id, time.monotonic()) >= 6:
-                    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"],
-                                   capture_output=True, check=False)
+                    subprocess.run(
+                        ["scontrol", "update", f"JobId={job_id}", "StartTime=now"], capture_output=True, check=False
+                    )
 
     thread = threading.Thread(target=release, daemon=True)
     thread.start()
@@ -215,7 +229,9 @@ def ray_cluster() -> str:
         active = 0
     else:
         status = subprocess.run(["ray", "status", f"--address={address}"], capture_output=True, text=True, check=False)
-        active = status.stdout.split("Active:")[-1].split("Pending:")[0].count(" node_") if status.returncode == 0 else 0
+        active = (
+            status.stdout.split("Active:")[-1].split("Pending:")[0].count(" node_") if status.returncode == 0 else 0
+        )
     if active < 2:
         problem = f"no two-node Ray cluster answers at {address} ({active} live nodes): start it with `{script.relative_to(REPO)} start`"
         if os.environ.get(REQUIRE_RAY) == "1":

@@ -88,7 +88,9 @@ def write_torchvision_archive(root: Path, num_train: int, num_test: int, name: s
         for i, (images, labels) in enumerate(parts, start=1):
             _pickle(folder / f"data_batch_{i}", _batch(images, labels, "labels", f"training batch {i} of 5"))
         _pickle(folder / "test_batch", _batch(*test, "labels", "testing batch 1 of 1"))
-        _pickle(folder / "batches.meta", {"label_names": class_names(10), "num_cases_per_batch": 10000, "num_vis": 3072})
+        _pickle(
+            folder / "batches.meta", {"label_names": class_names(10), "num_cases_per_batch": 10000, "num_vis": 3072}
+        )
     else:
         for split, (images, labels) in (("train", train), ("test", test)):
             batch = _batch(images, labels, "fine_labels", split)

@@ -105,7 +105,9 @@ def running_commands() -> list[str]:
     return lines
 
 
-def run_forked(module: str, args: list[str], cwd: Path, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+def run_forked(
+    module: str, args: list[str], cwd: Path, env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess:
     """``python -m <module> <args>`` in ``cwd`` with ``env``, as :func:`subprocess.run` with
     ``capture_output=True, text=True`` would run it (TimeoutExpired after killing its process group)."""
     command = [sys.executable, "-m", module, *args]
@@ -113,7 +115,9 @@ def run_forked(module: str, args: list[str], cwd: Path, env: dict[str, str], tim
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr, open(os.devnull) as stdin:
         with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as connection:
             connection.connect(env[ADDRESS_VARIABLE])
-            request = json.dumps({"module": module, "args": args, "cwd": str(cwd), "env": env, "python": python}).encode()
+            request = json.dumps(
+                {"module": module, "args": args, "cwd": str(cwd), "env": env, "python": python}
+            ).encode()
             socket.send_fds(connection, [request], [stdin.fileno(), stdout.fileno(), stderr.fileno()])
             pid = int(connection.recv(64))
             connection.settimeout(timeout)
@@ -170,7 +174,9 @@ def serve(folder: str) -> None:
                 run_command(request, fds)
             for fd in fds:
                 os.close(fd)
-            Path(folder, "running", str(pid)).write_text(" ".join(["python", "-m", request["module"], *request["args"]]))
+            Path(folder, "running", str(pid)).write_text(
+                " ".join(["python", "-m", request["module"], *request["args"]])
+            )
             with contextlib.suppress(OSError):
                 connection.send(str(pid).encode())
             running[pid] = connection
@@ -194,7 +200,9 @@ def run_command(request: dict[str, Any], fds: list[int]) -> None:
     sys.executable = request["python"]
     if "parent" in request:  # started by the stand-in: its parent is the command's parent
         os.getppid = lambda: request["parent"]
-    extra_paths = [path for path in request["env"].get("PYTHONPATH", "").split(os.pathsep) if path and path not in sys.path]
+    extra_paths = [
+        path for path in request["env"].get("PYTHONPATH", "").split(os.pathsep) if path and path not in sys.path
+    ]
     sys.path[:0] = extra_paths
     if "OMP_NUM_THREADS" in os.environ:  # read by the OpenMP runtime when torch was imported, here
         import torch
@@ -229,7 +237,7 @@ def stand_in(python: str) -> None:
     args = sys.argv[1:]
     start = 1 if args[:1] == ["-u"] else 0
     address = os.environ.get(ADDRESS_VARIABLE)
-    module = args[start + 1] if args[start:start + 1] == ["-m"] and len(args) > start + 1 else ""
+    module = args[start + 1] if args[start : start + 1] == ["-m"] and len(args) > start + 1 else ""
     if not address or not module.startswith("resnet_cifar."):
         os.execv(python, [python, *args])
     fork: list[int] = []
@@ -244,8 +252,14 @@ def stand_in(python: str) -> None:
 
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, pass_on)
-    request = {"module": module, "args": args[start + 2:], "cwd": os.getcwd(), "env": dict(os.environ),
-               "python": sys.argv[0], "parent": os.getppid()}
+    request = {
+        "module": module,
+        "args": args[start + 2 :],
+        "cwd": os.getcwd(),
+        "env": dict(os.environ),
+        "python": sys.argv[0],
+        "parent": os.getppid(),
+    }
     streams = [fd if is_open(fd) else os.open(os.devnull, os.O_RDWR) for fd in (0, 1, 2)]
     with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as connection:
         connection.connect(address)

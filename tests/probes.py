@@ -35,7 +35,9 @@ class RecordTrainingImages(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         path = self.output_dir / f"probe_rank{trainer.global_rank}.json"
-        path.write_text(json.dumps({"world_size": trainer.world_size, "steps": trainer.global_step, "batches": self.batches}))
+        path.write_text(
+            json.dumps({"world_size": trainer.world_size, "steps": trainer.global_step, "batches": self.batches})
+        )
 
 
 class KillOnce(L.Callback):
@@ -92,8 +94,13 @@ class RecordProcessState(Callback):
     ``<sweep dir>/process_state.jsonl`` before and after every job (one line each, with the pid)."""
 
     def _record(self, config, when: str) -> None:
-        state = {"pid": os.getpid(), "job": int(config.hydra.job.num), "when": when,
-                 "threads": torch.get_num_threads(), "environ": dict(os.environ)}
+        state = {
+            "pid": os.getpid(),
+            "job": int(config.hydra.job.num),
+            "when": when,
+            "threads": torch.get_num_threads(),
+            "environ": dict(os.environ),
+        }
         with open(Path(config.hydra.sweep.dir) / "process_state.jsonl", "a") as file:
             file.write(json.dumps(state) + "\n")
 
@@ -133,8 +140,11 @@ class InterruptOnSlurm(L.Callback):
                 job = f"{array}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array else os.environ["SLURM_JOB_ID"]
                 # scancel runs inside the job, so the signal it asks for reaches it too when it has not
                 # exited yet: it ignores the signals the job is sent.
-                subprocess.run(["scancel", *([] if how == "cancel" else [f"--signal={how}"]), job], check=True,
-                               preexec_fn=ignore_stop_signals)
+                subprocess.run(
+                    ["scancel", *([] if how == "cancel" else [f"--signal={how}"]), job],
+                    check=True,
+                    preexec_fn=ignore_stop_signals,
+                )
             return
         from resnet_cifar.launch.preemption import SaveAndStopOnSignal
 
@@ -191,7 +201,11 @@ class RecordBatchHooks(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         path = self.output_dir / f"hooks_rank{trainer.global_rank}.json"
-        recorded = {"calls": self.calls, "gradient_norms": self.gradient_norms, "largest_gradients": self.largest_gradients}
+        recorded = {
+            "calls": self.calls,
+            "gradient_norms": self.gradient_norms,
+            "largest_gradients": self.largest_gradients,
+        }
         path.write_text(json.dumps(recorded))
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from conftest import TINY_IMAGE_FOLDER_RUN, TINY_SYNTHETIC_RUN, RunCli, assert_ok, describe
 from fake_cifar import write_image_folder
 
@@ -119,13 +120,19 @@ def test_global_batch_not_divisible_by_the_ddp_world_size_fails_before_training(
 @pytest.mark.parametrize(
     "overrides,phrases",
     [
-        (("module=whole_step", "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu"),
-         ("module=whole_step", "DDP (2 processes", "use module=classifier")),
-        (("module=whole_step", "optimizer._target_=torch.optim.Adam", "~optimizer.momentum"),
-         ("the optimizer is Adam", "optimizer=sgd", "module=classifier")),
+        (
+            ("module=whole_step", "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu"),
+            ("module=whole_step", "DDP (2 processes", "use module=classifier"),
+        ),
+        (
+            ("module=whole_step", "optimizer._target_=torch.optim.Adam", "~optimizer.momentum"),
+            ("the optimizer is Adam", "optimizer=sgd", "module=classifier"),
+        ),
         (("module=whole_step", "trainer.gradient_clip_val=1.0"), ("gradient clipping", "use module=classifier")),
-        (("module=whole_step", "scheduler=plateau", "~scheduler.milestones"),
-         ("module.lr_scheduler.interval=step", "use module=classifier")),
+        (
+            ("module=whole_step", "scheduler=plateau", "~scheduler.milestones"),
+            ("module.lr_scheduler.interval=step", "use module=classifier"),
+        ),
         (("trainer.gradient_clip_algorithm=sideways",), ("gradient_clip_algorithm", "sideways")),
         (("~callbacks.training_clock",), ("callbacks.training_clock is required", "metrics.json")),
     ],

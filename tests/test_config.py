@@ -1,6 +1,5 @@
 """Every config group composes and instantiates; the paper's recipe is the default."""
 
-
 import lightning as L
 import pytest
 import torch
@@ -8,9 +7,9 @@ from hydra.utils import instantiate
 from omegaconf import open_dict
 
 from conftest import CONF, compose_train, run_cli
-from resnet_cifar.training.callbacks import LrWarmupUntilTrainError
 from resnet_cifar.data import CIFARDataModule
 from resnet_cifar.training.build import build_module, build_trainer
+from resnet_cifar.training.callbacks import LrWarmupUntilTrainError
 
 GROUP_OPTIONS = {
     "paths": ["default"],
@@ -144,11 +143,28 @@ def test_schedule_divides_by_ten_at_32k_and_48k_steps():
 
 
 def test_module_steps_its_scheduler_every_optimizer_step(tmp_path):
-    cfg = compose_train(["model.depth=8", "data=synthetic", "data.synthetic_sizes=[300,100]", "data.val_size=50",
-                         "data.batch_size=32", "scheduler.milestones=[2,3]"], tmp_path)
+    cfg = compose_train(
+        [
+            "model.depth=8",
+            "data=synthetic",
+            "data.synthetic_sizes=[300,100]",
+            "data.val_size=50",
+            "data.batch_size=32",
+            "scheduler.milestones=[2,3]",
+        ],
+        tmp_path,
+    )
     module = build_module(cfg)
-    trainer = L.Trainer(accelerator="cpu", max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(module, datamodule=instantiate(cfg.data))
     # Lightning steps it once per optimizer step (module.lr_scheduler.interval): lr 0.1, 0.1, 0.01, then 0.001.
     scheduler = trainer.lr_scheduler_configs[0]
@@ -206,6 +222,10 @@ def test_every_part_of_a_run_is_in_the_config(tmp_path):
     checkpoint_dirs = {c.dirpath for c in trainer.checkpoint_callbacks}
     assert trainer.checkpoint_callback.monitor == "val/err", 'ckpt_path="best" means the best validation error'
     assert checkpoint_dirs == {str(tmp_path / "checkpoints")} == {cfg.paths.checkpoint_dir}
-    assert cfg.callbacks.preemption.checkpoint == cfg.callbacks.finish_at_max_steps.last_checkpoint == cfg.paths.last_checkpoint
+    assert (
+        cfg.callbacks.preemption.checkpoint
+        == cfg.callbacks.finish_at_max_steps.last_checkpoint
+        == cfg.paths.last_checkpoint
+    )
     removed = build_trainer(compose_train(["trainer.accelerator=cpu", "~callbacks.stop_on_non_finite_loss"], tmp_path))
     assert StopOnNonFiniteLoss not in {type(callback) for callback in removed.callbacks}

@@ -290,7 +290,9 @@ def test_quoted_command_names_what_exists(words, hydra_context):
     for word in words:
         if word.startswith("--") and word != "--help":
             option = word.partition("=")[0]
-            assert re.search(rf"{re.escape(option)}(?![\w-])", text), f"{shlex.join(words)}: {rel(source)} has no {option}"
+            assert re.search(rf"{re.escape(option)}(?![\w-])", text), (
+                f"{shlex.join(words)}: {rel(source)} has no {option}"
+            )
 
 
 def test_the_command_check_catches_an_unknown_key(hydra_context):

@@ -17,10 +17,21 @@ def start_waiting_run(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
     python, env = python_for_commands(command_environment(WAIT_AT_STEP="2", WAIT_RELEASE=str(tmp_path / "release")))
     run_dir = tmp_path / "run"
     stand_in = subprocess.Popen(
-        [python, "-m", "resnet_cifar.train", *TINY_SYNTHETIC_RUN, "trainer.max_steps=4",
-         "+callbacks.wait._target_=probes.WaitAtStep", "+callbacks.wait.output_dir=${paths.output_dir}",
-         f"hydra.run.dir={run_dir}"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            python,
+            "-m",
+            "resnet_cifar.train",
+            *TINY_SYNTHETIC_RUN,
+            "trainer.max_steps=4",
+            "+callbacks.wait._target_=probes.WaitAtStep",
+            "+callbacks.wait.output_dir=${paths.output_dir}",
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     deadline = time.monotonic() + 120
     while not (run_dir / "waiting_at_step").exists():

@@ -17,7 +17,12 @@ SEARCH = (*TINY_SYNTHETIC_RUN, "trainer.max_steps=3", "~callbacks.input_preview"
 def search(run_cli: RunCli, tmp_path_factory: pytest.TempPathFactory) -> Path:
     sweep_dir = tmp_path_factory.mktemp("search") / "sweep"
     completed = run_cli(
-        "train", "-m", "hparams_search=lr_wd", *SEARCH, "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={sweep_dir}",
+        "train",
+        "-m",
+        "hparams_search=lr_wd",
+        *SEARCH,
+        "hydra.sweeper.n_trials=2",
+        f"hydra.sweep.dir={sweep_dir}",
         cwd=sweep_dir.parent / "cwd",
     )
     assert_ok(completed)
@@ -50,17 +55,33 @@ def test_the_best_value_is_the_lowest_validation_error_of_the_trials(search: Pat
 @pytest.mark.parametrize(
     ("flags", "overrides", "message"),
     [
-        ((), ("optimized_metric=accuracy",), "error: optimized_metric=accuracy is not a number in metrics.json; choose one of test_err,"),
-        (("-m",), ("hparams_search=lr_wd", "data.val_size=0"), "error: optimized_metric=val_err needs a validation split, and data.val_size=0 has none"),
+        (
+            (),
+            ("optimized_metric=accuracy",),
+            "error: optimized_metric=accuracy is not a number in metrics.json; choose one of test_err,",
+        ),
+        (
+            ("-m",),
+            ("hparams_search=lr_wd", "data.val_size=0"),
+            "error: optimized_metric=val_err needs a validation split, and data.val_size=0 has none",
+        ),
     ],
 )
 def test_a_metric_the_run_cannot_return_is_refused_before_training(
     run_cli: RunCli, tmp_path: Path, flags: tuple[str, ...], overrides: tuple[str, ...], message: str
 ) -> None:
     completed = run_cli(
-        "train", *flags, *SEARCH, *overrides, f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path
+        "train",
+        *flags,
+        *SEARCH,
+        *overrides,
+        f"hydra.run.dir={tmp_path / 'run'}",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        cwd=tmp_path,
     )
     assert completed.returncode == 2, describe(completed)
-    assert [line for line in completed.output.splitlines() if line.startswith("error:")][0].startswith(message), describe(completed)
+    assert [line for line in completed.output.splitlines() if line.startswith("error:")][0].startswith(message), (
+        describe(completed)
+    )
     assert "Traceback" not in completed.output
     assert not list(tmp_path.rglob("metrics.json")) and not list(tmp_path.rglob("*.ckpt"))

@@ -8,8 +8,8 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import TINY_SYNTHETIC_RUN, RunCli, assert_ok, read_json
 
+from conftest import TINY_SYNTHETIC_RUN, RunCli, assert_ok, read_json
 from resnet_cifar.data import CIFARDataModule
 from resnet_cifar.training.module import ImageClassifier
 
@@ -23,9 +23,17 @@ def clipped(run_cli: RunCli, tmp_path_factory: pytest.TempPathFactory) -> tuple[
     profiler, and a callback that uses the gradient hooks."""
     root = tmp_path_factory.mktemp("clipped")
     completed = run_cli(
-        "train", *TINY_SYNTHETIC_RUN, "trainer.max_steps=3", f"trainer.gradient_clip_val={CLIP}",
-        "trainer.gradient_clip_algorithm=value", "trainer.accumulate_grad_batches=2", "trainer.profiler=simple",
-        *PROBE, f"+callbacks.probe.output_dir={root}", f"hydra.run.dir={root / 'run'}", cwd=root / "cwd",
+        "train",
+        *TINY_SYNTHETIC_RUN,
+        "trainer.max_steps=3",
+        f"trainer.gradient_clip_val={CLIP}",
+        "trainer.gradient_clip_algorithm=value",
+        "trainer.accumulate_grad_batches=2",
+        "trainer.profiler=simple",
+        *PROBE,
+        f"+callbacks.probe.output_dir={root}",
+        f"hydra.run.dir={root / 'run'}",
+        cwd=root / "cwd",
     )
     return root, assert_ok(completed).output
 
@@ -60,8 +68,15 @@ def plateau(run_cli: RunCli, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two epochs (8 steps each) and a step with ReduceLROnPlateau on val/err and the advanced profiler."""
     root = tmp_path_factory.mktemp("plateau")
     completed = run_cli(
-        "train", *TINY_SYNTHETIC_RUN, "trainer.max_steps=17", "scheduler=plateau", "~scheduler.milestones", "scheduler.patience=0",
-        "trainer.profiler=advanced", f"hydra.run.dir={root / 'run'}", cwd=root / "cwd",
+        "train",
+        *TINY_SYNTHETIC_RUN,
+        "trainer.max_steps=17",
+        "scheduler=plateau",
+        "~scheduler.milestones",
+        "scheduler.patience=0",
+        "trainer.profiler=advanced",
+        f"hydra.run.dir={root / 'run'}",
+        cwd=root / "cwd",
     )
     assert "Profiler Report" in assert_ok(completed).output
     return root / "run"

@@ -25,17 +25,41 @@ def test_a_non_editable_install_trains_from_another_folder(tmp_path: Path) -> No
     # environment's.
     target = tmp_path / "installed"
     install = run_command(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", target, REPO],
-        tmp_path, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            target,
+            REPO,
+        ],
+        tmp_path,
+        timeout=600,
     )
     assert install.returncode == 0, install.output
     environment = {"PYTHONPATH": str(target)}
-    where = assert_ok(run_command([sys.executable, "-c", "import resnet_cifar; print(resnet_cifar.__file__)"], tmp_path, **environment))
+    where = assert_ok(
+        run_command(
+            [sys.executable, "-c", "import resnet_cifar; print(resnet_cifar.__file__)"], tmp_path, **environment
+        )
+    )
     assert where.stdout.startswith(str(target)), where.stdout  # the installed copy, not the checkout
     run_dir, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
     trained = run_command(
-        [sys.executable, "-m", "resnet_cifar.train", *TINY_SYNTHETIC_RUN, "trainer.max_steps=2", f"hydra.run.dir={run_dir}"],
-        elsewhere, **environment,
+        [
+            sys.executable,
+            "-m",
+            "resnet_cifar.train",
+            *TINY_SYNTHETIC_RUN,
+            "trainer.max_steps=2",
+            f"hydra.run.dir={run_dir}",
+        ],
+        elsewhere,
+        **environment,
     )
     assert_ok(trained)
     assert read_json(run_dir / "metrics.json")["steps"] == 2

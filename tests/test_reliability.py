@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_SYNTHETIC_RUN, assert_ok, describe, read_json, run_command, command_environment
 
-from resnet_cifar.training.checkpoints import AtomicCheckpointIO
+from conftest import TINY_SYNTHETIC_RUN, assert_ok, command_environment, describe, read_json, run_command
 from resnet_cifar.cli import exit_on_usage_error
 from resnet_cifar.files import write_json_atomically
+from resnet_cifar.training.checkpoints import AtomicCheckpointIO
 
 # 450 training images (500 before the 50-image val split), batch 32: 15 steps per epoch.
 RUN = (*TINY_SYNTHETIC_RUN, "data.synthetic_sizes=[500,100]", "callbacks.model_checkpoint.every_n_train_steps=5")
@@ -49,7 +49,9 @@ def uninterrupted(tmp_path_factory) -> Path:
 def test_sigkill_then_rerun_resumes_to_bit_identical_weights(uninterrupted, tmp_path):
     run_dir = tmp_path / "killed"
     command = train_command(run_dir, "trainer.max_steps=40", "seed=0")
-    process = subprocess.Popen(command, cwd=tmp_path, env=command_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=command_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     last = run_dir / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 300
     while not last.exists() and process.poll() is None and time.monotonic() < deadline:
@@ -106,10 +108,14 @@ def test_ddp_keeps_the_global_batch_passes_every_hook_and_writes_one_run_directo
     cwd.mkdir(), probes.mkdir()
     run_dir = runs / "ddp"
     probe = (
-        "+callbacks.images._target_=probes.RecordTrainingImages", f"+callbacks.images.output_dir={probes}",
-        "+callbacks.hooks._target_=probes.RecordBatchHooks", f"+callbacks.hooks.output_dir={probes}",
+        "+callbacks.images._target_=probes.RecordTrainingImages",
+        f"+callbacks.images.output_dir={probes}",
+        "+callbacks.hooks._target_=probes.RecordBatchHooks",
+        f"+callbacks.hooks.output_dir={probes}",
     )
-    command = train_command(run_dir, "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "trainer.max_steps=30", *probe)
+    command = train_command(
+        run_dir, "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "trainer.max_steps=30", *probe
+    )
     assert_ok(run(command, cwd=cwd))
     records = [json.loads((probes / f"probe_rank{rank}.json").read_text()) for rank in (0, 1)]
     assert [r["world_size"] for r in records] == [2, 2] and [r["steps"] for r in records] == [30, 30]
@@ -125,7 +131,13 @@ def test_ddp_keeps_the_global_batch_passes_every_hook_and_writes_one_run_directo
         assert sorted(seen) == list(range(450)), f"epoch {epoch}: every training image exactly once"
 
     hooks = [read_json(probes / f"hooks_rank{rank}.json") for rank in (0, 1)]
-    step = ["on_train_batch_start", "on_before_backward", "on_after_backward", "on_before_optimizer_step", "on_train_batch_end"]
+    step = [
+        "on_train_batch_start",
+        "on_before_backward",
+        "on_after_backward",
+        "on_before_optimizer_step",
+        "on_train_batch_end",
+    ]
     for rank_hooks in hooks:
         assert rank_hooks["calls"] == step * 30
         assert len(rank_hooks["gradient_norms"]) == 30 and all(norm > 0 for norm in rank_hooks["gradient_norms"])
@@ -186,7 +198,9 @@ def test_unwritable_output_directory_fails_clearly_and_writes_no_results(tmp_pat
     run_dir = tmp_path / "run"
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
-    command = train_command(run_dir, "trainer.max_steps=10", f"callbacks.model_checkpoint.dirpath={blocker}/checkpoints")
+    command = train_command(
+        run_dir, "trainer.max_steps=10", f"callbacks.model_checkpoint.dirpath={blocker}/checkpoints"
+    )
     completed = run(command, cwd=tmp_path)
     assert completed.returncode == 2, describe(completed)
     assert "Traceback" not in completed.output

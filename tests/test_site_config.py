@@ -9,14 +9,18 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import CONF, REPO, TINY_IMAGE_FOLDER_RUN, RunCli, assert_ok, compose_train, read_json
 
+from conftest import CONF, REPO, TINY_IMAGE_FOLDER_RUN, RunCli, assert_ok, compose_train, read_json
 from resnet_cifar.launch.study_names import exclude_shared_keys
 
 SITE = {
     "data": {"root": "/datasets/cifar10"},
-    "site": {"slurm_partition": "gpu", "slurm_account": "lab", "ray_address": "ray://head:10001",
-             "mlflow_tracking_uri": "http://127.0.0.1:5000"},
+    "site": {
+        "slurm_partition": "gpu",
+        "slurm_account": "lab",
+        "ray_address": "ray://head:10001",
+        "mlflow_tracking_uri": "http://127.0.0.1:5000",
+    },
 }
 
 
@@ -34,9 +38,21 @@ def test_site_settings_reach_the_run_launchers_and_trackers_and_the_command_line
     assert (cfg.hydra.launcher.partition, cfg.hydra.launcher.account) == ("gpu", "lab")
     assert cfg.logger.mlflow.tracking_uri == "http://127.0.0.1:5000"
     assert compose_train([searchpath, "hydra/launcher=ray"]).hydra.launcher.ray.init.address == "ray://head:10001"
-    cfg = compose_train([searchpath, "hydra/launcher=slurm", "logger=mlflow", "data.root=here",
-                         "hydra.launcher.partition=debug", "logger.mlflow.tracking_uri=sqlite:///x.db"])
-    assert (cfg.data.root, cfg.hydra.launcher.partition, cfg.logger.mlflow.tracking_uri) == ("here", "debug", "sqlite:///x.db")
+    cfg = compose_train(
+        [
+            searchpath,
+            "hydra/launcher=slurm",
+            "logger=mlflow",
+            "data.root=here",
+            "hydra.launcher.partition=debug",
+            "logger.mlflow.tracking_uri=sqlite:///x.db",
+        ]
+    )
+    assert (cfg.data.root, cfg.hydra.launcher.partition, cfg.logger.mlflow.tracking_uri) == (
+        "here",
+        "debug",
+        "sqlite:///x.db",
+    )
     # Also over an experiment's values: site settings come last.
     assert compose_train([searchpath, "experiment=smoke"]).data.root == "/datasets/cifar10"
 
@@ -51,19 +67,28 @@ def test_the_example_composes_and_sets_every_site_key() -> None:
     cfg = compose_train(["local=example", "hydra/launcher=slurm"])
     example = yaml.safe_load((CONF / "local" / "example.yaml").read_text())
     assert set(example["site"]) == set(compose_train(["local=example"]).site)  # the example shows every key
-    assert (cfg.hydra.launcher.partition, cfg.hydra.launcher.account) == (example["site"]["slurm_partition"], example["site"]["slurm_account"])
+    assert (cfg.hydra.launcher.partition, cfg.hydra.launcher.account) == (
+        example["site"]["slurm_partition"],
+        example["site"]["slurm_account"],
+    )
 
 
 def test_multirun_sh_names_jobs_the_same_with_a_site_folder() -> None:
     """./multirun.sh --config-dir DIR trainer=gpu: the shared override still stays out of the job names."""
     with_site = exclude_shared_keys(["--config-dir", "/etc/resnet-cifar", "trainer=gpu", "--config-dir=/x"])
-    assert with_site == exclude_shared_keys(["trainer=gpu"]) == "hydra.job.config.override_dirname.exclude_keys=['ckpt_path','trainer']"
+    assert (
+        with_site
+        == exclude_shared_keys(["trainer=gpu"])
+        == "hydra.job.config.override_dirname.exclude_keys=['ckpt_path','trainer']"
+    )
 
 
 def test_git_ignores_the_site_file() -> None:
     if not (REPO / ".git").exists():
         pytest.skip("not a git checkout")
-    ignored = subprocess.run(["git", "check-ignore", "-q", "src/resnet_cifar/conf/local/default.yaml"], cwd=REPO, check=False)
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", "src/resnet_cifar/conf/local/default.yaml"], cwd=REPO, check=False
+    )
     assert ignored.returncode == 0
 
 
@@ -76,9 +101,18 @@ def test_a_sweeps_ddp_processes_and_evaluate_read_the_sites_data_root(
     shutil.copytree(image_folder_root, here)
     sweep_dir = tmp_path / "sweep"
     completed = run_cli(
-        "train", "-m", "--config-dir", str(site_folder(tmp_path / "site", {"data": {"root": str(here)}})),
-        *TINY_IMAGE_FOLDER_RUN, "trainer.max_steps=2", "scheduler.milestones=[1]", "~callbacks.progress_bar",
-        "~callbacks.input_preview", "trainer=ddp", "trainer.accelerator=cpu", f"hydra.sweep.dir={sweep_dir}",
+        "train",
+        "-m",
+        "--config-dir",
+        str(site_folder(tmp_path / "site", {"data": {"root": str(here)}})),
+        *TINY_IMAGE_FOLDER_RUN,
+        "trainer.max_steps=2",
+        "scheduler.milestones=[1]",
+        "~callbacks.progress_bar",
+        "~callbacks.input_preview",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        f"hydra.sweep.dir={sweep_dir}",
         cwd=tmp_path / "cwd",
     )
     assert_ok(completed)

@@ -23,17 +23,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TINY_SYNTHETIC_RUN, RunCli, assert_ok, describe, read_json, run_command
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
-from test_train_e2e import summaries
 
+from conftest import TINY_SYNTHETIC_RUN, RunCli, assert_ok, describe, read_json, run_command
 from resnet_cifar.training.trackers import run_group
+from test_train_e2e import summaries
 
 STEPS = 4
 TRACKED_RUN = (
-    *TINY_SYNTHETIC_RUN, f"trainer.max_steps={STEPS}", "scheduler.milestones=[2,3]",
-    "~callbacks.progress_bar", "~callbacks.input_preview",
+    *TINY_SYNTHETIC_RUN,
+    f"trainer.max_steps={STEPS}",
+    "scheduler.milestones=[2,3]",
+    "~callbacks.progress_bar",
+    "~callbacks.input_preview",
 )
 RESULTS = ("test_err", "test_err_best_val", "val_err", "train_err")
 
@@ -65,8 +68,10 @@ def tensorboard_hparams(job: Path) -> dict[str, Any]:
     """The hyper-parameters of a job's TensorBoard HPARAMS tab, as numbers or text."""
     (start,) = summaries(job, "_hparams_/session_start_info")
     hparams = HParamsPluginData.FromString(start.metadata.plugin_data.content).session_start_info.hparams
-    return {key: value.number_value if value.HasField("number_value") else value.string_value
-            for key, value in hparams.items()}
+    return {
+        key: value.number_value if value.HasField("number_value") else value.string_value
+        for key, value in hparams.items()
+    }
 
 
 def tensorboard_curve(job: Path, tag: str) -> list[tuple[int, float]]:
@@ -77,14 +82,16 @@ def tensorboard_curve(job: Path, tag: str) -> list[tuple[int, float]]:
 
 def same_curve(logged: list[tuple[int, float]], shown: list[tuple[int, float]]) -> bool:
     """The same steps and values (TensorBoard keeps 32-bit floats)."""
-    return [step for step, _ in logged] == [step for step, _ in shown] and [value for _, value in logged] == pytest.approx(
-        [value for _, value in shown], rel=1e-6)
+    return [step for step, _ in logged] == [step for step, _ in shown] and [
+        value for _, value in logged
+    ] == pytest.approx([value for _, value in shown], rel=1e-6)
 
 
 def same_values(logged: dict[str, str], shown: dict[str, Any]) -> bool:
     """A tracker's values (as text) are TensorBoard's (numbers or text)."""
     return logged.keys() == shown.keys() and all(
-        float(logged[key]) == value if isinstance(value, float) else logged[key] == value for key, value in shown.items()
+        float(logged[key]) == value if isinstance(value, float) else logged[key] == value
+        for key, value in shown.items()
     )
 
 
@@ -94,8 +101,11 @@ def same_values(logged: dict[str, str], shown: dict[str, Any]) -> bool:
 @pytest.fixture(scope="module")
 def mlflow_sweep(run_cli: RunCli, tmp_path_factory: pytest.TempPathFactory) -> Sweep:
     return sweep(
-        run_cli, tmp_path_factory.mktemp("mlflow"),
-        "logger=[tensorboard,mlflow,csv]", "trainer=cpu,ddp", "trainer.accelerator=cpu",
+        run_cli,
+        tmp_path_factory.mktemp("mlflow"),
+        "logger=[tensorboard,mlflow,csv]",
+        "trainer=cpu,ddp",
+        "trainer.accelerator=cpu",
     )
 
 
@@ -111,7 +121,9 @@ def mlflow_runs(store: str, experiment_name: str) -> list[Any]:
 def metric_history(store: str, run: Any, key: str) -> list[tuple[int, float]]:
     from mlflow import MlflowClient
 
-    return sorted((metric.step, metric.value) for metric in MlflowClient(store).get_metric_history(run.info.run_id, key))
+    return sorted(
+        (metric.step, metric.value) for metric in MlflowClient(store).get_metric_history(run.info.run_id, key)
+    )
 
 
 def test_a_sweep_is_one_mlflow_experiment_with_one_finished_run_per_job(mlflow_sweep: Sweep) -> None:
@@ -134,7 +146,11 @@ def test_each_mlflow_run_has_its_jobs_hyperparameters_curves_and_results(mlflow_
 
 
 def test_a_ddp_job_logs_to_mlflow_from_rank_0_alone(mlflow_sweep: Sweep) -> None:
-    (ddp,) = [run for run in mlflow_runs(mlflow_sweep.store, str(mlflow_sweep.dir)) if run.data.params["trainer.devices"] == "2"]
+    (ddp,) = [
+        run
+        for run in mlflow_runs(mlflow_sweep.store, str(mlflow_sweep.dir))
+        if run.data.params["trainer.devices"] == "2"
+    ]
     steps = [step for step, _ in metric_history(mlflow_sweep.store, ddp, "train/loss")]
     assert steps and len(steps) == len(set(steps))  # one value per step: a second rank would repeat them
 
@@ -167,8 +183,22 @@ def test_mlflow_ui_on_the_store_lists_the_sweeps_runs(mlflow_sweep: Sweep, tmp_p
     port = free_port()
     log = (tmp_path / "ui.log").open("w")
     ui = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", mlflow_sweep.store, "--host", "127.0.0.1", "--port", str(port)],
-        cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "ui",
+            "--backend-store-uri",
+            mlflow_sweep.store,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
         env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},  # no background job workers
     )
     base = f"http://127.0.0.1:{port}"
@@ -185,8 +215,12 @@ def test_mlflow_ui_on_the_store_lists_the_sweeps_runs(mlflow_sweep: Sweep, tmp_p
                 time.sleep(1)
         with urllib.request.urlopen(base, timeout=30) as response:
             assert response.status == 200 and b"<html" in response.read().lower()  # the UI's page
-        found = http_json(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name={urllib.parse.quote(str(mlflow_sweep.dir))}")
-        runs = http_json(f"{base}/api/2.0/mlflow/runs/search", {"experiment_ids": [found["experiment"]["experiment_id"]]})["runs"]
+        found = http_json(
+            f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name={urllib.parse.quote(str(mlflow_sweep.dir))}"
+        )
+        runs = http_json(
+            f"{base}/api/2.0/mlflow/runs/search", {"experiment_ids": [found["experiment"]["experiment_id"]]}
+        )["runs"]
         assert sorted(run["info"]["run_name"] for run in runs) == [job.name for job in mlflow_sweep.jobs]
         assert {run["info"]["status"] for run in runs} == {"FINISHED"}
     finally:
@@ -197,7 +231,9 @@ def test_mlflow_ui_on_the_store_lists_the_sweeps_runs(mlflow_sweep: Sweep, tmp_p
 
 def test_jobs_of_a_parallel_sweep_share_a_new_sqlite_store(run_cli: RunCli, tmp_path: Path) -> None:
     """Two jobs at once create the store and the experiment: both succeed, each with its own run."""
-    parallel = sweep(run_cli, tmp_path, "logger=mlflow", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", "seed=0,1")
+    parallel = sweep(
+        run_cli, tmp_path, "logger=mlflow", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", "seed=0,1"
+    )
     runs = mlflow_runs(parallel.store, str(parallel.dir))
     assert sorted(run.data.params["seed"] for run in runs) == ["0", "1"]
     for run in runs:
@@ -210,8 +246,13 @@ def test_a_resumed_run_continues_its_mlflow_run(tmp_path: Path) -> None:
     finished, with the whole curve; the parameter that changed keeps its first value."""
     cwd, run_dir = tmp_path / "cwd", tmp_path / "cwd" / "outputs" / "runs" / "killed"
     command = [
-        sys.executable, "-m", "resnet_cifar.train", *TRACKED_RUN, "logger=mlflow",
-        "callbacks.model_checkpoint.every_n_train_steps=2", "+callbacks.killer._target_=probes.KillOnce",
+        sys.executable,
+        "-m",
+        "resnet_cifar.train",
+        *TRACKED_RUN,
+        "logger=mlflow",
+        "callbacks.model_checkpoint.every_n_train_steps=2",
+        "+callbacks.killer._target_=probes.KillOnce",
         f"hydra.run.dir={run_dir}",
     ]
     killer = {"KILL_AT_STEP": "3", "KILL_SEED": "0", "KILL_MARKER": str(tmp_path / "killed")}
@@ -225,7 +266,9 @@ def test_a_resumed_run_continues_its_mlflow_run(tmp_path: Path) -> None:
     assert run.info.status == "FINISHED" and run.data.tags["run_dir"] == str(run_dir)
     assert run.data.params["trainer.max_steps"] == str(STEPS)
     assert run.data.metrics["test_err"] == metrics["test_err"]  # logged by the second attempt
-    assert 1 in [step for step, _ in metric_history(f"sqlite:///{cwd}/outputs/mlflow.db", run, "train/loss")]  # by the first
+    assert 1 in [
+        step for step, _ in metric_history(f"sqlite:///{cwd}/outputs/mlflow.db", run, "train/loss")
+    ]  # by the first
 
 
 # --- W&B offline: a 2-job sweep in one process ---
@@ -267,9 +310,16 @@ def wandb_run(job: Path) -> dict[str, Any]:
     for record in wandb_records(path):
         kinds[record.WhichOneof("record_type")].append(record)
     config = {item.key: json.loads(item.value_json) for record in kinds["config"] for item in record.config.update}
-    history = [{item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
-               for record in kinds["history"]]
-    return {"runs": [record.run for record in kinds["run"]], "config": config, "history": history, "exits": kinds["exit"]}
+    history = [
+        {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
+        for record in kinds["history"]
+    ]
+    return {
+        "runs": [record.run for record in kinds["run"]],
+        "config": config,
+        "history": history,
+        "exits": kinds["exit"],
+    }
 
 
 def test_each_wandb_job_is_one_finished_offline_run_grouped_by_sweep(wandb_sweep: Sweep) -> None:
@@ -277,7 +327,11 @@ def test_each_wandb_job_is_one_finished_offline_run_grouped_by_sweep(wandb_sweep
     for job in wandb_sweep.jobs:
         run = wandb_run(job)
         (record,) = run["runs"]
-        assert (record.run_group, record.display_name, record.project) == (str(wandb_sweep.dir), job.name, "resnet-cifar")
+        assert (record.run_group, record.display_name, record.project) == (
+            str(wandb_sweep.dir),
+            job.name,
+            "resnet-cifar",
+        )
         assert len(run["exits"]) == 1  # finished with its job
         ids.add(record.run_id)
     assert len(ids) == 2
@@ -307,7 +361,8 @@ def test_a_tracker_that_is_not_installed_is_refused_with_its_install_command(tra
     run_dir = tmp_path / "run"
     completed = run_command(
         [sys.executable, "-m", "resnet_cifar.train", *TRACKED_RUN, f"logger={tracker}", f"hydra.run.dir={run_dir}"],
-        tmp_path / "cwd", PYTHONPATH=str(missing),
+        tmp_path / "cwd",
+        PYTHONPATH=str(missing),
     )
     assert completed.returncode == 2, describe(completed)
     errors = [line for line in completed.output.splitlines() if line.startswith("error:")]
@@ -333,6 +388,9 @@ def test_a_runs_group_is_the_folder_that_holds_it() -> None:
     cwd = "/work/project"
     assert run_group("/work/project/outputs/runs/2026-11-30_10-00-00", cwd) == "runs"
     assert run_group("/work/project/outputs/multirun/2026-11-30_10-00-00/seed=0", cwd) == "multirun/2026-11-30_10-00-00"
-    assert run_group("/work/project/outputs/study/2026-11-30_10-00-00/model.depth=20,seed=0", cwd) == "study/2026-11-30_10-00-00"
+    assert (
+        run_group("/work/project/outputs/study/2026-11-30_10-00-00/model.depth=20,seed=0", cwd)
+        == "study/2026-11-30_10-00-00"
+    )
     assert run_group("/work/project/sweeps/depth/seed=0", cwd) == "sweeps/depth"
     assert run_group("/scratch/me/depth/seed=0", cwd) == "/scratch/me/depth"

@@ -15,14 +15,20 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from conftest import (
-    TINY_IMAGE_FOLDER_RUN, TINY_SYNTHETIC_RUN, RunCli, assert_ok, describe, logged_input_grids, read_json,
-)
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
+from conftest import (
+    TINY_IMAGE_FOLDER_RUN,
+    TINY_SYNTHETIC_RUN,
+    RunCli,
+    assert_ok,
+    describe,
+    logged_input_grids,
+    read_json,
+)
 from resnet_cifar.training.hparams import RECIPE_KEYS
 
 SMOKE_STEPS = 6
@@ -110,7 +116,9 @@ def test_compiled_run_reports_the_steady_rate_and_its_compile_time(run_cli: RunC
     assert 0 < metrics["compile_s"] < metrics["train_s"] < metrics["wall_s"]
     # The steady rate: the 7 other steps' 224 images over the training time without those two steps.
     steady_images = clock["images"] - clock["compile_images"]
-    assert metrics["images_per_s"] == pytest.approx(steady_images / (metrics["train_s"] - metrics["compile_s"]), rel=0.01)
+    assert metrics["images_per_s"] == pytest.approx(
+        steady_images / (metrics["train_s"] - metrics["compile_s"]), rel=0.01
+    )
 
 
 def test_smoke_run_tensorboard_scalars(smoke: Run) -> None:
@@ -135,7 +143,13 @@ def summaries(run_dir: Path, tag: str) -> list[Any]:
 def test_hparams_tab_gets_a_short_flat_set_and_every_override(smoke: Run) -> None:
     (start,) = summaries(smoke.dir, "_hparams_/session_start_info")
     hparams = HParamsPluginData.FromString(start.metadata.plugin_data.content).session_start_info.hparams
-    overridden = {"experiment", "data.eval_batch_size", "data.val_size", "trainer.log_every_n_steps", "data.synthetic_sizes"}
+    overridden = {
+        "experiment",
+        "data.eval_batch_size",
+        "data.val_size",
+        "trainer.log_every_n_steps",
+        "data.synthetic_sizes",
+    }
     assert set(hparams) == set(RECIPE_KEYS) | overridden, sorted(hparams)
     assert hparams["experiment"].string_value == "smoke"
     assert hparams["model.depth"].number_value == 8 and hparams["model.residual"].string_value == "true"

@@ -61,4 +61,3 @@ def exit_on_usage_error(task: Task) -> Task:
             exit_with_usage_error(usage_error)
 
     return wrapper  # type: ignore[return-value]
-

@@ -1,7 +1,7 @@
 """Train one network with the paper's recipe, test it, and write the run's metrics.json.
 
-    python -m resnet_cifar.train [overrides]          e.g. model.depth=56 seed=3
-    python -m resnet_cifar.train -m model.depth=20,32,44,56 seed=0,1,2,3,4
+python -m resnet_cifar.train [overrides]          e.g. model.depth=56 seed=3
+python -m resnet_cifar.train -m model.depth=20,32,44,56 seed=0,1,2,3,4
 """
 
 import json
@@ -28,14 +28,25 @@ from resnet_cifar.training.hparams import run_hparams
 from resnet_cifar.training.lightning_compat import relaunches_the_command
 from resnet_cifar.training.quiet import silence_known_noise
 from resnet_cifar.training.trackers import (
-    check_trackers_installed, finishing_trackers, log_hyperparameters, log_results,
+    check_trackers_installed,
+    finishing_trackers,
+    log_hyperparameters,
+    log_results,
 )
 
 log = logging.getLogger(__name__)
 # The numbers of metrics.json, any of which ``optimized_metric`` may name.
 NUMERIC_RESULTS = (
-    "test_err", "test_loss", "test_err_best_val", "val_err", "val_loss", "train_err", "train_loss",
-    "steps", "wall_s", "images_per_s",
+    "test_err",
+    "test_loss",
+    "test_err_best_val",
+    "val_err",
+    "val_loss",
+    "train_err",
+    "train_loss",
+    "steps",
+    "wall_s",
+    "images_per_s",
 )
 # Those that a run without a validation split (data.val_size=0) leaves empty.
 NEED_VALIDATION = ("val_err", "val_loss", "test_err_best_val")
@@ -155,7 +166,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     test_best = {}
     if best_path:
         module.test_tag = "test_best_val"
-        test_best = trainer.test(module, datamodule=datamodule, ckpt_path=best_path, verbose=False, weights_only=True)[0]
+        test_best = trainer.test(module, datamodule=datamodule, ckpt_path=best_path, verbose=False, weights_only=True)[
+            0
+        ]
 
     metrics = {
         "test_err": metric(test, "test/err"),

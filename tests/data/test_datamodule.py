@@ -4,8 +4,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from fake_cifar import write_image_folder
 
+from fake_cifar import write_image_folder
 from resnet_cifar.data import CIFARDataModule, per_device_batch_size, split_train_val
 from resnet_cifar.data.batches import EpochBatchSampler
 from resnet_cifar.errors import ConfigError

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
 from fake_cifar import (
     CIFAR10_CLASSES,
     DATASET_CLASSES,
@@ -21,8 +23,6 @@ from fake_cifar import (
     write_torchvision_archive,
     write_torchvision_tarball,
 )
-from PIL import Image
-
 from resnet_cifar import files
 from resnet_cifar.data import sources
 from resnet_cifar.data.sources import CifarArrays, load_cifar, synthetic_cifar

@@ -5,8 +5,8 @@ found them. Faults come from probes.Fault (FAULTS=seed:rank:how,...)."""
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -21,9 +21,15 @@ from resnet_cifar.launch.study_names import exclude_shared_keys
 # The tiny runs of conftest as 2-process CPU jobs; a checkpoint (and divergence check) every 2 steps.
 DDP_SWEEP = (
     *(arg for arg in TINY_SYNTHETIC_RUN if not arg.startswith("model.depth=")),
-    "trainer=ddp", "trainer.accelerator=cpu", "trainer.max_steps=6", "scheduler.milestones=[3,5]",
-    "callbacks.model_checkpoint.every_n_train_steps=2", "~callbacks.progress_bar", "~callbacks.input_preview",
-    "+callbacks.fault._target_=probes.Fault", "+hydra.callbacks.process_state._target_=probes.RecordProcessState",
+    "trainer=ddp",
+    "trainer.accelerator=cpu",
+    "trainer.max_steps=6",
+    "scheduler.milestones=[3,5]",
+    "callbacks.model_checkpoint.every_n_train_steps=2",
+    "~callbacks.progress_bar",
+    "~callbacks.input_preview",
+    "+callbacks.fault._target_=probes.Fault",
+    "+hydra.callbacks.process_state._target_=probes.RecordProcessState",
 )
 
 
@@ -52,8 +58,11 @@ def assert_process_state_restored(sweep_dir: Path) -> None:
         first = same[0]
         for record in same[1:]:
             assert record["threads"] == first["threads"], (first, record)
-            changed = {k for k in first["environ"].keys() | record["environ"].keys()
-                       if first["environ"].get(k) != record["environ"].get(k)}
+            changed = {
+                k
+                for k in first["environ"].keys() | record["environ"].keys()
+                if first["environ"].get(k) != record["environ"].get(k)
+            }
             assert not changed, f"job {record['job']} ({record['when']}) changed {sorted(changed)}"
 
 
@@ -70,8 +79,14 @@ def short_job_names(*overrides: str) -> str:
 def test_basic_launcher_sweep_of_ddp_jobs_with_failing_ranks_goes_on_and_reports_them(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "study"
     completed = run_command(
-        ["bash", REPO / "multirun.sh", *DDP_SWEEP, f"hydra.sweep.dir={sweep_dir}"], tmp_path / "cwd", timeout=600,
-        PYTHON=sys.executable, DEPTHS="8", SEEDS="0 1 2 3", FAULTS="0:0:sigkill,1:1:raise,2:1:nan", FAULT_AT_STEP="3",
+        ["bash", REPO / "multirun.sh", *DDP_SWEEP, f"hydra.sweep.dir={sweep_dir}"],
+        tmp_path / "cwd",
+        timeout=600,
+        PYTHON=sys.executable,
+        DEPTHS="8",
+        SEEDS="0 1 2 3",
+        FAULTS="0:0:sigkill,1:1:raise,2:1:nan",
+        FAULT_AT_STEP="3",
     )
     assert completed.returncode != 0, describe(completed)
     assert not processes_of(sweep_dir), processes_of(sweep_dir)
@@ -87,8 +102,11 @@ def test_basic_launcher_sweep_of_ddp_jobs_with_failing_ranks_goes_on_and_reports
     assert re.search(r"DDP process local rank 0 \(pid \d+\) was killed by SIGKILL", output), describe(completed)
     # Rank 1 raised; rank 0 then fails in its next collective, often seen at the same poll, when
     # both are named (in rank order). Only this job's message has rank 1 exiting without a kill.
-    assert re.search(r"DDP process (local rank 0 \(pid \d+\) exited with status 1; )?"
-                     r"local rank 1 \(pid \d+\) exited with status 1", output), describe(completed)
+    assert re.search(
+        r"DDP process (local rank 0 \(pid \d+\) exited with status 1; )?"
+        r"local rank 1 \(pid \d+\) exited with status 1",
+        output,
+    ), describe(completed)
     assert "probe: rank 1 fails at step 3" in output
     # NaN on rank 1 only, at step 3 (the loss of step index 2): both ranks stop at the step-4 check.
     assert output.count("error: training diverged: the loss became NaN or infinite at step 2") == 2, describe(completed)
@@ -104,17 +122,33 @@ def test_basic_launcher_sweep_of_ddp_jobs_with_failing_ranks_goes_on_and_reports
 def test_parallel_launcher_sweep_of_ddp_jobs_with_failing_ranks_goes_on(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     completed = run_command(
-        [sys.executable, "-m", "resnet_cifar.train", "-m", "model.depth=8", *DDP_SWEEP, "seed=0,1,2",
-         "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep_dir}",
-         short_job_names("model.depth=8", *DDP_SWEEP)],
-        tmp_path / "cwd", timeout=600, FAULTS="0:1:sigkill,1:0:raise",
+        [
+            sys.executable,
+            "-m",
+            "resnet_cifar.train",
+            "-m",
+            "model.depth=8",
+            *DDP_SWEEP,
+            "seed=0,1,2",
+            "hydra/launcher=parallel",
+            "hydra.launcher.n_jobs=2",
+            f"hydra.sweep.dir={sweep_dir}",
+            short_job_names("model.depth=8", *DDP_SWEEP),
+        ],
+        tmp_path / "cwd",
+        timeout=600,
+        FAULTS="0:1:sigkill,1:0:raise",
     )
     assert completed.returncode != 0, describe(completed)
     assert not processes_of(sweep_dir), processes_of(sweep_dir)
     assert json.loads((job_dir(sweep_dir, 2) / "metrics.json").read_text())["steps"] == 6
-    assert not (job_dir(sweep_dir, 0) / "metrics.json").exists() and not (job_dir(sweep_dir, 1) / "metrics.json").exists()
+    assert (
+        not (job_dir(sweep_dir, 0) / "metrics.json").exists() and not (job_dir(sweep_dir, 1) / "metrics.json").exists()
+    )
     # The rank that was killed is named first (rank 0 then fails in its next collective).
-    assert re.search(r"DDP process local rank 1 \(pid \d+\) was killed by SIGKILL", completed.output), describe(completed)
+    assert re.search(r"DDP process local rank 1 \(pid \d+\) was killed by SIGKILL", completed.output), describe(
+        completed
+    )
     assert "probe: rank 0 fails at step 2" in completed.output
     assert_process_state_restored(sweep_dir)
 

@@ -27,8 +27,14 @@ def event_file_pids(job: Path) -> set[str]:
 def test_parallel_launcher_runs_jobs_in_their_own_processes(run_cli: RunCli, tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     completed = run_cli(
-        "train", "-m", *TINY_SWEEP, "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", "seed=0,1",
-        f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path / "cwd",
+        "train",
+        "-m",
+        *TINY_SWEEP,
+        "hydra/launcher=parallel",
+        "hydra.launcher.n_jobs=2",
+        "seed=0,1",
+        f"hydra.sweep.dir={sweep_dir}",
+        cwd=tmp_path / "cwd",
     )
     assert_ok(completed)
     jobs = finished_jobs(sweep_dir)
@@ -43,8 +49,13 @@ def test_parallel_launcher_runs_jobs_in_their_own_processes(run_cli: RunCli, tmp
 def test_submitit_local_launcher(run_cli: RunCli, tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     completed = run_cli(
-        "train", "-m", *TINY_SWEEP, "hydra/launcher=submitit_local", "seed=0,1",
-        f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path / "cwd",
+        "train",
+        "-m",
+        *TINY_SWEEP,
+        "hydra/launcher=submitit_local",
+        "seed=0,1",
+        f"hydra.sweep.dir={sweep_dir}",
+        cwd=tmp_path / "cwd",
     )
     assert_ok(completed)
     jobs = finished_jobs(sweep_dir)
@@ -60,8 +71,13 @@ def launcher_config(*overrides: str) -> OmegaConf:
 
 def test_slurm_launcher_follows_the_trainer() -> None:
     hydra = launcher_config(
-        "hydra/launcher=slurm", "trainer=ddp", "trainer.accelerator=gpu", "trainer.devices=4", "trainer.num_nodes=2",
-        "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=600",
+        "hydra/launcher=slurm",
+        "trainer=ddp",
+        "trainer.accelerator=gpu",
+        "trainer.devices=4",
+        "trainer.num_nodes=2",
+        "hydra.launcher.partition=gpu",
+        "hydra.launcher.timeout_min=600",
     )
     launcher = hydra.launcher
     assert launcher._target_ == "hydra_plugins.resnet_cifar.SlurmLauncher"
@@ -92,55 +108,108 @@ def test_the_slurm_launcher_is_a_hydra_plugin_with_submitits_parameters() -> Non
     ours = set(launcher_config("hydra/launcher=slurm").launcher)
     submitits = set(OmegaConf.structured(SlurmQueueConf))
     assert submitits <= ours, "conf/hydra/launcher/slurm.yaml lists every key of hydra-submitit-launcher"
-    assert ours - submitits == {"progress_every_s", "poll_s", "end_grace_s", "srun_args"}  # srun_args: submitit's slurm_srun_args
+    assert ours - submitits == {
+        "progress_every_s",
+        "poll_s",
+        "end_grace_s",
+        "srun_args",
+    }  # srun_args: submitit's slurm_srun_args
 
 
 def test_slurm_refusals_name_the_key_to_change() -> None:
     from resnet_cifar.launch.slurm import refusal_message
 
     gres = refusal_message("sbatch: error: Invalid generic resource (gres) specification")
-    assert gres.startswith("SLURM refused the jobs: Invalid generic resource (gres) specification. Change hydra.launcher.gpus_per_node")
-    assert refusal_message("sbatch: error: invalid partition specified: big").endswith("Change hydra.launcher.partition")
+    assert gres.startswith(
+        "SLURM refused the jobs: Invalid generic resource (gres) specification. Change hydra.launcher.gpus_per_node"
+    )
+    assert refusal_message("sbatch: error: invalid partition specified: big").endswith(
+        "Change hydra.launcher.partition"
+    )
     assert "hydra.launcher.cpus_per_task" in refusal_message(
-        "sbatch: error: Batch job submission failed: Requested node configuration is not available")
+        "sbatch: error: Batch job submission failed: Requested node configuration is not available"
+    )
 
 
 def test_ray_launcher_asks_for_the_trainers_gpus_and_is_a_hydra_plugin_on_hydra_ray_launcher() -> None:
     from hydra.core.plugins import Plugins
     from hydra.plugins.launcher import Launcher
 
-    for overrides, gpus in ((["experiment=smoke"], None), (["trainer=ddp", "trainer.accelerator=cpu"], None),
-                            (["trainer=gpu"], 1), (["trainer=ddp", "trainer.devices=4"], 4), ([], 1)):  # accelerator auto: a GPU job
+    for overrides, gpus in (
+        (["experiment=smoke"], None),
+        (["trainer=ddp", "trainer.accelerator=cpu"], None),
+        (["trainer=gpu"], 1),
+        (["trainer=ddp", "trainer.devices=4"], 4),
+        ([], 1),
+    ):  # accelerator auto: a GPU job
         launcher = launcher_config("hydra/launcher=ray", *overrides).launcher
         assert launcher._target_ == "hydra_plugins.resnet_cifar.RayLauncher"
         assert launcher.ray.remote.num_gpus == gpus, overrides
         assert launcher.ray.remote.max_retries > 0  # jobs of a lost node run again
     # Hydra imports the plugin modules itself (its own module objects): compare by name.
-    (ours,) = [c for c in Plugins.instance().discover(Launcher) if f"{c.__module__}.{c.__name__}" == "hydra_plugins.resnet_cifar.RayLauncher"]
+    (ours,) = [
+        c
+        for c in Plugins.instance().discover(Launcher)
+        if f"{c.__module__}.{c.__name__}" == "hydra_plugins.resnet_cifar.RayLauncher"
+    ]
     bases = {f"{c.__module__}.{c.__name__}" for c in ours.__mro__}
     assert "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher" in bases
 
 
 def test_the_ray_launcher_without_ray_says_how_to_install_it(tmp_path: Path) -> None:
     # The train command with Ray and hydra-ray-launcher made impossible to import.
-    without_ray = ("import runpy, sys; sys.modules.update(dict.fromkeys(['ray', 'hydra_plugins.hydra_ray_launcher'])); "
-                   "runpy.run_module('resnet_cifar.train', run_name='__main__')")
-    completed = run_command([sys.executable, "-c", without_ray, "-m", "hydra/launcher=ray", *TINY_SWEEP, "seed=0",
-                             f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path)
+    without_ray = (
+        "import runpy, sys; sys.modules.update(dict.fromkeys(['ray', 'hydra_plugins.hydra_ray_launcher'])); "
+        "runpy.run_module('resnet_cifar.train', run_name='__main__')"
+    )
+    completed = run_command(
+        [
+            sys.executable,
+            "-c",
+            without_ray,
+            "-m",
+            "hydra/launcher=ray",
+            *TINY_SWEEP,
+            "seed=0",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        ],
+        tmp_path,
+    )
     assert completed.returncode == 2, describe(completed)
     assert "Traceback" not in completed.output
-    assert completed.stderr.strip().splitlines()[-1] == "error: hydra/launcher=ray needs Ray and hydra-ray-launcher: pip install -e '.[ray]'"
+    assert (
+        completed.stderr.strip().splitlines()[-1]
+        == "error: hydra/launcher=ray needs Ray and hydra-ray-launcher: pip install -e '.[ray]'"
+    )
 
 
 def test_the_ray_launcher_refuses_jobs_across_nodes_and_an_address_where_no_cluster_answers(tmp_path: Path) -> None:
     for overrides, says, fix in (
-        (["trainer=ddp", "trainer.num_nodes=2"], "error: job #0 asks for trainer.num_nodes=2, but hydra/launcher=ray runs each job on one node",
-         "use trainer.num_nodes=1 with trainer.devices up to a node's GPUs, or hydra/launcher=slurm for jobs across nodes"),
-        ([], "error: no Ray cluster answers at hydra.launcher.ray.init.address=127.0.0.1:1 (",
-         "give its address: hydra.launcher.ray.init.address=auto"),
+        (
+            ["trainer=ddp", "trainer.num_nodes=2"],
+            "error: job #0 asks for trainer.num_nodes=2, but hydra/launcher=ray runs each job on one node",
+            "use trainer.num_nodes=1 with trainer.devices up to a node's GPUs, or hydra/launcher=slurm for jobs across nodes",
+        ),
+        (
+            [],
+            "error: no Ray cluster answers at hydra.launcher.ray.init.address=127.0.0.1:1 (",
+            "give its address: hydra.launcher.ray.init.address=auto",
+        ),
     ):
-        completed = run_command([sys.executable, "-m", "resnet_cifar.train", "-m", "hydra/launcher=ray", *TINY_SWEEP, *overrides,
-                                 "hydra.launcher.ray.init.address=127.0.0.1:1", f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path)
+        completed = run_command(
+            [
+                sys.executable,
+                "-m",
+                "resnet_cifar.train",
+                "-m",
+                "hydra/launcher=ray",
+                *TINY_SWEEP,
+                *overrides,
+                "hydra.launcher.ray.init.address=127.0.0.1:1",
+                f"hydra.sweep.dir={tmp_path / 'sweep'}",
+            ],
+            tmp_path,
+        )
         assert completed.returncode == 2, describe(completed)
         assert "Traceback" not in completed.output
         last = completed.stderr.strip().splitlines()[-1]

@@ -21,15 +21,30 @@ def free_port() -> int:
 def test_one_job_over_two_nodes_writes_one_directory_from_rank_0_and_keeps_the_global_batch(tmp_path: Path) -> None:
     run_dir = tmp_path / "shared" / "run"
     command = [
-        sys.executable, "-m", "resnet_cifar.train", *TINY_SYNTHETIC_RUN, "trainer=ddp", "trainer.accelerator=cpu",
-        "trainer.num_nodes=2", "trainer.devices=1", "trainer.max_steps=6", "~callbacks.progress_bar",
-        "+callbacks.probe._target_=probes.RecordTrainingImages", f"+callbacks.probe.output_dir={run_dir}",
+        sys.executable,
+        "-m",
+        "resnet_cifar.train",
+        *TINY_SYNTHETIC_RUN,
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.num_nodes=2",
+        "trainer.devices=1",
+        "trainer.max_steps=6",
+        "~callbacks.progress_bar",
+        "+callbacks.probe._target_=probes.RecordTrainingImages",
+        f"+callbacks.probe.output_dir={run_dir}",
         f"hydra.run.dir={run_dir}",
     ]
     port = str(free_port())
     nodes = [
-        subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                         env=command_environment(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, NODE_RANK=str(node)))
+        subprocess.Popen(
+            command,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=command_environment(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, NODE_RANK=str(node)),
+        )
         for node in (0, 1)
     ]
     outputs = [node.communicate(timeout=300)[0] for node in nodes]

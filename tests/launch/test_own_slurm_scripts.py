@@ -15,7 +15,15 @@ import pytest
 import torch
 
 from conftest import REPO, TINY_SYNTHETIC_RUN, describe
-from launch.test_external_launchers import FALSE_ADVICE, PROBE, TINY_DDP, assert_one_ddp_run_of_two, outside_any_job, run, the_one_run_dir
+from launch.test_external_launchers import (
+    FALSE_ADVICE,
+    PROBE,
+    TINY_DDP,
+    assert_one_ddp_run_of_two,
+    outside_any_job,
+    run,
+    the_one_run_dir,
+)
 
 pytestmark = pytest.mark.slurm
 SBATCH_SCRIPT = REPO / "scripts" / "slurm" / "train.sbatch"
@@ -24,8 +32,21 @@ SBATCH_SCRIPT = REPO / "scripts" / "slurm" / "train.sbatch"
 def test_srun_in_an_salloc_allocation_runs_one_ddp_job_of_two_tasks(slurm_cluster: None, tmp_path: Path) -> None:
     """salloc names its job "interactive", in which Lightning does not see SLURM: each task would
     start two processes of its own, two jobs of two writing into two directories."""
-    command = ["salloc", "-n", "2", "--cpus-per-task=1", "srun", "-n", "2", sys.executable, "-m", "resnet_cifar.train",
-               *TINY_DDP, "trainer.devices=2", *PROBE]
+    command = [
+        "salloc",
+        "-n",
+        "2",
+        "--cpus-per-task=1",
+        "srun",
+        "-n",
+        "2",
+        sys.executable,
+        "-m",
+        "resnet_cifar.train",
+        *TINY_DDP,
+        "trainer.devices=2",
+        *PROBE,
+    ]
     completed = run(command, tmp_path)
     assert completed.returncode == 0, describe(completed)
     run_dir = the_one_run_dir(tmp_path)
@@ -37,16 +58,38 @@ def sbatch(*options: str, cwd: Path, plan: str, steps: int) -> subprocess.Popen:
     """scripts/slurm/train.sbatch submitted with ``options`` (the site's: this cluster's CPUs, no
     GPUs), interrupted as ``plan`` says; waits until the job, requeued or not, has ended."""
     cwd.mkdir(parents=True)
-    command = ["sbatch", "--wait", "--parsable", "--gres=none", "--cpus-per-task=1", "--time=10", *options, str(SBATCH_SCRIPT),
-               *TINY_SYNTHETIC_RUN, "trainer.accelerator=cpu", f"trainer.max_steps={steps}", "~callbacks.progress_bar",
-               "~callbacks.input_preview", "callbacks.preemption.check_every_n_steps=2",
-               "+callbacks.interrupt._target_=probes.InterruptOnSlurm", f"+callbacks.interrupt.plan='{plan}'"]
-    return subprocess.Popen(command, cwd=cwd, env=outside_any_job(PYTHON=sys.executable), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    command = [
+        "sbatch",
+        "--wait",
+        "--parsable",
+        "--gres=none",
+        "--cpus-per-task=1",
+        "--time=10",
+        *options,
+        str(SBATCH_SCRIPT),
+        *TINY_SYNTHETIC_RUN,
+        "trainer.accelerator=cpu",
+        f"trainer.max_steps={steps}",
+        "~callbacks.progress_bar",
+        "~callbacks.input_preview",
+        "callbacks.preemption.check_every_n_steps=2",
+        "+callbacks.interrupt._target_=probes.InterruptOnSlurm",
+        f"+callbacks.interrupt.plan='{plan}'",
+    ]
+    return subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=outside_any_job(PYTHON=sys.executable),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def job_fields(job_id: str) -> dict[str, str]:
-    shown = subprocess.run(["scontrol", "--oneliner", "show", "job", job_id], capture_output=True, text=True, check=True).stdout
+    shown = subprocess.run(
+        ["scontrol", "--oneliner", "show", "job", job_id], capture_output=True, text=True, check=True
+    ).stdout
     return dict(re.findall(r"\b(JobState|Restarts)=(\S+)", shown))
 
 
@@ -58,7 +101,9 @@ def test_an_own_sbatch_script_requeues_itself_on_usr1_and_term_and_resumes_but_n
     its step and stays ended."""
     preempted = sbatch("--ntasks-per-node=2", cwd=tmp_path / "preempted", plan="USR1,TERM", steps=12)
     cancelled = sbatch("--ntasks-per-node=1", cwd=tmp_path / "cancelled", plan="cancel", steps=12)
-    outputs = {name: job.communicate(timeout=600)[0] for name, job in (("preempted", preempted), ("cancelled", cancelled))}
+    outputs = {
+        name: job.communicate(timeout=600)[0] for name, job in (("preempted", preempted), ("cancelled", cancelled))
+    }
     job_ids = {name: output.split()[0].split(";")[0] for name, output in outputs.items()}  # --parsable: id[;cluster]
 
     log = (tmp_path / "preempted" / f"slurm-{job_ids['preempted']}.out").read_text()
@@ -82,7 +127,10 @@ def test_an_own_sbatch_script_requeues_itself_on_usr1_and_term_and_resumes_but_n
     assert cancelled.returncode != 0, log[-6000:]
     assert "auto-requeueing enabled" not in log  # Lightning's, which sees SLURM in this 1-task job: it is off
     (step,) = re.findall(r"SIGTERM: saved .*last\.ckpt at step (\d+); stopping", log)
-    assert re.search(rf"SLURM job {job_ids['cancelled']} is not requeued: it is ending .* hydra\.run\.dir=\S+slurm-{job_ids['cancelled']}\.0", log)
+    assert re.search(
+        rf"SLURM job {job_ids['cancelled']} is not requeued: it is ending .* hydra\.run\.dir=\S+slurm-{job_ids['cancelled']}\.0",
+        log,
+    )
     assert job_fields(job_ids["cancelled"]) == {"JobState": "CANCELLED", "Restarts": "0"}
     last = tmp_path / "cancelled" / "outputs" / "runs" / f"slurm-{job_ids['cancelled']}.0" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True)["global_step"] == int(step)

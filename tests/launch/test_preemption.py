@@ -14,8 +14,13 @@ import torch
 from conftest import TINY_SYNTHETIC_RUN, RunCli, assert_ok, describe
 from resnet_cifar.launch.preemption import STOP_SIGNALS, SaveAndStopOnSignal, requeue, submitit_requeue_handler
 
-STEPS = ("trainer.max_steps=8", "scheduler.milestones=[4,6]", "~callbacks.progress_bar", "~callbacks.input_preview",
-         "callbacks.preemption.check_every_n_steps=1")
+STEPS = (
+    "trainer.max_steps=8",
+    "scheduler.milestones=[4,6]",
+    "~callbacks.progress_bar",
+    "~callbacks.input_preview",
+    "callbacks.preemption.check_every_n_steps=1",
+)
 
 
 def test_submitits_requeue_handler_is_recognised() -> None:
@@ -30,12 +35,20 @@ def final_state(run_dir: Path) -> dict[str, torch.Tensor]:
     return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
 
 
-def test_sigterm_to_a_ddp_job_saves_the_current_step_and_the_rerun_ends_as_if_uninterrupted(run_cli: RunCli, tmp_path: Path, monkeypatch) -> None:
+def test_sigterm_to_a_ddp_job_saves_the_current_step_and_the_rerun_ends_as_if_uninterrupted(
+    run_cli: RunCli, tmp_path: Path, monkeypatch
+) -> None:
     """SIGTERM to the job's process, which passes it on to its 2 DDP processes: they agree on it at
     the next check (a step here), save, and stop; a single process is tested on SLURM (test_slurm.py)."""
     # A periodic checkpoint at step 6 falls after the signal: the resumed run must write it to the
     # same last.ckpt that the signal's save wrote (no last-v1.ckpt beside it).
-    args = (*TINY_SYNTHETIC_RUN, *STEPS, "trainer=ddp", "trainer.accelerator=cpu", "callbacks.model_checkpoint.every_n_train_steps=6")
+    args = (
+        *TINY_SYNTHETIC_RUN,
+        *STEPS,
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "callbacks.model_checkpoint.every_n_train_steps=6",
+    )
     reference = tmp_path / "reference"
     assert_ok(run_cli("train", *args, f"hydra.run.dir={reference}", cwd=tmp_path))
     monkeypatch.setenv("SIGNAL_AT_STEP", "3")
@@ -91,4 +104,3 @@ def test_a_requeue_ended_by_its_own_sigterm_counts_as_done_and_other_failures_st
         requeue(scontrol_requeue_ending(1))  # e.g. "Requested operation is presently disabled"
     with pytest.raises(subprocess.CalledProcessError):
         requeue(scontrol_requeue_ending(-signal.SIGKILL))
-

@@ -23,7 +23,13 @@ from launch.test_slurm import train_sweep
 from resnet_cifar.launch.study_names import exclude_shared_keys
 
 pytestmark = pytest.mark.ray
-TINY = (*TINY_SYNTHETIC_RUN, "trainer.max_steps=4", "scheduler.milestones=[2,3]", "~callbacks.progress_bar", "~callbacks.input_preview")
+TINY = (
+    *TINY_SYNTHETIC_RUN,
+    "trainer.max_steps=4",
+    "scheduler.milestones=[2,3]",
+    "~callbacks.progress_bar",
+    "~callbacks.input_preview",
+)
 STUDY = tuple(arg for arg in TINY if not arg.startswith("model.depth="))
 DDP = ("trainer=ddp", "trainer.accelerator=cpu")
 PROGRESS = re.compile(r"Ray jobs of this sweep: (\d+) pending, (\d+) running, (\d+) done of (\d+)")
@@ -35,33 +41,52 @@ def ray_site(address: str, cpus: int = 1, **env: str) -> tuple[str, ...]:
     get the environment of the cluster, not of the sweep's command)."""
     env_vars = {"PYTHONPATH": str(TESTS), **env}
     return (
-        "hydra/launcher=ray", f"hydra.launcher.ray.init.address={address}", f"hydra.launcher.ray.remote.num_cpus={cpus}",
-        "hydra.launcher.poll_s=0.5", *(f"+hydra.launcher.ray.init.runtime_env.env_vars.{key}='{value}'" for key, value in env_vars.items()),
+        "hydra/launcher=ray",
+        f"hydra.launcher.ray.init.address={address}",
+        f"hydra.launcher.ray.remote.num_cpus={cpus}",
+        "hydra.launcher.poll_s=0.5",
+        *(f"+hydra.launcher.ray.init.runtime_env.env_vars.{key}='{value}'" for key, value in env_vars.items()),
     )
 
 
 def study(sweep_dir: Path, *args: str, timeout: float = 600, **env: str) -> subprocess.CompletedProcess:
     """./multirun.sh with ``args``, its sweep in ``sweep_dir``."""
-    return run_command(["bash", REPO / "multirun.sh", *args, f"hydra.sweep.dir={sweep_dir}"], sweep_dir.parent / "cwd",
-                       timeout=timeout, PYTHON=sys.executable, **env)
+    return run_command(
+        ["bash", REPO / "multirun.sh", *args, f"hydra.sweep.dir={sweep_dir}"],
+        sweep_dir.parent / "cwd",
+        timeout=timeout,
+        PYTHON=sys.executable,
+        **env,
+    )
 
 
 def metrics(job: Path) -> dict:
     return json.loads((job / "metrics.json").read_text())
 
 
-def test_study_writes_its_report_and_a_job_stopped_by_sigterm_resumes_where_it_saved(ray_cluster: str, tmp_path: Path) -> None:
+def test_study_writes_its_report_and_a_job_stopped_by_sigterm_resumes_where_it_saved(
+    ray_cluster: str, tmp_path: Path
+) -> None:
     """ResNet-8/14 x 2 seeds, 2 CPUs a job: two jobs at a time on the two nodes, the others wait
     (and the progress lines say so). The first job to reach step 2 gets SIGTERM: it saves at the
     step it notices it, Ray runs it again, and it resumes from that step."""
     sweep_dir = tmp_path / "study"
     marker = tmp_path / "signalled"
     completed = study(
-        sweep_dir, *ray_site(ray_cluster, cpus=2, SIGNAL_MARKER=str(marker), SIGNAL_AT_STEP="2"), *STUDY,
-        "hydra.launcher.progress_every_s=1", "+callbacks.signal._target_=probes.SignalOnce", DEPTHS="8 14", SEEDS="0 1",
+        sweep_dir,
+        *ray_site(ray_cluster, cpus=2, SIGNAL_MARKER=str(marker), SIGNAL_AT_STEP="2"),
+        *STUDY,
+        "hydra.launcher.progress_every_s=1",
+        "+callbacks.signal._target_=probes.SignalOnce",
+        DEPTHS="8 14",
+        SEEDS="0 1",
     )
     assert_ok(completed)
-    jobs = {(depth, seed): sweep_dir / f"model.depth={depth},model=resnet,seed={seed}" for depth in (8, 14) for seed in (0, 1)}
+    jobs = {
+        (depth, seed): sweep_dir / f"model.depth={depth},model=resnet,seed={seed}"
+        for depth in (8, 14)
+        for seed in (0, 1)
+    }
     resumed = []
     for job in jobs.values():
         result = metrics(job)
@@ -89,13 +114,23 @@ def test_failing_jobs_fail_alone_and_the_report_lists_them(ray_cluster: str, tmp
     sweep_dir = tmp_path / "study"
     faults = "0:0:sigkill,1:0:raise,2:1:nan"  # seed:rank:how
     completed = study(
-        sweep_dir, *ray_site(ray_cluster, FAULTS=faults), *STUDY, "trainer=cpu,ddp", "trainer.accelerator=cpu",
-        "hydra.launcher.ray.remote.max_retries=1", "+callbacks.fault._target_=probes.Fault", DEPTHS="8", SEEDS="0 1 2",
+        sweep_dir,
+        *ray_site(ray_cluster, FAULTS=faults),
+        *STUDY,
+        "trainer=cpu,ddp",
+        "trainer.accelerator=cpu",
+        "hydra.launcher.ray.remote.max_retries=1",
+        "+callbacks.fault._target_=probes.Fault",
+        DEPTHS="8",
+        SEEDS="0 1 2",
     )
     assert completed.returncode != 0, describe(completed)
     assert not processes_of(sweep_dir), processes_of(sweep_dir)
-    job = {(trainer, seed): sweep_dir / f"model.depth=8,model=resnet,seed={seed},trainer={trainer}"
-           for trainer in ("cpu", "ddp") for seed in (0, 1, 2)}
+    job = {
+        (trainer, seed): sweep_dir / f"model.depth=8,model=resnet,seed={seed},trainer={trainer}"
+        for trainer in ("cpu", "ddp")
+        for seed in (0, 1, 2)
+    }
     assert metrics(job["cpu", 2])["steps"] == 4  # no rank 1 to fault
     for failed in ("cpu", 0), ("cpu", 1), ("ddp", 0), ("ddp", 1), ("ddp", 2):
         assert not (job[failed] / "metrics.json").exists(), failed
@@ -109,15 +144,18 @@ def test_failing_jobs_fail_alone_and_the_report_lists_them(ray_cluster: str, tmp
         "seed=2 trainer=ddp": r"DDP process local rank \d \(pid \d+\) exited with status 2",  # diverged: a usage error
     }
     for job_name, says in failures.items():
-        assert re.search(rf"Ray job #\d+ \([^)]*{job_name}\) failed: .*{says}", output), f"{job_name}: {describe(completed)}"
+        assert re.search(rf"Ray job #\d+ \([^)]*{job_name}\) failed: .*{says}", output), (
+            f"{job_name}: {describe(completed)}"
+        )
     assert "probe: rank 0 fails at step 2" in output and "training diverged" in output
     report = (sweep_dir / "report.md").read_text()
     assert "6 runs: 1 finished, 5 failed or unfinished" in report, report
 
 
 def ray_cluster_script(command: str) -> str:
-    return subprocess.run([REPO / "scripts" / "ray_cluster.sh", command], capture_output=True, text=True, check=True,
-                          timeout=300).stdout
+    return subprocess.run(
+        [REPO / "scripts" / "ray_cluster.sh", command], capture_output=True, text=True, check=True, timeout=300
+    ).stdout
 
 
 def test_ddp_jobs_on_a_lost_node_resume_on_the_other_node(ray_cluster: str, tmp_path: Path) -> None:
@@ -126,14 +164,34 @@ def test_ddp_jobs_on_a_lost_node_resume_on_the_other_node(ray_cluster: str, tmp_
     job is run again on the head node, resumes at step 4, and both finish."""
     sweep_dir = tmp_path / "sweep"
     release = tmp_path / "release"
-    shared = (*TINY, *DDP, "trainer.max_steps=8", "scheduler.milestones=[4,6]", "callbacks.model_checkpoint.every_n_train_steps=2",
-              "+callbacks.wait._target_=probes.WaitAtStep", "+callbacks.wait.output_dir=${paths.output_dir}")
-    command = [sys.executable, "-m", "resnet_cifar.train", "-m", *ray_site(ray_cluster, cpus=2, WAIT_AT_STEP="5", WAIT_RELEASE=str(release)),
-               *shared, "seed=0,1", f"hydra.sweep.dir={sweep_dir}", exclude_shared_keys(list(shared))]
-    sweep = subprocess.Popen(command, cwd=tmp_path, env=command_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    shared = (
+        *TINY,
+        *DDP,
+        "trainer.max_steps=8",
+        "scheduler.milestones=[4,6]",
+        "callbacks.model_checkpoint.every_n_train_steps=2",
+        "+callbacks.wait._target_=probes.WaitAtStep",
+        "+callbacks.wait.output_dir=${paths.output_dir}",
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "resnet_cifar.train",
+        "-m",
+        *ray_site(ray_cluster, cpus=2, WAIT_AT_STEP="5", WAIT_RELEASE=str(release)),
+        *shared,
+        "seed=0,1",
+        f"hydra.sweep.dir={sweep_dir}",
+        exclude_shared_keys(list(shared)),
+    ]
+    sweep = subprocess.Popen(
+        command, cwd=tmp_path, env=command_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         deadline = time.monotonic() + 300
-        while len(list(sweep_dir.glob("*/waiting_at_step"))) < 2 and sweep.poll() is None and time.monotonic() < deadline:
+        while (
+            len(list(sweep_dir.glob("*/waiting_at_step"))) < 2 and sweep.poll() is None and time.monotonic() < deadline
+        ):
             time.sleep(0.5)
         assert len(list(sweep_dir.glob("*/waiting_at_step"))) == 2, "the two jobs did not both reach step 5"
         ray_cluster_script("kill-worker")
@@ -156,13 +214,21 @@ def test_ddp_jobs_on_a_lost_node_resume_on_the_other_node(ray_cluster: str, tmp_
 def test_a_request_no_node_can_meet_is_one_error_line(ray_cluster: str, tmp_path: Path) -> None:
     for overrides, asked, change in (
         (("hydra.launcher.ray.remote.num_cpus=64",), "64 CPUs", "hydra.launcher.ray.remote.num_cpus"),
-        (("trainer.accelerator=gpu",), "1 CPU, 1 GPU", "hydra.launcher.ray.remote.num_gpus (it follows trainer.accelerator"),
+        (
+            ("trainer.accelerator=gpu",),
+            "1 CPU, 1 GPU",
+            "hydra.launcher.ray.remote.num_gpus (it follows trainer.accelerator",
+        ),
     ):
-        completed = train_sweep(*ray_site(ray_cluster), *TINY, *overrides, "seed=0", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+        completed = train_sweep(
+            *ray_site(ray_cluster), *TINY, *overrides, "seed=0", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path
+        )
         assert completed.returncode == 2, describe(completed)
         assert "Traceback" not in completed.output
         errors = [line for line in completed.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and errors[0] == completed.stderr.strip().splitlines()[-1], describe(completed)
-        assert f"asks Ray for {asked} on one node, but the cluster's largest node has 2 CPUs, no GPUs" in errors[0], errors[0]
+        assert f"asks Ray for {asked} on one node, but the cluster's largest node has 2 CPUs, no GPUs" in errors[0], (
+            errors[0]
+        )
         assert f"Change {change}" in errors[0], errors[0]
         assert not list((tmp_path / "sweep").glob("*/metrics.json"))

@@ -21,7 +21,13 @@ from resnet_cifar.launch.study_names import exclude_shared_keys
 pytestmark = pytest.mark.slurm
 # The site's own setting: this cluster's node has few CPUs.
 SITE = ("hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.poll_s=1")
-TINY = (*TINY_SYNTHETIC_RUN, "trainer.max_steps=4", "scheduler.milestones=[2,3]", "~callbacks.progress_bar", "~callbacks.input_preview")
+TINY = (
+    *TINY_SYNTHETIC_RUN,
+    "trainer.max_steps=4",
+    "scheduler.milestones=[2,3]",
+    "~callbacks.progress_bar",
+    "~callbacks.input_preview",
+)
 
 
 def train_sweep(*args: str, cwd: Path, timeout: float = 600, **env: str) -> subprocess.CompletedProcess:
@@ -38,9 +44,13 @@ def test_cpu_sweep_asks_for_no_gpus_and_runs(slurm_cluster: None, tmp_path: Path
     assert (sweep_dir / ".submitit").is_dir()
 
 
-def test_a_refused_submission_is_one_error_line_naming_slurms_message_and_the_key(slurm_cluster: None, tmp_path: Path) -> None:
+def test_a_refused_submission_is_one_error_line_naming_slurms_message_and_the_key(
+    slurm_cluster: None, tmp_path: Path
+) -> None:
     # A GPU job asks for a GPU, which this cluster does not have.
-    completed = train_sweep(*SITE, *TINY, "trainer.accelerator=gpu", "seed=0", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    completed = train_sweep(
+        *SITE, *TINY, "trainer.accelerator=gpu", "seed=0", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path
+    )
     assert completed.returncode == 2, describe(completed)
     assert "Traceback" not in completed.output
     last = completed.stderr.strip().splitlines()[-1]
@@ -49,12 +59,25 @@ def test_a_refused_submission_is_one_error_line_naming_slurms_message_and_the_ke
     assert [line for line in completed.stderr.splitlines() if line.startswith("error:")] == [last]
 
 
-def test_waiting_jobs_are_reported_with_slurms_reason_and_the_key_to_change(slurm_cluster: None, tmp_path: Path) -> None:
+def test_waiting_jobs_are_reported_with_slurms_reason_and_the_key_to_change(
+    slurm_cluster: None, tmp_path: Path
+) -> None:
     sweep_dir = tmp_path / "sweep"
-    command = [sys.executable, "-m", "resnet_cifar.train", "-m", *SITE, *TINY, "hydra.launcher.cpus_per_task=64",
-               "hydra.launcher.progress_every_s=1", "seed=0,1", f"hydra.sweep.dir={sweep_dir}"]
-    sweep = subprocess.Popen(command, cwd=tmp_path, env=command_environment(), stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
+    command = [
+        sys.executable,
+        "-m",
+        "resnet_cifar.train",
+        "-m",
+        *SITE,
+        *TINY,
+        "hydra.launcher.cpus_per_task=64",
+        "hydra.launcher.progress_every_s=1",
+        "seed=0,1",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
+    sweep = subprocess.Popen(
+        command, cwd=tmp_path, env=command_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     seen = []
     try:
         deadline = time.monotonic() + 120
@@ -75,16 +98,33 @@ def test_waiting_jobs_are_reported_with_slurms_reason_and_the_key_to_change(slur
     assert "lower hydra.launcher.cpus_per_task" in line
 
 
-DDP = ("trainer=ddp", "trainer.accelerator=cpu", "trainer.max_steps=6", "callbacks.model_checkpoint.every_n_train_steps=2")
+DDP = (
+    "trainer=ddp",
+    "trainer.accelerator=cpu",
+    "trainer.max_steps=6",
+    "callbacks.model_checkpoint.every_n_train_steps=2",
+)
 
 
 def test_ddp_jobs_with_a_failing_rank_fail_alone_and_the_report_lists_them(slurm_cluster: None, tmp_path: Path) -> None:
     sweep_dir = tmp_path / "study"
     study = [a for a in TINY if not a.startswith("model.depth=")]
     completed = run_command(
-        ["bash", REPO / "multirun.sh", *SITE, *study, *DDP, "+callbacks.fault._target_=probes.Fault",
-         f"hydra.sweep.dir={sweep_dir}"], tmp_path / "cwd", timeout=600,
-        PYTHON=sys.executable, DEPTHS="8", SEEDS="0 1 2", FAULTS="0:1:sigkill,1:0:raise",
+        [
+            "bash",
+            REPO / "multirun.sh",
+            *SITE,
+            *study,
+            *DDP,
+            "+callbacks.fault._target_=probes.Fault",
+            f"hydra.sweep.dir={sweep_dir}",
+        ],
+        tmp_path / "cwd",
+        timeout=600,
+        PYTHON=sys.executable,
+        DEPTHS="8",
+        SEEDS="0 1 2",
+        FAULTS="0:1:sigkill,1:0:raise",
     )
     assert completed.returncode != 0, describe(completed)
     assert not processes_of(sweep_dir), processes_of(sweep_dir)
@@ -92,7 +132,9 @@ def test_ddp_jobs_with_a_failing_rank_fail_alone_and_the_report_lists_them(slurm
     assert json.loads((jobs[2] / "metrics.json").read_text())["steps"] == 6
     assert not (jobs[0] / "metrics.json").exists() and not (jobs[1] / "metrics.json").exists()
     # The failure of the first job names the task srun saw killed.
-    assert re.search(r"SLURM job \d+_0 failed: .*srun: error: \S+: task 1: Killed", completed.output), describe(completed)
+    assert re.search(r"SLURM job \d+_0 failed: .*srun: error: \S+: task 1: Killed", completed.output), describe(
+        completed
+    )
     report = (sweep_dir / "report.md").read_text()
     assert "3 runs: 1 finished, 2 failed or unfinished" in report, report
 
@@ -101,23 +143,45 @@ def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
 
 
-def test_preemption_signals_and_time_limits_requeue_and_lose_nothing(release_requeued_jobs: None, tmp_path: Path) -> None:
+def test_preemption_signals_and_time_limits_requeue_and_lose_nothing(
+    release_requeued_jobs: None, tmp_path: Path
+) -> None:
     """A single-process and a 2-process DDP job, each interrupted three times (USR2, SIGTERM, its
     time limit): both end with the steps and the weights of the same runs never interrupted."""
     steps = ("trainer.max_steps=8", "scheduler.milestones=[4,6]", "callbacks.preemption.check_every_n_steps=1")
     variants = {"cpu": ("trainer=cpu",), "ddp": ("trainer=ddp", "trainer.accelerator=cpu")}
     # The uninterrupted runs, on this machine without SLURM (started first, they run while the sweep waits).
     references = {
-        name: subprocess.Popen([sys.executable, "-m", "resnet_cifar.train", *TINY, *steps, *overrides,
-                                f"hydra.run.dir={tmp_path / 'reference' / name}"], cwd=tmp_path,
-                               env=command_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        name: subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "resnet_cifar.train",
+                *TINY,
+                *steps,
+                *overrides,
+                f"hydra.run.dir={tmp_path / 'reference' / name}",
+            ],
+            cwd=tmp_path,
+            env=command_environment(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         for name, overrides in variants.items()
     }
     sweep_dir = tmp_path / "sweep"
     completed = train_sweep(
-        *SITE, *TINY, *steps, "trainer=cpu,ddp", "trainer.accelerator=cpu", "+callbacks.interrupt._target_=probes.InterruptOnSlurm",
-        "hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=30", f"hydra.sweep.dir={sweep_dir}",
-        cwd=tmp_path, timeout=900,
+        *SITE,
+        *TINY,
+        *steps,
+        "trainer=cpu,ddp",
+        "trainer.accelerator=cpu",
+        "+callbacks.interrupt._target_=probes.InterruptOnSlurm",
+        "hydra.launcher.timeout_min=2",
+        "hydra.launcher.signal_delay_s=30",
+        f"hydra.sweep.dir={sweep_dir}",
+        cwd=tmp_path,
+        timeout=900,
     )
     assert_ok(completed)
     for name, reference in references.items():
@@ -141,9 +205,16 @@ def test_a_cancelled_job_saves_its_step_and_stays_cancelled(slurm_cluster: None,
     (1000 steps: the cancel comes at the first, and the job must not end before the signal.)"""
     sweep_dir = tmp_path / "sweep"
     completed = train_sweep(
-        *SITE, *TINY, "trainer.max_steps=1000", "callbacks.preemption.check_every_n_steps=1",
-        "+callbacks.interrupt._target_=probes.InterruptOnSlurm", "+callbacks.interrupt.plan=cancel", "seed=0",
-        "hydra.launcher.end_grace_s=10", f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path,
+        *SITE,
+        *TINY,
+        "trainer.max_steps=1000",
+        "callbacks.preemption.check_every_n_steps=1",
+        "+callbacks.interrupt._target_=probes.InterruptOnSlurm",
+        "+callbacks.interrupt.plan=cancel",
+        "seed=0",
+        "hydra.launcher.end_grace_s=10",
+        f"hydra.sweep.dir={sweep_dir}",
+        cwd=tmp_path,
     )
     assert completed.returncode != 0, describe(completed)
     (job,) = [path for path in sweep_dir.iterdir() if path.is_dir() and (path / "train.log").exists()]
@@ -153,4 +224,3 @@ def test_a_cancelled_job_saves_its_step_and_stays_cancelled(slurm_cluster: None,
     assert re.search(r"SLURM job \d+ is not requeued: it is ending \(JobState=(CANCELLED|COMPLETING)", log), log
     assert "resuming from" not in log and not (job / "metrics.json").exists()
     assert torch.load(job / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == int(saved[0])
-

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from conftest import REPO, report_row as row, TINY_SYNTHETIC_RUN, assert_ok, describe, read_json, run_command
+from conftest import REPO, TINY_SYNTHETIC_RUN, assert_ok, describe, read_json, run_command
+from conftest import report_row as row
 from resnet_cifar.report.responses import layer_response_stds
 from resnet_cifar.report.runs import read_run
 
@@ -25,15 +26,24 @@ def multirun_sh(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProces
 def test_study_through_multirun_sh_ends_in_the_report(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "study"
     completed = multirun_sh(
-        *TINY_STUDY, "trainer.max_steps=4", "~callbacks.progress_bar", f"hydra.sweep.dir={sweep_dir}",
-        cwd=tmp_path / "cwd", DEPTHS="8 14", SEEDS="0 1", VARIANTS="resnet plain",
+        *TINY_STUDY,
+        "trainer.max_steps=4",
+        "~callbacks.progress_bar",
+        f"hydra.sweep.dir={sweep_dir}",
+        cwd=tmp_path / "cwd",
+        DEPTHS="8 14",
+        SEEDS="0 1",
+        VARIANTS="resnet plain",
     )
     assert_ok(completed)
     assert f"report: {sweep_dir / 'report.md'}" in completed.stdout
     jobs = sorted(path.parent for path in sweep_dir.glob("*/metrics.json"))
     # Named after what tells the jobs apart; the arguments they share are left out of the names.
     assert [job.name for job in jobs] == [
-        f"model.depth={depth},model={variant},seed={seed}" for depth in (14, 8) for variant in ("plain", "resnet") for seed in (0, 1)
+        f"model.depth={depth},model={variant},seed={seed}"
+        for depth in (14, 8)
+        for variant in ("plain", "resnet")
+        for seed in (0, 1)
     ]
     text = (sweep_dir / "report.md").read_text()
     for variant in ("resnet", "plain"):
@@ -78,11 +88,19 @@ def test_killed_sweep_relaunched_keeps_finished_jobs_and_resumes_the_others(tmp_
     # The probe kills the sweep's process at step 8 of the seed-1 job, once (see probes.KillOnce).
     killer = "+callbacks.killer._target_=probes.KillOnce"
     command = (
-        *TINY_STUDY, f"trainer.max_steps={STEPS}", f"callbacks.model_checkpoint.every_n_train_steps={CHECKPOINT_EVERY}",
-        "~callbacks.progress_bar", killer, f"hydra.sweep.dir={sweep_dir}",
+        *TINY_STUDY,
+        f"trainer.max_steps={STEPS}",
+        f"callbacks.model_checkpoint.every_n_train_steps={CHECKPOINT_EVERY}",
+        "~callbacks.progress_bar",
+        killer,
+        f"hydra.sweep.dir={sweep_dir}",
     )
     env = dict(
-        DEPTHS="8", SEEDS="0 1 2", KILL_AT_STEP=str(KILLED_AT), KILL_SEED="1", KILL_MARKER=str(tmp_path / "killed"),
+        DEPTHS="8",
+        SEEDS="0 1 2",
+        KILL_AT_STEP=str(KILLED_AT),
+        KILL_SEED="1",
+        KILL_MARKER=str(tmp_path / "killed"),
     )
     jobs = [sweep_dir / f"model.depth=8,model=resnet,seed={seed}" for seed in (0, 1, 2)]
 
@@ -121,7 +139,13 @@ def test_shared_arguments_are_left_out_of_the_job_names() -> None:
 
     assert excluded() == ["ckpt_path"]
     assert excluded(
-        "trainer=gpu", "data.root=/data/cifar", "~callbacks.progress_bar", "+tags.note=x", "model.shortcut=A,B",
-        "scheduler.milestones=[1,2]", "hydra/launcher=parallel", "hydra.launcher.n_jobs=4",
+        "trainer=gpu",
+        "data.root=/data/cifar",
+        "~callbacks.progress_bar",
+        "+tags.note=x",
+        "model.shortcut=A,B",
+        "scheduler.milestones=[1,2]",
+        "hydra/launcher=parallel",
+        "hydra.launcher.n_jobs=4",
     ) == ["ckpt_path", "trainer", "data.root", "callbacks.progress_bar", "tags.note", "scheduler.milestones"]
     assert excluded("data.root=[unclosed") == ["ckpt_path"]  # Hydra's own error comes later

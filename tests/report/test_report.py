@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
 
-from conftest import RunCli, assert_ok, report_row as row, run_cli
+from conftest import RunCli, assert_ok, run_cli
+from conftest import report_row as row
 from resnet_cifar.models import cifar_resnet
 from resnet_cifar.report import write_report
 from resnet_cifar.report.runs import read_run
@@ -72,8 +73,16 @@ def params(depth: int, residual: bool = True, shortcut: str = "A") -> int:
 
 
 def write_run(
-    root: Path, name: str, depth: int, seed: int, residual: bool = True, shortcut: str = "A",
-    test_err: float | None = None, metrics_text: str | None = None, steps: int = 40, recipe: dict = PAPER,
+    root: Path,
+    name: str,
+    depth: int,
+    seed: int,
+    residual: bool = True,
+    shortcut: str = "A",
+    test_err: float | None = None,
+    metrics_text: str | None = None,
+    steps: int = 40,
+    recipe: dict = PAPER,
 ) -> Path:
     run = root / name
     (run / ".hydra").mkdir(parents=True)
@@ -98,7 +107,9 @@ def write_run(
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("sweep")
     for (variant, depth, seed), err in RESULTS.items():
-        write_run(root, f"{variant}/model.depth={depth},seed={seed}", depth, seed, residual=variant == "resnet", test_err=err)
+        write_run(
+            root, f"{variant}/model.depth={depth},seed={seed}", depth, seed, residual=variant == "resnet", test_err=err
+        )
     write_run(root, "resnet/B/model.depth=20,seed=0", 20, 0, shortcut="B", test_err=8.1)
     write_run(root, "crashed/model.depth=32,seed=2", 32, 2, steps=20)  # no metrics.json
     write_run(root, "halfway/model.depth=32,seed=3", 32, 3, metrics_text='{"test_err": 7.')  # half-written

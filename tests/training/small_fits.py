@@ -16,7 +16,9 @@ SGD = {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1, "momentum": 
 MULTISTEP = {"_target_": "torch.optim.lr_scheduler.MultiStepLR", "_partial_": True, "milestones": [4], "gamma": 0.1}
 
 
-def classifier(kind: type[ImageClassifier] = ImageClassifier, net: torch.nn.Module | None = None, **options) -> ImageClassifier:
+def classifier(
+    kind: type[ImageClassifier] = ImageClassifier, net: torch.nn.Module | None = None, **options
+) -> ImageClassifier:
     """A ResNet-8 module with the paper's SGD (``net`` as a config unless given)."""
     return kind(net=net if net is not None else NET, optimizer=SGD, scheduler=MULTISTEP, **options)
 
@@ -27,16 +29,27 @@ def small_datamodule(**kwargs) -> CIFARDataModule:
 
 def tiny_fit(module: ImageClassifier, tmp_path: Path, steps: int = 3, **trainer_options) -> L.Trainer:
     trainer = L.Trainer(
-        accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path, **trainer_options,
+        accelerator="cpu",
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        default_root_dir=tmp_path,
+        **trainer_options,
     )
     trainer.fit(module, datamodule=small_datamodule())
     return trainer
 
 
 def trained_state(
-    tmp_path: Path, steps: int = 9, precision: str = "32-true", callbacks: Sequence[L.Callback] = (),
-    kind: type[ImageClassifier] = ImageClassifier, **options,
+    tmp_path: Path,
+    steps: int = 9,
+    precision: str = "32-true",
+    callbacks: Sequence[L.Callback] = (),
+    kind: type[ImageClassifier] = ImageClassifier,
+    **options,
 ) -> tuple[dict, dict]:
     """Network state (weights and BN statistics) and optimizer state after ``steps`` steps of a
     fixed run: 250 images in batches of 32, so the epoch's short last batch is a new shape."""

@@ -58,9 +58,17 @@ def test_input_grid_shows_each_image_under_its_class_name():
     grid = image_grid(images, [2, 0, 7], ("cat", "dog", "frog"), scale=2)
     # 3 images: 2 columns x 2 rows of (16 + 4) x (16 + LABEL_HEIGHT) pixel cells.
     assert grid.shape == (2 * (16 + LABEL_HEIGHT), 2 * 20, 3) and grid.dtype.name == "uint8"
-    tiles = [grid[row * (16 + LABEL_HEIGHT) + LABEL_HEIGHT:][:16, col * 20 + 2:][:, :16] for row, col in ((0, 0), (0, 1), (1, 0))]
-    assert [tile.reshape(-1, 3).tolist().count(color) for tile, color in zip(tiles, ([255, 0, 0], [0, 0, 255], [0, 255, 0]))] == [256] * 3
-    labels = [grid[row * (16 + LABEL_HEIGHT):][:LABEL_HEIGHT, col * 20:][:, :20] for row, col in ((0, 0), (0, 1), (1, 0), (1, 1))]
+    tiles = [
+        grid[row * (16 + LABEL_HEIGHT) + LABEL_HEIGHT :][:16, col * 20 + 2 :][:, :16]
+        for row, col in ((0, 0), (0, 1), (1, 0))
+    ]
+    assert [
+        tile.reshape(-1, 3).tolist().count(color) for tile, color in zip(tiles, ([255, 0, 0], [0, 0, 255], [0, 255, 0]))
+    ] == [256] * 3
+    labels = [
+        grid[row * (16 + LABEL_HEIGHT) :][:LABEL_HEIGHT, col * 20 :][:, :20]
+        for row, col in ((0, 0), (0, 1), (1, 0), (1, 1))
+    ]
     assert [bool((label < 128).any()) for label in labels] == [True, True, True, False]  # text, but no 4th image
 
 
@@ -70,7 +78,9 @@ def test_training_clock_runs_from_train_start_without_an_epoch_start():
 
     clock, trainer = TrainingClock(), SimpleNamespace(world_size=1)
     module = SimpleNamespace(device=torch.device("cpu"))
-    clock.load_state_dict({"started_at": "2026-01-01T00:00:00+00:00", "images": 640, "train_seconds": 2.0, "fit_seconds": 3.0})
+    clock.load_state_dict(
+        {"started_at": "2026-01-01T00:00:00+00:00", "images": 640, "train_seconds": 2.0, "fit_seconds": 3.0}
+    )
     clock.on_fit_start(trainer, module)
     clock.on_train_start(trainer, module)
     for size in (32, 32, 32, 16):
@@ -99,5 +109,7 @@ def test_training_clock_counts_a_compile_step_that_a_checkpoint_interrupts():
     clock.on_train_start(trainer, module)
     clock.on_train_batch_start(trainer, module, (torch.zeros(8, 3, 2, 2), torch.zeros(8)), 0)
     state = clock.state_dict()  # a checkpoint written at the end of the first step
-    assert state["compile_images"] == state["images"] == 2 * 8 and 0 < state["compile_seconds"] <= state["train_seconds"]
+    assert (
+        state["compile_images"] == state["images"] == 2 * 8 and 0 < state["compile_seconds"] <= state["train_seconds"]
+    )
     assert clock.images_per_second is None  # no steady step yet

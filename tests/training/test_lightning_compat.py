@@ -7,9 +7,13 @@ import lightning as L
 import pytest
 import torch
 from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop
-from probes import RecordBatchHooks
 
-from resnet_cifar.training.lightning_compat import relaunches_the_command, skip_backward, without_per_step_sigterm_broadcast
+from probes import RecordBatchHooks
+from resnet_cifar.training.lightning_compat import (
+    relaunches_the_command,
+    skip_backward,
+    without_per_step_sigterm_broadcast,
+)
 
 
 def test_lightning_is_the_minor_version_whose_internals_were_read() -> None:
@@ -29,13 +33,39 @@ def test_the_per_step_sigterm_broadcast_is_the_method_that_is_switched_off(tmp_p
     assert run.index('"on_fit_start"') < run.index("register_signal_handlers()") < run.index("self._run_stage()")
 
 
-@pytest.mark.parametrize("environment,relaunches", [
-    ({}, True),  # Lightning would start the second process by re-running the command
-    ({"LOCAL_RANK": "0", "WORLD_SIZE": "2", "RANK": "0", "GROUP_RANK": "0", "LOCAL_WORLD_SIZE": "2",
-      "TORCHELASTIC_RUN_ID": "x", "MASTER_ADDR": "localhost", "MASTER_PORT": "12345"}, False),  # torchrun did
-    ({"SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "2", "SLURM_JOB_NAME": "train", "SLURM_PROCID": "0",
-      "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost", "SLURM_JOB_ID": "1"}, False),  # srun did
-], ids=["plain", "torchrun", "slurm"])
+@pytest.mark.parametrize(
+    "environment,relaunches",
+    [
+        ({}, True),  # Lightning would start the second process by re-running the command
+        (
+            {
+                "LOCAL_RANK": "0",
+                "WORLD_SIZE": "2",
+                "RANK": "0",
+                "GROUP_RANK": "0",
+                "LOCAL_WORLD_SIZE": "2",
+                "TORCHELASTIC_RUN_ID": "x",
+                "MASTER_ADDR": "localhost",
+                "MASTER_PORT": "12345",
+            },
+            False,
+        ),  # torchrun did
+        (
+            {
+                "SLURM_NTASKS": "2",
+                "SLURM_NTASKS_PER_NODE": "2",
+                "SLURM_JOB_NAME": "train",
+                "SLURM_PROCID": "0",
+                "SLURM_LOCALID": "0",
+                "SLURM_NODEID": "0",
+                "SLURM_NODELIST": "localhost",
+                "SLURM_JOB_ID": "1",
+            },
+            False,
+        ),  # srun did
+    ],
+    ids=["plain", "torchrun", "slurm"],
+)
 def test_ddp_processes_are_relaunched_only_outside_a_cluster_environment(environment, relaunches, monkeypatch) -> None:
     for name in ("LOCAL_RANK", "SLURM_NTASKS", "TORCHELASTIC_RUN_ID", "SLURM_JOB_NAME"):
         monkeypatch.delenv(name, raising=False)
@@ -73,8 +103,16 @@ def test_skipping_backward_leaves_the_training_step_and_the_optimizer_step(tmp_p
 
     recorder = RecordsHooksWithoutBackward(str(tmp_path))
     model = BoringModel()
-    trainer = L.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[recorder], default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[recorder],
+        default_root_dir=tmp_path,
+    )
     before = [p.detach().clone() for p in model.parameters()]
     trainer.fit(model)
     assert trainer.global_step == 2

@@ -43,9 +43,17 @@ class CountingLoss:
 
 def fake_trainer(bar: StepProgressBar, max_steps: int) -> SimpleNamespace:
     return SimpleNamespace(
-        global_step=0, max_steps=max_steps, current_epoch=0, world_size=1, is_global_zero=True,
-        optimizers=[SimpleNamespace(param_groups=[{"lr": 0.1}])], state=SimpleNamespace(fn="fit"),
-        sanity_checking=False, training=True, progress_bar_callback=bar, callback_metrics={},
+        global_step=0,
+        max_steps=max_steps,
+        current_epoch=0,
+        world_size=1,
+        is_global_zero=True,
+        optimizers=[SimpleNamespace(param_groups=[{"lr": 0.1}])],
+        state=SimpleNamespace(fn="fit"),
+        sanity_checking=False,
+        training=True,
+        progress_bar_callback=bar,
+        callback_metrics={},
     )
 
 
@@ -61,7 +69,9 @@ def run_steps(bar: StepProgressBar, trainer: SimpleNamespace, loss: CountingLoss
 
 
 def test_plain_lines_every_n_steps_read_the_loss_only_for_a_line(caplog: pytest.LogCaptureFixture) -> None:
-    bar = StepProgressBar(line_every_n_steps=100, line_every_s=None, console_kwargs={"file": io.StringIO(), "force_terminal": False})
+    bar = StepProgressBar(
+        line_every_n_steps=100, line_every_s=None, console_kwargs={"file": io.StringIO(), "force_terminal": False}
+    )
     trainer = fake_trainer(bar, max_steps=1000)
     bar.setup(trainer, None, "fit")
     assert bar.plain_lines and not bar.is_enabled
@@ -76,7 +86,9 @@ def test_plain_lines_every_n_steps_read_the_loss_only_for_a_line(caplog: pytest.
 
 
 def test_plain_lines_every_s_seconds(caplog: pytest.LogCaptureFixture) -> None:
-    bar = StepProgressBar(line_every_n_steps=None, line_every_s=3600, console_kwargs={"file": io.StringIO(), "force_terminal": False})
+    bar = StepProgressBar(
+        line_every_n_steps=None, line_every_s=3600, console_kwargs={"file": io.StringIO(), "force_terminal": False}
+    )
     trainer = fake_trainer(bar, max_steps=500)
     bar.setup(trainer, None, "fit")
     loss = CountingLoss()
@@ -134,8 +146,13 @@ def test_settings_that_would_show_nothing_are_refused(settings: dict, named: str
 
 def train_command(run_dir: Path, *overrides: str) -> list[str]:
     return [
-        sys.executable, "-m", "resnet_cifar.train", *TINY_SYNTHETIC_RUN, f"trainer.max_steps={STEPS}",
-        *overrides, f"hydra.run.dir={run_dir}",
+        sys.executable,
+        "-m",
+        "resnet_cifar.train",
+        *TINY_SYNTHETIC_RUN,
+        f"trainer.max_steps={STEPS}",
+        *overrides,
+        f"hydra.run.dir={run_dir}",
     ]
 
 
@@ -148,8 +165,18 @@ def environment(**extra: str) -> dict[str, str]:
 
 def test_on_a_pipe_plain_lines_and_no_control_characters(tmp_path: Path) -> None:
     completed = subprocess.run(
-        train_command(tmp_path / "run", "~callbacks.input_preview", "callbacks.progress_bar.line_every_n_steps=2", "callbacks.progress_bar.line_every_s=null"),
-        cwd=tmp_path, env=environment(), capture_output=True, text=True, timeout=300, check=False,
+        train_command(
+            tmp_path / "run",
+            "~callbacks.input_preview",
+            "callbacks.progress_bar.line_every_n_steps=2",
+            "callbacks.progress_bar.line_every_s=null",
+        ),
+        cwd=tmp_path,
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     completed.output = completed.stdout + completed.stderr
     assert_ok(completed)
@@ -159,15 +186,21 @@ def test_on_a_pipe_plain_lines_and_no_control_characters(tmp_path: Path) -> None
     assert lines[-1].group(6) != "-" and lines[-1].group(8) == "0:00:00", describe(completed)
     # 250 training images in batches of 32: one validation after the epoch's 8 steps... and one
     # after the last step (step 6 here, mid-epoch).
-    assert re.search(r"validation at step 6 \(epoch 0\): val/err \d+\.\d\d  val/loss \d+\.\d{4}", completed.stdout), describe(completed)
+    assert re.search(r"validation at step 6 \(epoch 0\): val/err \d+\.\d\d  val/loss \d+\.\d{4}", completed.stdout), (
+        describe(completed)
+    )
     assert "\x1b[" not in completed.output and "Epoch 0/-2" not in completed.output
 
 
 def test_on_a_terminal_the_live_bar_in_steps(tmp_path: Path) -> None:
     controller, terminal = pty.openpty()
     process = subprocess.Popen(
-        train_command(tmp_path / "run", "~callbacks.input_preview"), cwd=tmp_path, env=environment(COLUMNS="160", LINES="40", TERM="xterm-256color"),
-        stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal,
+        train_command(tmp_path / "run", "~callbacks.input_preview"),
+        cwd=tmp_path,
+        env=environment(COLUMNS="160", LINES="40", TERM="xterm-256color"),
+        stdin=subprocess.DEVNULL,
+        stdout=terminal,
+        stderr=terminal,
     )
     os.close(terminal)
     chunks = []
@@ -183,7 +216,9 @@ def test_on_a_terminal_the_live_bar_in_steps(tmp_path: Path) -> None:
     assert process.wait(timeout=300) == 0
     screen = b"".join(chunks).decode(errors="replace")
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)
-    assert f"step {STEPS}/{STEPS}" in plain and "steps/s" in plain and "elapsed" in plain and "left" in plain, plain[-3000:]
+    assert f"step {STEPS}/{STEPS}" in plain and "steps/s" in plain and "elapsed" in plain and "left" in plain, plain[
+        -3000:
+    ]
     assert re.search(r"epoch 0 .*step \d/6", plain) and "loss: " in plain, plain[-3000:]
     assert not LINE.search(plain), "a terminal gets the live bar, not the plain lines"
     assert "Epoch 0/-2" not in plain
@@ -191,8 +226,12 @@ def test_on_a_terminal_the_live_bar_in_steps(tmp_path: Path) -> None:
 
 def test_a_setting_that_shows_nothing_is_one_error_line(tmp_path: Path) -> None:
     completed = run_cli(
-        "train", *TINY_SYNTHETIC_RUN, "callbacks.progress_bar.line_every_n_steps=null",
-        "callbacks.progress_bar.line_every_s=null", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path,
+        "train",
+        *TINY_SYNTHETIC_RUN,
+        "callbacks.progress_bar.line_every_n_steps=null",
+        "callbacks.progress_bar.line_every_s=null",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
     )
     assert completed.returncode == 2, describe(completed)
     errors = [line for line in completed.output.splitlines() if line.startswith("error:")]

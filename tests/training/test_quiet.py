@@ -60,7 +60,10 @@ def lightning_info_of_a_test_run(tmp_path: Path) -> list[str]:
     try:
         # No ModelCheckpoint: Lightning adds its own, and advertises litmodels for it.
         trainer = L.Trainer(
-            accelerator="cpu", logger=False, enable_progress_bar=False, callbacks=[NetworkSummary()],
+            accelerator="cpu",
+            logger=False,
+            enable_progress_bar=False,
+            callbacks=[NetworkSummary()],
             default_root_dir=tmp_path,
         )
         trainer.test(BoringModel(), verbose=False)
@@ -93,12 +96,21 @@ def test_leafspec_deprecation_from_lightnings_pytree_is_met_and_dropped(filters_
     assert [str(w.message) for w in caught] == ["`isinstance(treespec, LeafSpec)` is deprecated"]
 
 
-@pytest.mark.parametrize("environment,false", [
-    ({}, True),  # no SLURM job: on a login node, under torchrun
-    ({"SLURM_JOB_ID": "41", "SLURM_STEP_ID": "0"}, True),  # a task that srun started (in salloc Lightning misses it)
-    ({"SLURM_JOB_ID": "41"}, False),  # a command in an allocation without srun: the advice stands
-], ids=["no-job", "srun-task", "allocation-without-srun"])
-def test_the_srun_hint_is_met_and_dropped_only_where_it_is_false(environment, false, filters_restored, tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize(
+    "environment,false",
+    [
+        ({}, True),  # no SLURM job: on a login node, under torchrun
+        (
+            {"SLURM_JOB_ID": "41", "SLURM_STEP_ID": "0"},
+            True,
+        ),  # a task that srun started (in salloc Lightning misses it)
+        ({"SLURM_JOB_ID": "41"}, False),  # a command in an allocation without srun: the advice stands
+    ],
+    ids=["no-job", "srun-task", "allocation-without-srun"],
+)
+def test_the_srun_hint_is_met_and_dropped_only_where_it_is_false(
+    environment, false, filters_restored, tmp_path, monkeypatch
+) -> None:
     from lightning.fabric.plugins.environments import SLURMEnvironment
 
     srun = tmp_path / "srun"  # SLURM installed, as Lightning looks for it
@@ -148,16 +160,31 @@ def test_summary_counts_the_networks_flops() -> None:
 def test_a_run_and_its_resume_print_no_noise_and_keep_true_warnings(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     # An unknown compile mode makes torch.compile fail: a true warning that must still show.
-    settings = (*TINY_SYNTHETIC_RUN, "module.compile=true", "module.compile_mode=no-such-mode", "~callbacks.input_preview")
+    settings = (
+        *TINY_SYNTHETIC_RUN,
+        "module.compile=true",
+        "module.compile_mode=no-such-mode",
+        "~callbacks.input_preview",
+    )
     outputs = []
     for steps in (4, 6):  # 8 steps an epoch: the second run resumes mid-epoch
         # A fresh interpreter: what importing the libraries prints is checked too.
-        command = [sys.executable, "-m", "resnet_cifar.train", *settings, f"trainer.max_steps={steps}", f"hydra.run.dir={run_dir}"]
+        command = [
+            sys.executable,
+            "-m",
+            "resnet_cifar.train",
+            *settings,
+            f"trainer.max_steps={steps}",
+            f"hydra.run.dir={run_dir}",
+        ]
         completed = assert_ok(run_command(command, tmp_path, fresh=True))
         outputs.append(completed)
     assert "resuming from" in outputs[1].output, describe(outputs[1])
     for completed in outputs:
         for text, source in NOISE.items():
             assert text not in completed.output, f"{source}:\n{describe(completed)}"
-        assert re.search(r"CompileFallbackWarning: compiling was asked for \(module.compile=true\) but torch.compile is unavailable or failed", completed.output), describe(completed)
+        assert re.search(
+            r"CompileFallbackWarning: compiling was asked for \(module.compile=true\) but torch.compile is unavailable or failed",
+            completed.output,
+        ), describe(completed)
         assert "network: CifarResNet, 75,290 parameters (0.30 MB), 24.5 MFLOPs per image forward" in completed.output

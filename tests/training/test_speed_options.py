@@ -8,16 +8,21 @@ from types import SimpleNamespace
 import lightning as L
 import pytest
 import torch
+from small_fits import (
+    assert_same_state,
+    classifier,
+    compile_with,
+    failing_backend,
+    small_datamodule,
+    tiny_fit,
+    trained_state,
+)
 
 from conftest import REPO, compose_train, run_command
 from resnet_cifar.data import CIFARDataModule
 from resnet_cifar.data.batches import BatchPlan, EpochBatchSampler, ImageBatches, shard_bounds
 from resnet_cifar.models import cifar_resnet
 from resnet_cifar.training.compiling import CompileFallbackWarning
-from small_fits import (
-    assert_same_state, classifier, compile_with, failing_backend, small_datamodule, tiny_fit, trained_state,
-)
-
 
 # --- device-resident data ---------------------------------------------------------------------
 
@@ -77,7 +82,9 @@ def test_sampler_plans_do_not_depend_on_the_device():
     for ours, theirs in zip(cpu, meta):
         assert ours.indices.shape == theirs.indices.shape and theirs.indices.device.type == "meta"
     # Same values: the draws happen on the CPU before the move ("meta" holds no values to compare).
-    plans = list(EpochBatchSampler(500, 64, shuffle=True, seed=3, augment_padding=4, rank=1, world_size=2, device="cpu"))
+    plans = list(
+        EpochBatchSampler(500, 64, shuffle=True, seed=3, augment_padding=4, rank=1, world_size=2, device="cpu")
+    )
     assert all(torch.equal(a.indices, b.indices) for a, b in zip(cpu, plans))
 
 
@@ -130,8 +137,15 @@ def test_train_error_is_the_error_over_all_the_epochs_training_images(tmp_path):
 
     record = Record()
     trainer = L.Trainer(
-        accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, limit_val_batches=0, callbacks=[record], default_root_dir=tmp_path,
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[record],
+        default_root_dir=tmp_path,
     )
     trainer.fit(classifier(), datamodule=small_datamodule())
     assert record.sizes == [32] * 7 + [26]  # 250 training images, the last batch smaller
@@ -144,8 +158,14 @@ def test_mixed_precision_trains_and_evaluates(precision, tmp_path):
     # On the CPU Lightning runs 16-mixed as bf16-mixed (fp16 autocast is for GPUs); trainer=gpu
     # uses bf16-mixed.
     trainer = L.Trainer(
-        accelerator="cpu", precision=precision, max_steps=3, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+        accelerator="cpu",
+        precision=precision,
+        max_steps=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
     )
     module = classifier()
     datamodule = small_datamodule()
@@ -212,7 +232,9 @@ def test_speed_options_are_the_modules_and_the_model_is_the_network(tmp_path):
     from resnet_cifar.models import cifar_resnet
     from resnet_cifar.training.build import build_module
 
-    module = build_module(compose_train(["module.compile=true", "module.channels_last=false", "model.depth=8"], tmp_path))
+    module = build_module(
+        compose_train(["module.compile=true", "module.channels_last=false", "model.depth=8"], tmp_path)
+    )
     assert module.hparams.compile and not module.hparams.channels_last
     assert [p.shape for p in module.net.parameters()] == [p.shape for p in cifar_resnet(8, "A", True, 10).parameters()]
     default = compose_train([], tmp_path)
@@ -225,8 +247,22 @@ def test_speed_options_are_the_modules_and_the_model_is_the_network(tmp_path):
 
 def test_bench_prints_the_table_end_to_end(tmp_path):
     command = [
-        sys.executable, str(REPO / "bench" / "throughput.py"), "--depths", "8", "--steps", "2", "--warmup", "1",
-        "--batch-size", "16", "--synthetic-size", "400", "--workers", "1", "--json", str(tmp_path / "bench.json"),
+        sys.executable,
+        str(REPO / "bench" / "throughput.py"),
+        "--depths",
+        "8",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--batch-size",
+        "16",
+        "--synthetic-size",
+        "400",
+        "--workers",
+        "1",
+        "--json",
+        str(tmp_path / "bench.json"),
     ]
     completed = run_command(command, tmp_path, timeout=240)
     assert completed.returncode == 0, completed.output
@@ -239,8 +275,19 @@ def test_bench_prints_the_table_end_to_end(tmp_path):
 
 def test_bench_reports_host_time_per_step(tmp_path):
     command = [
-        sys.executable, str(REPO / "bench" / "throughput.py"), "--host-overhead", "--compile", "step", "--steps", "3",
-        "--warmup", "2", "--repeats", "1", "--synthetic-size", "400",
+        sys.executable,
+        str(REPO / "bench" / "throughput.py"),
+        "--host-overhead",
+        "--compile",
+        "step",
+        "--steps",
+        "3",
+        "--warmup",
+        "2",
+        "--repeats",
+        "1",
+        "--synthetic-size",
+        "400",
     ]
     completed = run_command(command, tmp_path, timeout=600)
     assert completed.returncode == 0, completed.output
@@ -248,15 +295,25 @@ def test_bench_reports_host_time_per_step(tmp_path):
     lines = [line for line in completed.stdout.splitlines() if line.startswith("host ms/step (ResNet-8, batch 8): ")]
     assert len(lines) == 2, completed.stdout  # the eager pair and the whole-step pair (--compile step)
     for line, (project, bare) in zip(lines, [("project", "bare"), ("project-step", "bare-step")]):
-        ours, theirs, share = (float(re.search(pattern, line).group(1)) for pattern in (
-            rf"{project} (\d+\.\d+)", rf"{bare} (\d+\.\d+)",
-            rf"Lightning's share \({project} - {bare}\) = (-?\d+\.\d+) ms/step"))
+        ours, theirs, share = (
+            float(re.search(pattern, line).group(1))
+            for pattern in (
+                rf"{project} (\d+\.\d+)",
+                rf"{bare} (\d+\.\d+)",
+                rf"Lightning's share \({project} - {bare}\) = (-?\d+\.\d+) ms/step",
+            )
+        )
         assert ours > 0 and theirs > 0 and share == pytest.approx(ours - theirs, abs=0.011), line
         assert re.search(r"in the fastest tenth of the steps -?\d+\.\d+ ms/step \(rounds: -?\d+\.\d+\)", line), line
         # The host time outside the work both pipelines do: positive, and the share is their difference.
-        outside_ours, outside_theirs, outside_share = (float(re.search(pattern, line).group(1)) for pattern in (
-            rf"outside the shared work {project} (\d+\.\d+)", rf"outside the shared work {project} [\d.]+, {bare} (\d+\.\d+)",
-            r"share (-?\d+\.\d+) ms/step \(rounds: -?\d+\.\d+\);"))
+        outside_ours, outside_theirs, outside_share = (
+            float(re.search(pattern, line).group(1))
+            for pattern in (
+                rf"outside the shared work {project} (\d+\.\d+)",
+                rf"outside the shared work {project} [\d.]+, {bare} (\d+\.\d+)",
+                r"share (-?\d+\.\d+) ms/step \(rounds: -?\d+\.\d+\);",
+            )
+        )
         assert 0 < outside_theirs < theirs and 0 < outside_ours < ours, line
         assert outside_share == pytest.approx(outside_ours - outside_theirs, abs=0.0011), line
         assert re.search(rf"; page faults per step {project} \d+, {bare} \d+$", line), line

@@ -10,7 +10,15 @@ import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger
 from small_fits import (
-    SGD, assert_same_state, classifier, compile_with, failing_backend, resnet8, small_datamodule, tiny_fit, trained_state,
+    SGD,
+    assert_same_state,
+    classifier,
+    compile_with,
+    failing_backend,
+    resnet8,
+    small_datamodule,
+    tiny_fit,
+    trained_state,
 )
 
 from resnet_cifar.errors import ConfigError
@@ -53,7 +61,9 @@ def test_the_compiled_whole_step_equals_the_classifier_within_float_tolerance(pr
     # what rounding alone does: the classifier in the other memory format (NCHW), which computes
     # the same in another order. A wrong update is off by orders of magnitude more.
     classifier_state = trained_state(tmp_path / "classifier", precision=precision)
-    rounding = max_difference(trained_state(tmp_path / "nchw", precision=precision, channels_last=False), classifier_state)
+    rounding = max_difference(
+        trained_state(tmp_path / "nchw", precision=precision, channels_last=False), classifier_state
+    )
     torch._dynamo.reset()
     whole_step = trained_state(tmp_path / "whole_step", precision=precision, kind=WholeStepClassifier, compile=True)
     assert not [w for w in recwarn if issubclass(w.category, CompileFallbackWarning)]
@@ -68,6 +78,7 @@ def test_the_compiled_whole_step_equals_the_classifier_within_float_tolerance(pr
 def test_compile_failing_falls_back_to_the_same_result(where, monkeypatch, tmp_path):
     classifier_state = trained_state(tmp_path / "classifier")
     if where == "unavailable":
+
         def no_compile(*args, **kwargs):
             raise RuntimeError("Dynamo is not supported on this Python")
 
@@ -87,8 +98,14 @@ def logged(kind: type[ImageClassifier], tmp_path) -> tuple[list[dict], dict]:
     torch.manual_seed(0)
     module = classifier(kind, compile=False)
     trainer = L.Trainer(
-        accelerator="cpu", max_steps=9, log_every_n_steps=2, logger=CSVLogger(tmp_path, name="", version=""),
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+        accelerator="cpu",
+        max_steps=9,
+        log_every_n_steps=2,
+        logger=CSVLogger(tmp_path, name="", version=""),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
     )
     trainer.fit(module, datamodule=small_datamodule())
     assert trainer.fit_loop._skip_backward is False, "the Trainer backpropagates again for the next module it fits"
@@ -131,18 +148,27 @@ class ClipsItself(WholeStepClassifier):
 
 
 def plain_trainer(**changes) -> SimpleNamespace:
-    trainer = dict(world_size=1, precision_plugin=SimpleNamespace(scaler=None), gradient_clip_val=None,
-                   accumulate_grad_batches=1, callbacks=[TrainingClock()])
+    trainer = dict(
+        world_size=1,
+        precision_plugin=SimpleNamespace(scaler=None),
+        gradient_clip_val=None,
+        accumulate_grad_batches=1,
+        callbacks=[TrainingClock()],
+    )
     return SimpleNamespace(**{**trainer, **changes})
 
 
-@pytest.mark.parametrize("changes,named", [
-    ({"world_size": 2}, "DDP"),
-    ({"precision_plugin": SimpleNamespace(scaler=object())}, "fp16 loss scaling"),
-    ({"gradient_clip_val": 1.0}, "trainer.gradient_clip_val"),
-    ({"accumulate_grad_batches": 2}, "trainer.accumulate_grad_batches"),
-    ({"callbacks": [UsesGradients()]}, "UsesGradients.on_after_backward"),
-], ids=["ddp", "fp16", "clipping", "accumulation", "gradient-hook"])
+@pytest.mark.parametrize(
+    "changes,named",
+    [
+        ({"world_size": 2}, "DDP"),
+        ({"precision_plugin": SimpleNamespace(scaler=object())}, "fp16 loss scaling"),
+        ({"gradient_clip_val": 1.0}, "trainer.gradient_clip_val"),
+        ({"accumulate_grad_batches": 2}, "trainer.accumulate_grad_batches"),
+        ({"callbacks": [UsesGradients()]}, "UsesGradients.on_after_backward"),
+    ],
+    ids=["ddp", "fp16", "clipping", "accumulation", "gradient-hook"],
+)
 def test_what_the_whole_step_cannot_do_is_refused_with_the_alternative(changes, named):
     module = classifier(WholeStepClassifier)
     module.check_trainer(plain_trainer())  # the paper's recipe on one device passes
@@ -156,7 +182,11 @@ def test_a_module_with_gradient_hooks_an_epoch_scheduler_or_another_optimizer_is
     with pytest.raises(ConfigError, match="module.lr_scheduler.interval=step"):
         classifier(WholeStepClassifier, lr_scheduler={"interval": "epoch", "monitor": "val/err"})
     adam = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.001}
-    module = WholeStepClassifier(net=resnet8(), optimizer=adam, scheduler={"_target_": "torch.optim.lr_scheduler.StepLR", "_partial_": True, "step_size": 10})
+    module = WholeStepClassifier(
+        net=resnet8(),
+        optimizer=adam,
+        scheduler={"_target_": "torch.optim.lr_scheduler.StepLR", "_partial_": True, "step_size": 10},
+    )
     with pytest.raises(ConfigError, match="the optimizer is Adam; use optimizer=sgd"):
         module.configure_optimizers()
 
@@ -175,7 +205,9 @@ def test_the_step_compiles_once_per_batch_shape():
     datamodule.defer_train_augmentation = True
     loader = iter(datamodule.train_dataloader())
     net = resnet8().to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(net.parameters(), lr=SGD["lr"], momentum=SGD["momentum"], weight_decay=SGD["weight_decay"])
+    optimizer = torch.optim.SGD(
+        net.parameters(), lr=SGD["lr"], momentum=SGD["momentum"], weight_decay=SGD["weight_decay"]
+    )
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[1], gamma=0.1)
     step = WholeTrainingStep(net, optimizer, datamodule.training_inputs, channels_last=True)
     torch._dynamo.reset()

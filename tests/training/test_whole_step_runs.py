@@ -1,8 +1,9 @@
 """module=whole_step from the command line: resume, TensorBoard's input grid, evaluate."""
 
 import torch
-from conftest import TINY_SYNTHETIC_RUN, assert_ok, logged_input_grids, read_json
 from small_fits import assert_same_state
+
+from conftest import TINY_SYNTHETIC_RUN, assert_ok, logged_input_grids, read_json
 
 WHOLE_STEP = ("module=whole_step",)
 
@@ -15,18 +16,22 @@ def test_a_resumed_whole_step_run_ends_bit_identical_to_an_uninterrupted_one(run
     uninterrupted, continued = tmp_path / "uninterrupted", tmp_path / "continued"
     every_10_steps = (
         "+callbacks.every_10_steps._target_=lightning.pytorch.callbacks.ModelCheckpoint",
-        f"+callbacks.every_10_steps.dirpath={tmp_path / 'every_10_steps'}", "+callbacks.every_10_steps.filename='step{step}'",
-        "+callbacks.every_10_steps.auto_insert_metric_name=false", "+callbacks.every_10_steps.every_n_train_steps=10",
+        f"+callbacks.every_10_steps.dirpath={tmp_path / 'every_10_steps'}",
+        "+callbacks.every_10_steps.filename='step{step}'",
+        "+callbacks.every_10_steps.auto_insert_metric_name=false",
+        "+callbacks.every_10_steps.every_n_train_steps=10",
         "+callbacks.every_10_steps.save_top_k=-1",
     )
-    straight = assert_ok(run_cli(
-        "train", *run, *every_10_steps, "trainer.max_steps=20", f"hydra.run.dir={uninterrupted}", cwd=tmp_path
-    ))
+    straight = assert_ok(
+        run_cli("train", *run, *every_10_steps, "trainer.max_steps=20", f"hydra.run.dir={uninterrupted}", cwd=tmp_path)
+    )
     assert "CompileFallbackWarning" not in straight.output
     step10 = tmp_path / "every_10_steps" / "step10.ckpt"
-    resumed = assert_ok(run_cli(
-        "train", *run, "trainer.max_steps=20", f"ckpt_path={step10}", f"hydra.run.dir={continued}", cwd=tmp_path
-    ))
+    resumed = assert_ok(
+        run_cli(
+            "train", *run, "trainer.max_steps=20", f"ckpt_path={step10}", f"hydra.run.dir={continued}", cwd=tmp_path
+        )
+    )
     assert "resuming from" in resumed.output and "(step 10)" in resumed.output
     assert "CompileFallbackWarning" not in resumed.output
     ours, theirs = (torch.load(d / "checkpoints" / "last.ckpt", weights_only=True) for d in (continued, uninterrupted))
@@ -49,11 +54,21 @@ def test_a_whole_step_run_shows_its_inputs_resumes_uncompiled_and_evaluates(run_
     assert ours.tobytes() == theirs.tobytes()
 
     checkpoint = whole_step / "checkpoints" / "last.ckpt"
-    assert_ok(run_cli(
-        "train", *TINY_SYNTHETIC_RUN, "seed=0", "trainer.max_steps=10", f"ckpt_path={checkpoint}",
-        f"hydra.run.dir={resumed}", cwd=tmp_path,
-    ))
-    assert (read_json(resumed / "metrics.json")["steps"], read_json(resumed / "metrics.json")["resumed_from"]) == (10, 6)
+    assert_ok(
+        run_cli(
+            "train",
+            *TINY_SYNTHETIC_RUN,
+            "seed=0",
+            "trainer.max_steps=10",
+            f"ckpt_path={checkpoint}",
+            f"hydra.run.dir={resumed}",
+            cwd=tmp_path,
+        )
+    )
+    assert (read_json(resumed / "metrics.json")["steps"], read_json(resumed / "metrics.json")["resumed_from"]) == (
+        10,
+        6,
+    )
 
     evaluated = assert_ok(run_cli("evaluate", f"ckpt_path={checkpoint}", cwd=tmp_path))
     test_err = read_json(whole_step / "metrics.json")["test_err"]

@@ -188,9 +188,7 @@ def _decode_split(split_dir: Path, classes: list[str]) -> tuple[torch.Tensor, to
     files: list[Path] = []
     labels: list[int] = []
     for label, cls in enumerate(classes):
-        class_files = sorted(
-            p for p in (split_dir / cls).iterdir() if p.is_file() and not p.name.startswith(".")
-        )
+        class_files = sorted(p for p in (split_dir / cls).iterdir() if p.is_file() and not p.name.startswith("."))
         if not class_files:
             raise DataError(f"class folder {split_dir / cls} has no images; add its images or remove the folder")
         files += class_files
@@ -253,7 +251,4 @@ def _channels_first(images_nhwc: np.ndarray) -> torch.Tensor:
 
 
 def _describe(arrays: CifarArrays) -> str:
-    return (
-        f"{len(arrays.train_labels)} train / {len(arrays.test_labels)} test images "
-        f"in {len(arrays.classes)} classes"
-    )
+    return f"{len(arrays.train_labels)} train / {len(arrays.test_labels)} test images in {len(arrays.classes)} classes"

@@ -50,7 +50,9 @@ def child_command(local_rank: int) -> tuple[Sequence[str], str]:
     name = hydra.job.name if local_rank == 0 else f"{hydra.job.name}_rank{local_rank}"  # log: <name>.log
     # The config folders that the command line added (--config-dir, hydra.searchpath), which may
     # hold this site's conf/local/default.yaml: every process composes the job's config from them.
-    added = [f"'{s.schema}://{s.path}'" for s in hydra.runtime.config_sources if s.provider not in BUILT_IN_CONFIG_SOURCES]
+    added = [
+        f"'{s.schema}://{s.path}'" for s in hydra.runtime.config_sources if s.provider not in BUILT_IN_CONFIG_SOURCES
+    ]
     if added:
         command.append(f"hydra.searchpath=[{','.join(added)}]")
     command += [

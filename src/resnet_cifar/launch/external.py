@@ -56,11 +56,13 @@ def launched_run_name(default: str) -> str:
         run_id = environ.get("TORCHELASTIC_RUN_ID", NO_RENDEZVOUS_ID)
         if run_id == NO_RENDEZVOUS_ID:
             # Raised from inside Hydra's resolution of hydra.run.dir, which would wrap an exception.
-            exit_with_usage_error(ConfigError(
-                "torchrun starts processes that each name the run directory after their own start time, so they may "
-                "write to different directories: give hydra.run.dir=... (the same on every node) or torchrun "
-                "--rdzv-id=<id> (the run directory is then outputs/runs/torchrun-<id>)"
-            ))
+            exit_with_usage_error(
+                ConfigError(
+                    "torchrun starts processes that each name the run directory after their own start time, so they may "
+                    "write to different directories: give hydra.run.dir=... (the same on every node) or torchrun "
+                    "--rdzv-id=<id> (the run directory is then outputs/runs/torchrun-<id>)"
+                )
+            )
         return f"torchrun-{run_id}"
     return default
 

@@ -26,4 +26,3 @@ def job_dirname(override_dirname: str) -> str:
 def register_resolvers() -> None:
     """``${job_dirname:...}`` for conf/train.yaml's ``hydra.sweep.subdir``."""
     OmegaConf.register_new_resolver("job_dirname", job_dirname, replace=True)
-

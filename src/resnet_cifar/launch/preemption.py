@@ -33,9 +33,10 @@ import os
 import re
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any, Callable
+from typing import Any
 
 import lightning as L
 import torch
@@ -63,7 +64,10 @@ Handler = Callable[[int, FrameType | None], Any] | int | None
 def submitit_requeue_handler(handler: Handler) -> Callable[[int, FrameType | None], Any] | None:
     """``handler`` if it is submitit's checkpoint-and-requeue handler (the job runs under submitit)."""
     owner = getattr(handler, "__self__", None)
-    if type(owner).__module__.startswith("submitit.") and getattr(handler, "__name__", "") == "checkpoint_and_try_requeue":
+    if (
+        type(owner).__module__.startswith("submitit.")
+        and getattr(handler, "__name__", "") == "checkpoint_and_try_requeue"
+    ):
         return handler  # type: ignore[return-value]
     return None
 
@@ -120,7 +124,10 @@ class SaveAndStopOnSignal(L.Callback):
         if self._requeue is not None:
             # A job that is ending (a plain scancel: SIGTERM to a CANCELLED job) stays ended.
             job = slurm_job_id() or ""
-            if not (trainer.is_global_zero and requeue_refused(job, "run the sweep's command again (finished runs are kept)")):
+            if not (
+                trainer.is_global_zero
+                and requeue_refused(job, "run the sweep's command again (finished runs are kept)")
+            ):
                 requeue(self._requeue)  # rank 0: requeues, then exits; other ranks: returns
         elif self._slurm_job is not None:
             if trainer.is_global_zero:
@@ -171,7 +178,9 @@ def requeue_refusal(job: dict[str, str]) -> str | None:
 def requeue_refused(job_id: str, how_to_resume: str) -> bool:
     """Whether SLURM job ``job_id`` must not be requeued (:func:`requeue_refusal`), said in one
     line with ``how_to_resume``."""
-    shown = subprocess.run(["scontrol", "--oneliner", "show", "job", job_id], capture_output=True, text=True, check=False)
+    shown = subprocess.run(
+        ["scontrol", "--oneliner", "show", "job", job_id], capture_output=True, text=True, check=False
+    )
     refusal = requeue_refusal(dict(SCONTROL_FIELDS.findall(shown.stdout)))
     if refusal is not None:
         log.warning("SLURM job %s is not requeued: %s; to resume, %s", job_id, refusal, how_to_resume)
@@ -187,8 +196,12 @@ def requeue_slurm_job(job_id: str, run_dir: str) -> None:
     done = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True, check=False)
     # Ended by SIGTERM: by the requeue it asked for (see requeue()).
     if done.returncode not in (0, -signal.SIGTERM):
-        log.warning("SLURM job %s could not be requeued (%s); to resume, run the same command with hydra.run.dir=%s",
-                    job_id, done.stderr.strip() or f"scontrol exited with status {done.returncode}", run_dir)
+        log.warning(
+            "SLURM job %s could not be requeued (%s); to resume, run the same command with hydra.run.dir=%s",
+            job_id,
+            done.stderr.strip() or f"scontrol exited with status {done.returncode}",
+            run_dir,
+        )
 
 
 def not_main_thread() -> bool:

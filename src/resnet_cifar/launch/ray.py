@@ -32,9 +32,10 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
@@ -80,7 +81,9 @@ class RayLauncher(PluginRayLauncher):
     jobs; ``autoscaling``: the cluster adds nodes on demand, so a job that fits none of its
     nodes now waits for one instead of being refused."""
 
-    def __init__(self, ray: DictConfig, progress_every_s: float = 60, poll_s: float = 2, autoscaling: bool = False) -> None:
+    def __init__(
+        self, ray: DictConfig, progress_every_s: float = 60, poll_s: float = 2, autoscaling: bool = False
+    ) -> None:
         super().__init__(ray)
         self.progress_every_s = progress_every_s
         self.poll_s = poll_s
@@ -106,7 +109,9 @@ class RayLauncher(PluginRayLauncher):
         for job in jobs:
             log.info(f"\t#{job.index} : {' '.join(filter_overrides(job.overrides))}")
             options = {"name": f"job {job.name}", **job.options}
-            refs.append(task.options(**options).remote(self.hydra_context, job.config, self.task_function, state, job.threads))
+            refs.append(
+                task.options(**options).remote(self.hydra_context, job.config, self.task_function, state, job.threads)
+            )
         return self._wait_for(refs, jobs)
 
     def _job(self, index: int, overrides: list[str]) -> RayJob:
@@ -166,8 +171,10 @@ def connect(init: DictConfig) -> None:
     import ray
     from hydra_plugins.hydra_ray_launcher._launcher_util import start_ray
 
-    fix = ("Start one with `ray start --head` or give its address: hydra.launcher.ray.init.address=auto "
-           "(a cluster started on this machine), HOST:6379 or ray://HOST:10001; null starts one here")
+    fix = (
+        "Start one with `ray start --head` or give its address: hydra.launcher.ray.init.address=auto "
+        "(a cluster started on this machine), HOST:6379 or ray://HOST:10001; null starts one here"
+    )
     address = init.get("address")
     if address and address not in ("auto", "local"):
         # ray.init waits minutes for an address where nothing listens: look first.
@@ -180,7 +187,9 @@ def connect(init: DictConfig) -> None:
         start_ray(init)
     except (ConnectionError, ValueError, TypeError, RuntimeError) as error:
         said = " ".join(str(error).split())
-        refuse(f"cannot start or reach the Ray cluster (hydra.launcher.ray.init: {OmegaConf.to_container(init)}): {said}. {fix}")
+        refuse(
+            f"cannot start or reach the Ray cluster (hydra.launcher.ray.init: {OmegaConf.to_container(init)}): {said}. {fix}"
+        )
     nodes = [describe_resources(node["Resources"]) for node in ray.nodes() if node["Alive"]]
     log.info("Ray cluster of %d nodes: %s", len(nodes), "; ".join(nodes))
 
@@ -193,8 +202,10 @@ def progress(waiting: list[Any], jobs: list[RayJob], done: int, total: int) -> s
 
     try:
         tasks = list_tasks(
-            filters=[("job_id", "=", ray.get_runtime_context().get_job_id())], limit=10_000,
-            raise_on_missing_output=False, timeout=30,
+            filters=[("job_id", "=", ray.get_runtime_context().get_job_id())],
+            limit=10_000,
+            raise_on_missing_output=False,
+            timeout=30,
         )
     except Exception as error:  # the state API lives in the dashboard, which a cluster may not run
         return f"{progress_line('Ray', len(waiting), 0, done, total)} (pending and running not told apart: Ray's state API: {error})"
@@ -205,8 +216,11 @@ def progress(waiting: list[Any], jobs: list[RayJob], done: int, total: int) -> s
     states = [latest.get(ref.task_id().hex()) for ref in waiting]
     running = sum(task is not None and task.state in RUNNING_STATES for task in states)
     line = progress_line("Ray", len(waiting) - running, running, done, total)
-    pending = {describe_resources(resource_request(job.options))
-               for job, task in zip(jobs, states) if task is None or task.state not in RUNNING_STATES}
+    pending = {
+        describe_resources(resource_request(job.options))
+        for job, task in zip(jobs, states)
+        if task is None or task.state not in RUNNING_STATES
+    }
     if pending:
         line += f"; pending jobs wait for a node with {' or '.join(sorted(pending))} free"
     retried = sum(task is not None and task.attempt_number > 0 for task in states)
@@ -226,8 +240,10 @@ def job_result(ref: Any, job: RayJob) -> JobReturn:
         said = f"{type(cause).__name__}: {cause}"
     except ray.exceptions.RayError as error:  # its process or its node died, on every attempt
         attempts = job.options.get("max_retries", 3) + 1
-        said = (f"its process or node was lost on each of its {attempts} attempts (hydra.launcher.ray.remote.max_retries="
-                f"{attempts - 1}): {type(error).__name__}: {' '.join(str(error).split())}")
+        said = (
+            f"its process or node was lost on each of its {attempts} attempts (hydra.launcher.ray.remote.max_retries="
+            f"{attempts - 1}): {type(error).__name__}: {' '.join(str(error).split())}"
+        )
     else:
         if result.status != JobStatus.FAILED:
             return result
@@ -269,10 +285,16 @@ def run_job_in_task(
         return _run_job(hydra_context, sweep_config, task_function, singleton_state)
     except SystemExit as stopped:
         if stopped.code in PREEMPTED_EXIT_CODES:
-            raise JobPreempted(f"stopped by {PREEMPTED_EXIT_CODES[stopped.code]}; it saved checkpoints/last.ckpt") from None
+            raise JobPreempted(
+                f"stopped by {PREEMPTED_EXIT_CODES[stopped.code]}; it saved checkpoints/last.ckpt"
+            ) from None
         # A usage error: its `error:` line went to the job's output (forwarded to the sweep's).
-        failed = JobFailed(f"the job exited with status {stopped.code} (its error: line is in the sweep's output above)")
-        return JobReturn(overrides=list(sweep_config.hydra.overrides.task), status=JobStatus.FAILED, _return_value=failed)
+        failed = JobFailed(
+            f"the job exited with status {stopped.code} (its error: line is in the sweep's output above)"
+        )
+        return JobReturn(
+            overrides=list(sweep_config.hydra.overrides.task), status=JobStatus.FAILED, _return_value=failed
+        )
     finally:
         os.chdir(before[0])
         if before[1] is None:

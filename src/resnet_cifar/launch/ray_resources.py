@@ -42,7 +42,11 @@ def refuse_unplaceable(jobs: list[RayJob], nodes: list[dict[str, Any]]) -> None:
         if any(fits(request, node) for node in alive):
             continue
         # The largest node: the one that has the most of what the job asks for, GPUs first.
-        largest = max(alive, key=lambda node: [node.get("GPU", 0), node.get("CPU", 0), *(node.get(k, 0) for k in request)], default={})
+        largest = max(
+            alive,
+            key=lambda node: [node.get("GPU", 0), node.get("CPU", 0), *(node.get(k, 0) for k in request)],
+            default={},
+        )
         short = [key for key, amount in request.items() if largest.get(key, 0) < amount]
         change = ", ".join(REQUEST_KEYS.get(key, "hydra.launcher.ray.remote.resources") for key in short)
         shown = {"CPU", "GPU", *request}

@@ -22,8 +22,9 @@ import logging
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
@@ -35,7 +36,17 @@ from resnet_cifar.launch.cluster_jobs import failed_job_return, progress_line, r
 
 log = logging.getLogger(__name__)
 # SLURM job states after which a job runs no more (squeue --states=all).
-ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
+ENDED = {
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "OUT_OF_MEMORY",
+    "NODE_FAIL",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "PREEMPTED",
+}
 GPU_KEYS = "hydra.launcher.gpus_per_node (it follows trainer.accelerator and trainer.devices: trainer.accelerator=cpu asks for none)"
 REQUEST_KEYS = f"hydra.launcher.cpus_per_task, hydra.launcher.mem_gb, {GPU_KEYS}, or the nodes (trainer.num_nodes)"
 # Parts of sbatch's refusals -> the config key to change.
@@ -104,8 +115,15 @@ class SlurmLauncher(SubmititSlurmLauncher):
         job_params = []
         for index, overrides in enumerate(job_overrides):
             log.info(f"\t#{initial_job_idx + index} : {' '.join(filter_overrides(overrides))}")
-            job_params.append((list(overrides), "hydra.sweep.dir", initial_job_idx + index,
-                               f"job_id_for_{initial_job_idx + index}", Singleton.get_state()))
+            job_params.append(
+                (
+                    list(overrides),
+                    "hydra.sweep.dir",
+                    initial_job_idx + index,
+                    f"job_id_for_{initial_job_idx + index}",
+                    Singleton.get_state(),
+                )
+            )
             arrays.setdefault(json.dumps(self._request(list(overrides)), sort_keys=True), []).append(index)
         jobs: list[Any] = [None] * len(job_overrides)
         try:
@@ -181,8 +199,10 @@ class SlurmLauncher(SubmititSlurmLauncher):
             asked, tasks = self.params.get("cpus_per_task") or 1, self.params.get("tasks_per_node") or 1
             has = cpus_per_node(self.params.get("partition"))
             if has is not None and asked * tasks > has:
-                return (f"PartitionConfig ({asked} CPUs per task x {tasks} tasks per node, but the partition's "
-                        f"nodes have {has} CPUs: lower hydra.launcher.cpus_per_task)")
+                return (
+                    f"PartitionConfig ({asked} CPUs per task x {tasks} tasks per node, but the partition's "
+                    f"nodes have {has} CPUs: lower hydra.launcher.cpus_per_task)"
+                )
             return f"PartitionConfig ({PENDING_REASONS[reason]}: lower {REQUEST_KEYS})"
         return f"{reason} ({PENDING_REASONS[reason]})"
 
@@ -224,7 +244,9 @@ def failed_return(job: Any, overrides: list[str], state: str) -> JobReturn:
 def srun_report(job: Any) -> str:
     """What srun said of the job's tasks (``task 1: Killed``) and where the job's log is."""
     try:
-        said = [line.strip() for line in Path(job.paths.stderr).read_text().splitlines() if line.startswith("srun: error:")]
+        said = [
+            line.strip() for line in Path(job.paths.stderr).read_text().splitlines() if line.startswith("srun: error:")
+        ]
     except OSError:
         said = []
     return "".join(f"; {line}" for line in said) + f" (log: {job.paths.stderr})"

@@ -9,7 +9,18 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 
 # Hydra's command-line options that take a value (e.g. --config-dir with this site's settings).
-OPTIONS_WITH_A_VALUE = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn", "--cfg", "-c", "--package", "-p")
+OPTIONS_WITH_A_VALUE = (
+    "--config-dir",
+    "-cd",
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+)
 
 
 def overrides_only(args: list[str]) -> list[str]:

@@ -50,9 +50,7 @@ def projection_shortcut(in_channels: int, out_channels: int, stride: int) -> nn.
 class BasicBlock(nn.Module):
     """conv3x3-BN-ReLU-conv3x3-BN, plus the shortcut when ``residual``, then ReLU."""
 
-    def __init__(
-        self, in_channels: int, out_channels: int, stride: int, shortcut: str, residual: bool
-    ) -> None:
+    def __init__(self, in_channels: int, out_channels: int, stride: int, shortcut: str, residual: bool) -> None:
         super().__init__()
         self.conv1 = conv3x3(in_channels, out_channels, stride)
         self.bn1 = nn.BatchNorm2d(out_channels)
@@ -112,9 +110,7 @@ class CifarResNet(nn.Module):
         return self.fc(x)
 
 
-def cifar_resnet(
-    depth: int = 20, shortcut: str = "A", residual: bool = True, num_classes: int = 10
-) -> nn.Module:
+def cifar_resnet(depth: int = 20, shortcut: str = "A", residual: bool = True, num_classes: int = 10) -> nn.Module:
     """The paper's CIFAR network of ``depth`` = 6n+2 layers.
 
     ``shortcut`` "A" pads with zeros where the shape changes (no parameters), "B" projects with a
@@ -122,8 +118,7 @@ def cifar_resnet(
     """
     if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6 != 0:
         raise ConfigError(
-            f"depth={depth!r} is not of the form 6n+2; "
-            "use one of 20, 32, 44, 56, 110, 1202 (or any 6n+2 >= 8)"
+            f"depth={depth!r} is not of the form 6n+2; use one of 20, 32, 44, 56, 110, 1202 (or any 6n+2 >= 8)"
         )
     if shortcut not in SHORTCUTS:
         raise ConfigError(f"shortcut={shortcut!r} is not known; use one of {', '.join(SHORTCUTS)}")

@@ -49,7 +49,15 @@ def plot_training_curves(root: Path, runs: list[Run]) -> str | None:
                 steps, values = averaged_curve(group, tag)
                 if steps:  # markers where a curve has few points (short runs) and a line shows little
                     marker = "o" if len(steps) < 10 else None
-                    ax.plot(steps, values, color=colours[depth], linewidth=width, label=label, marker=marker, markersize=2 * width + 1)
+                    ax.plot(
+                        steps,
+                        values,
+                        color=colours[depth],
+                        linewidth=width,
+                        label=label,
+                        marker=marker,
+                        markersize=2 * width + 1,
+                    )
         ax.set_title(variant + labels[recipe])
         ax.set_xlabel("iterations")
         ax.grid(alpha=0.3)

@@ -78,7 +78,9 @@ def recipe_of(cfg: DictConfig, depth: int) -> Recipe:
         differences.append(Difference(f"{precision} precision (paper fp32)", breaks_comparison=False))
     warmup = lookup(cfg, "callbacks.lr_warmup") not in (None, NOT_RECORDED)
     if warmup != (depth == WARMUP_DEPTH):
-        differences.append(Difference("lr warm-up" if warmup else f"no lr warm-up (paper warms up ResNet-{WARMUP_DEPTH})"))
+        differences.append(
+            Difference("lr warm-up" if warmup else f"no lr warm-up (paper warms up ResNet-{WARMUP_DEPTH})")
+        )
     return tuple(differences)  # in PAPER_RECIPE's order, so equal recipes are equal tuples
 
 
@@ -99,6 +101,6 @@ def recipe_numbers(recipes: set[Recipe]) -> dict[Recipe, int]:
 
 
 def recipe_labels(recipes: set[Recipe]) -> dict[Recipe, str]:
-    """", recipe N" for figure legends and titles; "" when the report has a single recipe."""
+    """ ", recipe N" for figure legends and titles; "" when the report has a single recipe."""
     numbers = recipe_numbers(recipes)
     return {recipe: f", recipe {n}" if len(numbers) > 1 else "" for recipe, n in numbers.items()}

@@ -57,8 +57,8 @@ def layer_response_stds(run: Run, data_cache: dict) -> list[float]:
     of the run's final network (checkpoints/last.ckpt) on validation images."""
     import torch
 
-    from resnet_cifar.training.checkpoints import checkpoint_config, read_checkpoint
     from resnet_cifar.models import cifar_resnet
+    from resnet_cifar.training.checkpoints import checkpoint_config, read_checkpoint
 
     path = run.path / "checkpoints" / "last.ckpt"
     checkpoint = read_checkpoint(path)

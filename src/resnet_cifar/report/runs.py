@@ -45,7 +45,7 @@ class Run:
 
 
 def variant_name(residual: bool, shortcut: str) -> str:
-    """"resnet" (option A), "resnet-B" (projections), or "plain" (no shortcuts at all)."""
+    """ "resnet" (option A), "resnet-B" (projections), or "plain" (no shortcuts at all)."""
     if not residual:
         return "plain"
     return "resnet" if shortcut == "A" else f"resnet-{shortcut}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from resnet_cifar.files import atomic_write
@@ -16,7 +16,7 @@ REPORT_FILE = "report.md"
 PAPER_TEST_ERR = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}
 
 
-@lru_cache(maxsize=None)
+@cache
 def parameter_count(depth: int, shortcut: str, residual: bool, num_classes: int) -> int:
     from resnet_cifar.models import cifar_resnet
 

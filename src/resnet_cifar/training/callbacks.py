@@ -115,7 +115,9 @@ class TrainingClock(L.Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._resume_clock()
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         # Counted at the start: checkpoints written at this step's end then include its batch.
         images = batch_images(batch) * trainer.world_size
         self.images += images

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from resnet_cifar.files import atomic_write
 from resnet_cifar.errors import CheckpointError, unpickler_reason
+from resnet_cifar.files import atomic_write
 
 MODEL_KEYS = ("depth", "shortcut", "residual", "num_classes")
 

@@ -76,7 +76,9 @@ class ResumableMLFlowLogger(MLFlowLogger):
         if changed:
             log.warning(
                 "MLflow run %s keeps the parameters it was started with: %s (this attempt: %s)",
-                self.run_id, {key: logged[key] for key in changed}, changed,
+                self.run_id,
+                {key: logged[key] for key in changed},
+                changed,
             )
         super().log_hyperparams({key: value for key, value in params.items() if key not in changed})
 

@@ -76,7 +76,9 @@ def silence_known_noise() -> None:
     """Install the filters above (idempotent); entry points call it before building a Trainer."""
     warnings.filterwarnings("ignore", message=LEAFSPEC_MESSAGE, category=FutureWarning, module=LEAFSPEC_MODULE)
     if srun_hint_is_false():
-        warnings.filterwarnings("ignore", message=SRUN_HINT_MESSAGE, category=PossibleUserWarning, module=SRUN_HINT_MODULE)
+        warnings.filterwarnings(
+            "ignore", message=SRUN_HINT_MESSAGE, category=PossibleUserWarning, module=SRUN_HINT_MODULE
+        )
     logger = logging.getLogger(LIGHTNING_INFO_LOGGER)
     if _LIGHTNING_INFO_FILTER not in logger.filters:
         logger.addFilter(_LIGHTNING_INFO_FILTER)
@@ -99,7 +101,10 @@ class NetworkSummary(ModelSummary):
         flops = forward_flops_per_image(net)
         log.info(
             "network: %s, %s parameters (%.2f MB), %.1f MFLOPs per image forward",
-            type(net).__name__, f"{parameters:,}", size_mb, flops / 1e6,
+            type(net).__name__,
+            f"{parameters:,}",
+            size_mb,
+            flops / 1e6,
         )
 
 

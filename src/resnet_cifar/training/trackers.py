@@ -53,9 +53,7 @@ def log_hyperparameters(loggers: Sequence[Logger], hparams: dict[str, HparamValu
         logger.log_hyperparams(hparams)
 
 
-def log_results(
-    loggers: Sequence[Logger], hparams: dict[str, HparamValue], metrics: dict[str, Any], step: int
-) -> None:
+def log_results(loggers: Sequence[Logger], hparams: dict[str, HparamValue], metrics: dict[str, Any], step: int) -> None:
     """metrics.json's errors to every tracker; then each tracker is written and closed.
 
     TensorBoard shows them in its HPARAMS tab beside the hyper-parameters (as ``hp/test_err``,

@@ -39,9 +39,7 @@ def check_optimizer(optimizer: torch.optim.Optimizer) -> None:
             f"{type(optimizer).__name__}; use optimizer=sgd, or module=classifier"
         )
     if len(optimizer.param_groups) != 1:
-        raise ConfigError(
-            "module=whole_step supports one SGD parameter group; use module=classifier"
-        )
+        raise ConfigError("module=whole_step supports one SGD parameter group; use module=classifier")
 
 
 class WholeTrainingStep:
@@ -94,9 +92,9 @@ class WholeTrainingStep:
             self.settings = settings
         if self.optimizer.state is not self._state_source:
             self._state_source = self.optimizer.state
-            self.momentum_buffers = [self._momentum_buffer(p) for p in self.params] if group["momentum"] else [
-                None for _ in self.params
-            ]
+            self.momentum_buffers = (
+                [self._momentum_buffer(p) for p in self.params] if group["momentum"] else [None for _ in self.params]
+            )
             for tensor in [*self.params, *self.buffers.values(), self.lr, *self.momentum_buffers]:
                 if tensor is not None:
                     # Same memory at every call: CUDA graphs then update these tensors in place

@@ -64,18 +64,26 @@ class WholeStepClassifier(ImageClassifier):
         """Refuse, before any work, a trainer that the whole step cannot train with."""
         refusals = [
             (trainer.world_size > 1, f"DDP ({trainer.world_size} processes: the step does not all-reduce gradients)"),
-            (getattr(trainer.precision_plugin, "scaler", None) is not None,
-             "fp16 loss scaling (trainer.precision=16-mixed; bf16-mixed and 32-true need none)"),
+            (
+                getattr(trainer.precision_plugin, "scaler", None) is not None,
+                "fp16 loss scaling (trainer.precision=16-mixed; bf16-mixed and 32-true need none)",
+            ),
             (bool(trainer.gradient_clip_val), "gradient clipping (trainer.gradient_clip_val)"),
             (trainer.accumulate_grad_batches != 1, "gradient accumulation (trainer.accumulate_grad_batches)"),
         ]
         for hook in GRADIENT_HOOKS:
-            refusals += [(implements(c, hook, L.Callback), f"{type(c).__name__}.{hook}, a callback's gradient hook")
-                         for c in trainer.callbacks]
-            refusals.append((implements(self, hook, L.LightningModule), f"{type(self).__name__}.{hook}, a gradient hook"))
+            refusals += [
+                (implements(c, hook, L.Callback), f"{type(c).__name__}.{hook}, a callback's gradient hook")
+                for c in trainer.callbacks
+            ]
+            refusals.append(
+                (implements(self, hook, L.LightningModule), f"{type(self).__name__}.{hook}, a gradient hook")
+            )
         for refused, what in refusals:
             if refused:
-                raise ConfigError(f"module=whole_step has no gradients to show and cannot do {what}; remove it, {USE_CLASSIFIER}")
+                raise ConfigError(
+                    f"module=whole_step has no gradients to show and cannot do {what}; remove it, {USE_CLASSIFIER}"
+                )
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
@@ -85,7 +93,9 @@ class WholeStepClassifier(ImageClassifier):
         skip_backward(self.trainer, True)
         datamodule = self.trainer.datamodule
         if not hasattr(datamodule, "training_inputs"):
-            raise ConfigError(f"module=whole_step augments inside the step and needs the project's CIFAR data module; {USE_CLASSIFIER}")
+            raise ConfigError(
+                f"module=whole_step augments inside the step and needs the project's CIFAR data module; {USE_CLASSIFIER}"
+            )
         datamodule.defer_train_augmentation = True  # the batches arrive raw: see RawTrainBatch
 
     def teardown(self, stage: str) -> None:
@@ -125,14 +135,18 @@ class WholeStepClassifier(ImageClassifier):
     def on_train_epoch_end(self) -> None:
         # ImageClassifier's train/err: the epoch's batch errors weighted by their batch sizes.
         if self.epoch_images:
-            self.log("train/err", self.epoch_error_sum / self.epoch_images, on_step=False, on_epoch=True, sync_dist=True)
+            self.log(
+                "train/err", self.epoch_error_sum / self.epoch_images, on_step=False, on_epoch=True, sync_dist=True
+            )
 
     def _step(self) -> WholeTrainingStep:
         """The step function, built at the first step (the optimizer exists, a resumed run's
         state is restored) and compiled then if ``compile``."""
         if self.whole_step is None:
             optimizer = self.optimizers().optimizer
-            step = WholeTrainingStep(self.net, optimizer, self.trainer.datamodule.training_inputs, self.hparams.channels_last)
+            step = WholeTrainingStep(
+                self.net, optimizer, self.trainer.datamodule.training_inputs, self.hparams.channels_last
+            )
             self.whole_step = step
             # fullgraph: a graph break would split the step silently; fail and fall back instead.
             self.compiled_step = (
