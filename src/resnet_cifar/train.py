@@ -6,15 +6,17 @@ python -m resnet_cifar.train -m model.depth=20,32,44,56 seed=0,1,2,3,4
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
+from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from resnet_cifar.cli import exit_on_usage_error
 from resnet_cifar.errors import ConfigError
@@ -35,6 +37,7 @@ from resnet_cifar.training.trackers import (
 )
 
 log = logging.getLogger(__name__)
+CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 # The numbers of metrics.json, any of which ``optimized_metric`` may name.
 NUMERIC_RESULTS = (
     "test_err",
@@ -123,7 +126,38 @@ def save_composed_config(cfg: DictConfig, output_dir: Path) -> None:
     OmegaConf.save(list(hydra.overrides.task), config_dir / "overrides.yaml")
 
 
+def compose_config(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> DictConfig:
+    """conf/train.yaml composed with ``overrides`` as ``python -m resnet_cifar.train`` composes it,
+    for :func:`train` called from Python. The run writes to ``output_dir`` (by default
+    ``hydra.run.dir``: ``outputs/runs/<date_time>`` under the working directory).
+
+    Hydra's settings of the run (its output directory, its overrides) become the process's
+    current Hydra config, as in a command: compose the next run's config after this one trained.
+    """
+    register_resolvers()
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3", job_name="train"):
+        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
+    with read_write(cfg.hydra.runtime):
+        cfg.hydra.runtime.output_dir = str(Path(output_dir or cfg.hydra.run.dir).absolute())
+    HydraConfig.instance().set_config(cfg)
+    with read_write(cfg), open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train, test and write metrics.json as the train command does; return metrics.json's values.
+
+    ``cfg`` is a composed config: the command's, or :func:`compose_config`'s. A bad setting raises
+    :class:`resnet_cifar.errors.UsageError` before any work. The process is left as it was found
+    (environment variables, thread count, the trackers' open runs), so runs can follow each other.
+    """
+    silence_known_noise()
+    with ddp_job(), finishing_trackers():
+        return fit_and_test(cfg)
+
+
+def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
     check_optimized_metric(cfg)
     check_trackers_installed(cfg.get("logger"))
     output_dir = Path(cfg.paths.output_dir)
@@ -204,9 +238,7 @@ register_resolvers()
 @exit_on_usage_error
 def main(cfg: DictConfig) -> float | None:
     """Train; return ``optimized_metric`` (the validation error by default) for Hydra's sweepers."""
-    silence_known_noise()
-    with ddp_job(), finishing_trackers():
-        return train(cfg)[cfg.optimized_metric]
+    return train(cfg)[cfg.optimized_metric]
 
 
 if __name__ == "__main__":
