@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from fake_cifar import write_image_folder
-from forked_commands import python_for_commands, run_forked
 
 # Short CPU runs: the smallest network (depth 8 = 6n+2 with n=1), small batches, few steps.
 TINY_RUN = (
@@ -56,6 +55,14 @@ def compose_train(overrides: Sequence[str] = (), tmp_path: Path | None = None) -
     return cfg
 
 
+def run_training(output_dir: Path, *overrides: str) -> dict[str, Any]:
+    """Train in this process as ``python -m resnet_cifar.train <overrides>`` would in ``output_dir``
+    (the Python API: compose_config, then train); returns metrics.json's values."""
+    from resnet_cifar.train import compose_config, train
+
+    return train(compose_config(overrides, output_dir=output_dir))
+
+
 def command_environment(**extra: str) -> dict[str, str]:
     """The environment of the commands under test: this one without HYDRA_FULL_ERROR (Hydra's
     short error messages are part of what is tested), unbuffered output, and this folder on
@@ -68,30 +75,19 @@ def command_environment(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_command(
-    command: list[Any], cwd: Path, timeout: float = 300, fresh: bool = False, **env: str
-) -> subprocess.CompletedProcess:
-    """Run ``command`` in ``cwd`` (created if need be) in :func:`command_environment` with ``env``;
-    the result also has ``.output``: stdout and stderr together.
-
-    ``python -m resnet_cifar.<module> ...`` runs in a process forked from one that has imported
-    torch, Lightning and Hydra already (forked_commands.py: it saves each command about 5 s of
-    CPU), and so do the ones that the command starts itself through ``sys.executable`` or, given
-    ``PYTHON=sys.executable``, through ``$PYTHON``. ``fresh=True`` starts a fresh interpreter (and
-    leaves ``$PYTHON`` as it is), for what importing them prints.
-    """
+def run_command(command: list[Any], cwd: Path, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    """Run ``command`` in ``cwd`` (created if need be) in :func:`command_environment` with ``env``,
+    as a user would: a fresh process. The result also has ``.output``: stdout and stderr together."""
     cwd.mkdir(parents=True, exist_ok=True)
-    command, environment = [str(part) for part in command], command_environment(**env)
-    if not fresh and command[:2] == [sys.executable, "-m"] and command[2].startswith("resnet_cifar."):
-        completed = run_forked(command[2], command[3:], cwd, environment, timeout)
-    else:
-        if not fresh:
-            python, environment = python_for_commands(environment)
-            if environment.get("PYTHON") == sys.executable:
-                environment["PYTHON"] = python
-        completed = subprocess.run(
-            command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout, check=False
-        )
+    completed = subprocess.run(
+        [str(part) for part in command],
+        cwd=cwd,
+        env=command_environment(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     completed.output = completed.stdout + completed.stderr
     return completed
 
@@ -103,6 +99,19 @@ def run_cli(module: str, *args: str, cwd: Path, timeout: float = 300) -> subproc
     default output folder is relative to the working directory.
     """
     return run_command([sys.executable, "-m", f"resnet_cifar.{module}", *args], cwd, timeout)
+
+
+def processes_of(directory: Path) -> list[str]:
+    """Command lines of the processes still running with ``directory`` in them."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(directory) in cmdline and proc.name != str(os.getpid()):
+            found.append(cmdline)
+    return found
 
 
 def describe(completed: subprocess.CompletedProcess, tail: int = 4000) -> str:

@@ -13,8 +13,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from conftest import REPO, TINY_SYNTHETIC_RUN, describe, run_command
-from forked_commands import running_commands
+from conftest import REPO, TINY_SYNTHETIC_RUN, describe, processes_of, run_command
 from resnet_cifar.launch.ddp import DDPProcessFailed
 from resnet_cifar.launch.study_names import exclude_shared_keys
 
@@ -31,20 +30,6 @@ DDP_SWEEP = (
     "+callbacks.fault._target_=probes.Fault",
     "+hydra.callbacks.process_state._target_=probes.RecordProcessState",
 )
-
-
-def processes_of(directory: Path) -> list[str]:
-    """Command lines of the processes still running with ``directory`` in them (forks of the
-    command server included: their /proc cmdline is the server's)."""
-    found = [command for command in running_commands() if str(directory) in command]
-    for proc in Path("/proc").iterdir():
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if str(directory) in cmdline and proc.name != str(os.getpid()):
-            found.append(cmdline)
-    return found
 
 
 def assert_process_state_restored(sweep_dir: Path) -> None:

@@ -17,8 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, TESTS, TINY_SYNTHETIC_RUN, assert_ok, command_environment, describe, run_command
-from launch.test_ddp_sweeps import processes_of
+from conftest import (
+    REPO,
+    TESTS,
+    TINY_SYNTHETIC_RUN,
+    assert_ok,
+    command_environment,
+    describe,
+    processes_of,
+    run_command,
+)
 from launch.test_slurm import train_sweep
 from resnet_cifar.launch.study_names import exclude_shared_keys
 

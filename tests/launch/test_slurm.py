@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, TINY_SYNTHETIC_RUN, assert_ok, command_environment, describe, run_command
-from launch.test_ddp_sweeps import processes_of
+from conftest import REPO, TINY_SYNTHETIC_RUN, assert_ok, command_environment, describe, processes_of, run_command
 from resnet_cifar.launch.study_names import exclude_shared_keys
 
 pytestmark = pytest.mark.slurm

@@ -177,7 +177,7 @@ def test_a_run_and_its_resume_print_no_noise_and_keep_true_warnings(tmp_path: Pa
             f"trainer.max_steps={steps}",
             f"hydra.run.dir={run_dir}",
         ]
-        completed = assert_ok(run_command(command, tmp_path, fresh=True))
+        completed = assert_ok(run_command(command, tmp_path))
         outputs.append(completed)
     assert "resuming from" in outputs[1].output, describe(outputs[1])
     for completed in outputs:
