@@ -4,3 +4,10 @@
 ``resnet_cifar.evaluate`` and ``resnet_cifar.report`` are the commands. Importing the package
 imports nothing else: the networks stand alone.
 """
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("resnet-cifar")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
