@@ -23,6 +23,8 @@ from resnet_cifar.errors import ConfigError
 from resnet_cifar.files import write_json_atomically
 from resnet_cifar.launch.ddp import ddp_job, run_ddp_processes
 from resnet_cifar.resolvers import register_resolvers
+from resnet_cifar.search import chosen_on_test_set
+from resnet_cifar.search.pruned import RunPruned, raise_if_pruned
 from resnet_cifar.training.build import METRICS_FILE, build_datamodule, build_module, build_trainer, metric
 from resnet_cifar.training.callbacks import FinishAtMaxSteps, TrainingClock, utc_now
 from resnet_cifar.training.checkpoints import check_same_model, read_checkpoint
@@ -86,6 +88,11 @@ def check_optimized_metric(cfg: DictConfig) -> None:
         )
     hydra = HydraConfig.get()
     searching = hydra.mode == RunMode.MULTIRUN and not str(hydra.sweeper.get("_target_", "")).endswith("BasicSweeper")
+    if searching and chosen_on_test_set(name):
+        raise ConfigError(
+            f"optimized_metric={name} would choose the hyper-parameters on the test set; "
+            "a search optimises a validation or training number (optimized_metric=val_err, the default)"
+        )
     if searching and name in NEED_VALIDATION and cfg.data.val_size == 0:
         raise ConfigError(
             f"optimized_metric={name} needs a validation split, and data.val_size=0 has none; "
@@ -186,6 +193,7 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
         module.check_trainer(trainer)
     if relaunches_the_command(trainer):  # this process starts the job's DDP processes and waits for them
         run_ddp_processes(trainer)
+        raise_if_pruned(output_dir)  # a trial of a search that its pruner stopped
         return json.loads((output_dir / METRICS_FILE).read_text())
 
     if resume_from:
@@ -237,8 +245,13 @@ register_resolvers()
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 @exit_on_usage_error
 def main(cfg: DictConfig) -> float | None:
-    """Train; return ``optimized_metric`` (the validation error by default) for Hydra's sweepers."""
-    return train(cfg)[cfg.optimized_metric]
+    """Train; return ``optimized_metric`` (the validation error by default) for Hydra's sweepers.
+    A trial that the search's pruner stopped returns nothing: the study knows it was pruned."""
+    try:
+        return train(cfg)[cfg.optimized_metric]
+    except RunPruned as pruned:
+        log.info("%s", pruned)
+        return None
 
 
 if __name__ == "__main__":

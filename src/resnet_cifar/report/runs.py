@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from resnet_cifar.report.recipes import Recipe, recipe_of
+from resnet_cifar.search.pruned import describe_pruned, read_pruned
 
 CURVE_TAGS = ("train/err", "val/err")
 
@@ -76,6 +77,10 @@ def read_config(run: Run) -> None:
 
 def read_metrics(run: Run) -> None:
     path = run.path / "metrics.json"
+    pruned = read_pruned(run.path)  # a trial that a hyper-parameter search stopped early
+    if pruned is not None:
+        run.problem = describe_pruned(pruned)
+        return
     if not path.is_file():
         run.problem = "no metrics.json: the run failed or has not finished"
         return
