@@ -29,6 +29,7 @@ from conftest import (
     logged_input_grids,
     read_json,
 )
+from resnet_cifar.provenance import SHORT_FORM_KEYS
 from resnet_cifar.training.hparams import RECIPE_KEYS
 
 SMOKE_STEPS = 6
@@ -150,7 +151,7 @@ def test_hparams_tab_gets_a_short_flat_set_and_every_override(smoke: Run) -> Non
         "trainer.log_every_n_steps",
         "data.synthetic_sizes",
     }
-    assert set(hparams) == set(RECIPE_KEYS) | overridden, sorted(hparams)
+    assert set(hparams) == set(RECIPE_KEYS) | overridden | set(SHORT_FORM_KEYS), sorted(hparams)
     assert hparams["experiment"].string_value == "smoke"
     assert hparams["model.depth"].number_value == 8 and hparams["model.residual"].string_value == "true"
     assert hparams["trainer.max_steps"].number_value == SMOKE_STEPS

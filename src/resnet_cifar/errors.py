@@ -19,6 +19,10 @@ class CheckpointError(UsageError):
     """A checkpoint that is missing, unreadable or does not fit the configuration."""
 
 
+class UntrustedConfig(UsageError):
+    """A config read from a file names a target or holds an interpolation that the user has not allowed."""
+
+
 class TrainingDiverged(UsageError):
     """The loss became NaN or infinite; the run stops before it saves anything worse."""
 

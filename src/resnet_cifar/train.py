@@ -22,12 +22,13 @@ from resnet_cifar.cli import exit_on_usage_error
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.files import write_json_atomically
 from resnet_cifar.launch.ddp import ddp_job, run_ddp_processes
+from resnet_cifar.provenance import run_environment, short_form
 from resnet_cifar.resolvers import register_resolvers
 from resnet_cifar.search import chosen_on_test_set
 from resnet_cifar.search.pruned import RunPruned, raise_if_pruned
 from resnet_cifar.training.build import METRICS_FILE, build_datamodule, build_module, build_trainer, metric
 from resnet_cifar.training.callbacks import FinishAtMaxSteps, TrainingClock, utc_now
-from resnet_cifar.training.checkpoints import check_same_model, read_checkpoint
+from resnet_cifar.training.checkpoints import check_checkpoint_targets, check_same_model, read_checkpoint
 from resnet_cifar.training.hparams import run_hparams
 from resnet_cifar.training.lightning_compat import relaunches_the_command
 from resnet_cifar.training.quiet import silence_known_noise
@@ -37,6 +38,7 @@ from resnet_cifar.training.trackers import (
     log_hyperparameters,
     log_results,
 )
+from resnet_cifar.trusted_targets import TrustedTargets
 
 log = logging.getLogger(__name__)
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"
@@ -172,6 +174,9 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
     checkpoint_step = None
     if resume_from:
         checkpoint = read_checkpoint(resume_from)
+        # Only this command's config is built, but a checkpoint naming code the user did not
+        # choose is refused wherever it is opened.
+        check_checkpoint_targets(checkpoint, resume_from, TrustedTargets.of_command(cfg))
         checkpoint_step = checkpoint.get("global_step", 0)
         check_same_model(checkpoint, resume_from, OmegaConf.to_container(cfg.model, resolve=True))
         finished = finished_run_metrics(output_dir, checkpoint_step, cfg.trainer.max_steps)
@@ -198,8 +203,10 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
 
     if resume_from:
         log.info("resuming from %s (step %d)", resume_from, checkpoint_step)
-    # The short set that TensorBoard's HPARAMS compares; the whole config is in .hydra/config.yaml.
-    hparams = run_hparams(cfg, HydraConfig.get().overrides.task)
+    environment = run_environment(trainer)
+    # The short set that TensorBoard's HPARAMS compares, with where the run ran; the whole config
+    # is in .hydra/config.yaml, the whole environment in metrics.json.
+    hparams = run_hparams(cfg, HydraConfig.get().overrides.task) | short_form(environment)
     log_hyperparameters(trainer.loggers, hparams)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     after_fit = dict(trainer.callback_metrics)
@@ -231,6 +238,7 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
         "best_checkpoint": best_path or None,
         "started_at": clock.started_at,
         "finished_at": utc_now(),
+        "environment": environment,  # the software, device, precision and commit behind these figures
     }
     log_results(trainer.loggers, hparams, metrics, trainer.global_step)
     if trainer.is_global_zero:

@@ -8,11 +8,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
+from resnet_cifar.errors import UntrustedConfig
 from resnet_cifar.report.plotting import pyplot
 from resnet_cifar.report.recipes import Recipe, recipe_labels
-from resnet_cifar.report.runs import Run, relative
+from resnet_cifar.report.runs import ReportError, Run, relative
+from resnet_cifar.trusted_targets import load_without_resolvers
 
 RESPONSES_FILE = "layer_responses.png"
 RESPONSE_IMAGES = 256  # validation images through each final network for Fig. 7
@@ -38,7 +38,7 @@ def validation_images(data_config: dict[str, Any], run_path: Path, cache: dict) 
     root = Path(str(config.get("root", "data")))
     if config.get("dataset") != "synthetic" and not root.is_absolute() and not root.exists():
         try:  # relative to where the run was started
-            cwd = OmegaConf.load(run_path / ".hydra" / "hydra.yaml").hydra.runtime.cwd
+            cwd = load_without_resolvers(run_path / ".hydra" / "hydra.yaml").hydra.runtime.cwd
             config["root"] = str(Path(cwd) / root)
         except Exception:
             pass
@@ -58,10 +58,12 @@ def layer_response_stds(run: Run, data_cache: dict) -> list[float]:
     import torch
 
     from resnet_cifar.models import cifar_resnet
-    from resnet_cifar.training.checkpoints import checkpoint_config, read_checkpoint
+    from resnet_cifar.training.checkpoints import check_checkpoint_targets, checkpoint_config, read_checkpoint
+    from resnet_cifar.trusted_targets import TrustedTargets
 
     path = run.path / "checkpoints" / "last.ckpt"
     checkpoint = read_checkpoint(path)
+    check_checkpoint_targets(checkpoint, path, TrustedTargets.default())  # its data config is built
     config = checkpoint_config(checkpoint, path)
     model = config["model"]
     net = cifar_resnet(model["depth"], model["shortcut"], model["residual"], model["num_classes"])
@@ -91,6 +93,10 @@ def read_responses(root: Path, runs: list[Run]) -> list[str]:
             continue
         try:
             run.responses = layer_response_stds(run, cache)
+        except UntrustedConfig as error:  # not a broken run: a file to look at before anything is built
+            raise ReportError(
+                f"{error}; or leave out Fig. 7, which loads the runs' checkpoints, with --no-responses"
+            ) from None
         except Exception as error:  # a missing checkpoint or data root: the rest of the report stands
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             problems.append(f"{relative(run.path, root)}: {reason}")

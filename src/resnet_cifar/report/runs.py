@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from resnet_cifar.report.recipes import Recipe, recipe_of
 from resnet_cifar.search.pruned import describe_pruned, read_pruned
+from resnet_cifar.trusted_targets import load_without_resolvers
 
 CURVE_TAGS = ("train/err", "val/err")
 
@@ -39,6 +38,7 @@ class Run:
     problem: str | None = None  # why the run is not in the tables
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     responses: list[float] | None = None  # std of each 3x3 layer's response, in network order
+    environment: dict[str, Any] | None = None  # what trained it (metrics.json's environment)
 
     @property
     def finished(self) -> bool:
@@ -58,7 +58,9 @@ def find_run_dirs(root: Path) -> list[Path]:
 
 def read_config(run: Run) -> None:
     try:
-        cfg = OmegaConf.load(run.path / ".hydra" / "config.yaml")
+        # Read without running its resolvers: ${oc.env:...} in a run folder from elsewhere would
+        # put this machine's environment into the report.
+        cfg = load_without_resolvers(run.path / ".hydra" / "config.yaml")
         model = cfg.model
         run.depth = int(model.depth)
         run.shortcut = str(model.get("shortcut", "A"))
@@ -94,6 +96,8 @@ def read_metrics(run: Run) -> None:
         run.problem = "metrics.json has no finite test_err: the run did not finish"
         return
     run.metrics = metrics
+    environment = metrics.get("environment")
+    run.environment = environment if isinstance(environment, dict) else None
 
 
 def read_curves(run: Run) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
 from resnet_cifar.files import atomic_write
+from resnet_cifar.report.environments import Environment, cell, environment_section, mixed
 from resnet_cifar.report.recipes import Recipe, comparable, describe_recipe, recipe_labels
 from resnet_cifar.report.runs import Run, relative
 
@@ -33,6 +34,7 @@ class Group:
     num_classes: int
     recipe: Recipe
     errors: list[float]
+    environments: list[Environment | None] = field(default_factory=list)
 
     @property
     def mean(self) -> float:
@@ -53,6 +55,11 @@ class Group:
         return PAPER_TEST_ERR.get(self.depth) if self.variant == "resnet" and self.num_classes == 10 else None
 
     @property
+    def mixed(self) -> str | None:
+        """``mixed: ...`` where its runs differ in software, device or commit (environments.py)."""
+        return mixed(self.environments)
+
+    @property
     def comparable(self) -> bool:
         """Trained with the paper's recipe, so that its error may stand beside the paper's."""
         return comparable(self.recipe)
@@ -68,6 +75,7 @@ def group_runs(runs: list[Run]) -> list[Group]:
         if key not in groups:
             groups[key] = Group(run.variant, run.depth, run.shortcut, run.residual, run.num_classes, run.recipe, [])
         groups[key].errors.append(float(run.metrics["test_err"]))
+        groups[key].environments.append(run.environment)
     return sorted(groups.values(), key=lambda g: (g.recipe, g.variant != "resnet", g.variant, g.num_classes, g.depth))
 
 
@@ -81,6 +89,12 @@ def error_table(groups: list[Group], with_paper: bool) -> list[str]:
     if with_paper:
         header += " paper |"
         rule += " ---: |"
+    # Rows that average runs of different software, devices or code say so, in a column of
+    # their own where the table has any.
+    with_environment = any(g.mixed for g in groups)
+    if with_environment:
+        header += " environment |"
+        rule += " --- |"
     lines = [header, rule]
     for g in groups:
         std = "—" if g.std is None else f"{g.std:.2f}"
@@ -90,6 +104,8 @@ def error_table(groups: list[Group], with_paper: bool) -> list[str]:
         )
         if with_paper:
             row += f" {paper_cell(g)} |"
+        if with_environment:
+            row += f" {cell(g.mixed) if g.mixed else 'same'} |"
         lines.append(row)
     return lines
 
@@ -135,6 +151,8 @@ def write_markdown(
         lines += recipe_sections("Plain nets", plain, labels, with_paper=False)
     if not groups:
         lines += ["No run has finished yet.", ""]
+    else:
+        lines += environment_section([run.environment for run in finished])
     if plots:
         lines += ["## Figures", ""]
         lines += [f"![{name}]({name})" for name in plots]

@@ -2,14 +2,16 @@
 
 import pickle
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from resnet_cifar.errors import CheckpointError, unpickler_reason
 from resnet_cifar.files import atomic_write
+from resnet_cifar.trusted_targets import TrustedTargets, check_file_config
 
 MODEL_KEYS = ("depth", "shortcut", "residual", "num_classes")
 
@@ -18,13 +20,14 @@ MODEL_KEYS = ("depth", "shortcut", "residual", "num_classes")
 OBJECT_REFUSED = re.compile(r"GLOBAL|unrecognized function|Can only create new object|must be imported")
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a Lightning checkpoint with ``weights_only=True`` (tensors and plain containers)."""
-    path = Path(path)
-    if not path.is_file():
+def read_checkpoint(path: str | Path, contents: IO[bytes] | None = None) -> dict[str, Any]:
+    """Load a Lightning checkpoint with ``weights_only=True`` (tensors and plain containers), from
+    ``path``, or from ``contents`` read from there."""
+    path = Path(path) if contents is None else path
+    if contents is None and not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; pass the path of a run's checkpoints/last.ckpt")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path if contents is None else contents, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         reason = unpickler_reason(error)
         if not OBJECT_REFUSED.search(reason):  # e.g. "Unsupported operand 157": random bytes
@@ -47,6 +50,21 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
+def checkpoint_contents(path: str | Path | IO[bytes]) -> bytes:
+    """The bytes of a checkpoint: a local path, a URL that fsspec opens (``s3://...``), or a file
+    object. Read once, so that what is checked is what is loaded."""
+    if hasattr(path, "read"):
+        return path.read()
+    if "://" in str(path):
+        import fsspec
+
+        with fsspec.open(str(path), "rb") as file:
+            return file.read()
+    if not Path(path).is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; pass the path of a run's checkpoints/last.ckpt")
+    return Path(path).read_bytes()
+
+
 def checkpoint_config(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
     """The composed run config that a resnet-cifar checkpoint carries."""
     config = checkpoint.get("hyper_parameters", {}).get("run_config")
@@ -58,6 +76,25 @@ def checkpoint_config(checkpoint: dict[str, Any], path: str | Path) -> dict[str,
             "resumed or evaluated by this version; train again, or use the version that wrote it"
         )
     return config
+
+
+def check_checkpoint_targets(
+    checkpoint: dict[str, Any], path: str | Path, trusted: TrustedTargets, given: Iterable[str] = ()
+) -> None:
+    """Refuse a checkpoint whose configs (its run config, the module's and the data module's
+    hyper-parameters) name a target that ``trusted`` does not allow or hold an interpolation,
+    before anything is built from them. Hyper-parameters named in ``given`` are replaced by the
+    caller's and not read."""
+    source = f"checkpoint {path}"
+    hparams = checkpoint.get("hyper_parameters") or {}
+    if not isinstance(hparams, dict):
+        hparams = {"": hparams}
+    # The run config first, by the keys a user knows (model._target_, trainer.plugins[0]._target_).
+    check_file_config(hparams.get("run_config"), source, trusted)
+    for name, value in hparams.items():
+        if name != "run_config" and name not in given:
+            check_file_config(value, source, trusted, key=f"hyper_parameters.{name}".rstrip("."))
+    check_file_config(checkpoint.get("datamodule_hyper_parameters"), source, trusted, "datamodule_hyper_parameters")
 
 
 def check_same_model(checkpoint: dict[str, Any], path: str | Path, model_config: dict[str, Any]) -> None:

@@ -1,7 +1,9 @@
 """The paper's training recipe around any classification network, as a plain LightningModule."""
 
-from collections.abc import Mapping
-from typing import Any
+import io
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import IO, Any
 
 import lightning as L
 import torch
@@ -10,8 +12,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from resnet_cifar.training.checkpoints import check_checkpoint_targets, checkpoint_contents, read_checkpoint
 from resnet_cifar.training.compiling import CompiledOrEager
 from resnet_cifar.training.metrics import top1_error
+from resnet_cifar.trusted_targets import TrustedTargets
 
 Config = Mapping[str, Any]
 # Lightning's scheduler settings for the paper's schedule: milestones counted in optimizer steps.
@@ -70,6 +74,37 @@ class ImageClassifier(L.LightningModule):
         self.test_err = top1_error(num_classes)
         # Where test results are logged: "test", or e.g. "test_best_val" for another checkpoint.
         self.test_tag = "test"
+
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls,
+        checkpoint_path: str | Path | IO[bytes],
+        map_location: Any = None,
+        hparams_file: str | Path | None = None,
+        strict: bool | None = None,
+        weights_only: bool | None = None,
+        trusted_targets: Iterable[str] = (),
+        **kwargs: Any,
+    ) -> "ImageClassifier":
+        """Lightning's ``load_from_checkpoint``, once the file is checked: its network, optimizer and
+        scheduler configs, which this class builds, may name only the targets that a file may
+        (resnet_cifar.trusted_targets: the project's, torch.optim's, Lightning's), those of
+        ``trusted_targets`` (targets or module prefixes, e.g. ``["my_lab.nets"]``) and of
+        RESNET_CIFAR_TRUSTED_TARGETS. Anything else raises UntrustedConfig before anything is built.
+        Hyper-parameters passed as keyword arguments replace the file's and are not checked."""
+        contents = checkpoint_contents(checkpoint_path)
+        name = getattr(checkpoint_path, "name", checkpoint_path)
+        if weights_only is False:  # the caller trusts the file with pickled objects: it is code to them
+            checkpoint = torch.load(io.BytesIO(contents), map_location="cpu", weights_only=False)
+        else:
+            checkpoint = read_checkpoint(name, io.BytesIO(contents))
+        if hparams_file is not None and Path(hparams_file).suffix.lower() in (".yaml", ".yml"):
+            # Lightning replaces the checkpoint's hyper-parameters with the file's.
+            checkpoint["hyper_parameters"] = OmegaConf.to_container(OmegaConf.load(hparams_file), resolve=False)
+        check_checkpoint_targets(checkpoint, name, TrustedTargets.default(trusted_targets), given=kwargs)
+        return super().load_from_checkpoint(
+            io.BytesIO(contents), map_location, hparams_file, strict, weights_only, **kwargs
+        )
 
     def setup(self, stage: str) -> None:
         self.prepare_network(self.trainer.strategy.root_device)  # where training runs: compile for it

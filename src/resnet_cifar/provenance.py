@@ -1,0 +1,148 @@
+"""What produced a run's figures: software versions, device, precision and the code's commit.
+
+``run_environment`` is recorded in metrics.json under ``environment``; its short form (device,
+precision, torch version, commit) goes to every tracker beside the hyper-parameters, so that
+runs on different machines or code can be told apart where they are compared.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import lightning as L
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+GIT_TIMEOUT_S = 10
+# The short form's keys, as TensorBoard's HPARAMS, MLflow's parameters and W&B's config show them.
+SHORT_FORM_KEYS = ("environment.device", "environment.precision", "environment.torch", "environment.commit")
+
+
+def project_version() -> str:
+    try:
+        return version("resnet-cifar")
+    except PackageNotFoundError:  # imported from a source tree that was never installed
+        return "unknown"
+
+
+def git(*args: str) -> str | None:
+    """``git <args>`` in the package's folder; its output, or None where git or a checkout is missing."""
+    try:
+        completed = subprocess.run(
+            ["git", "-C", str(PACKAGE_DIR), *args],
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT_S,
+            check=False,
+            # A status must not take the index lock that a commit in the same checkout may hold.
+            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return completed.stdout.strip() if completed.returncode == 0 else None
+
+
+def code_commit() -> tuple[str | None, bool | None]:
+    """The commit of the git checkout that holds this package, and whether its tracked files were
+    modified; (None, None) for an installed copy. A checkout that merely contains an installed
+    copy (a virtual environment inside another repository) does not count: the package's own
+    files must be tracked in it."""
+    if git("ls-files", "--error-unmatch", "__init__.py") is None:
+        return None, None
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return commit, (None if status is None else bool(status))
+
+
+def cpu_model() -> str:
+    """The processor's model name (``AMD EPYC 7B13``), or its architecture where it is not known."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def cudnn_version() -> str | None:
+    """cuDNN's version as text (``9.10.2``), from torch's number (91002; 8902 for 8.9.2)."""
+    import torch
+
+    number = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    if not number:
+        return None
+    major, rest = (number // 10000, number % 10000) if number >= 90000 else (number // 1000, number % 1000)
+    return f"{major}.{rest // 100}.{rest % 100}"
+
+
+def device_name(trainer: L.Trainer) -> str:
+    """The model of the device that the trainer runs on: the GPU's name, else the CPU's."""
+    import torch
+
+    device = trainer.strategy.root_device
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return f"Apple MPS ({cpu_model()})"
+    return cpu_model()
+
+
+def run_environment(trainer: L.Trainer) -> dict[str, Any]:
+    """The full record of metrics.json: the software, the device (the model, and the number of
+    devices the run used: its processes over all nodes), the precision the trainer uses, and the
+    code's version and commit."""
+    import hydra
+    import lightning
+    import torch
+
+    commit, modified = code_commit()
+    return {
+        "resnet_cifar": project_version(),
+        "commit": commit,
+        "tree_modified": modified,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "hydra": hydra.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": cudnn_version(),
+        "device": device_name(trainer),
+        "device_type": trainer.strategy.root_device.type,
+        "devices": trainer.world_size,
+        "precision": str(trainer.precision),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+    }
+
+
+def commit_label(environment: dict[str, Any]) -> str:
+    """The short commit (``4612349``), ``-modified`` where tracked files differed from it, or
+    ``unknown`` outside a git checkout."""
+    commit = environment.get("commit")
+    if not commit:
+        return "unknown"
+    return str(commit)[:7] + ("-modified" if environment.get("tree_modified") else "")
+
+
+def device_label(environment: dict[str, Any]) -> str:
+    """``NVIDIA H100 80GB HBM3``, or ``4 x NVIDIA H100 80GB HBM3`` for a run over 4 devices."""
+    count = environment.get("devices") or 1
+    name = str(environment.get("device"))
+    return name if count == 1 else f"{count} x {name}"
+
+
+def short_form(environment: dict[str, Any]) -> dict[str, str]:
+    """The trackers' columns: device, precision, torch version and commit."""
+    values = (
+        device_label(environment),
+        str(environment.get("precision")),
+        str(environment.get("torch")),
+        commit_label(environment),
+    )
+    return dict(zip(SHORT_FORM_KEYS, values))
