@@ -1,12 +1,21 @@
-"""Checkpoints of an earlier layout are refused with one message, not resumed wrongly."""
+"""Checkpoints of an earlier layout are refused with one message, not resumed wrongly; checkpoints
+naming code the user did not choose are not resumed at all."""
+
+from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from resnet_cifar.errors import CheckpointError
+from conftest import TINY_SYNTHETIC_RUN, run_training
+from crafted_checkpoints import files_of, payload, victims
+from resnet_cifar.errors import CheckpointError, UntrustedConfig
+from resnet_cifar.train import compose_config
 from resnet_cifar.training.checkpoints import check_same_model, read_checkpoint
+from resnet_cifar.trusted_targets import ENVIRONMENT_VARIABLE
 
 MODEL = {"depth": 20, "shortcut": "A", "residual": True, "num_classes": 10}
+RUN = (*TINY_SYNTHETIC_RUN, "trainer.max_steps=2")
 
 
 def test_a_checkpoint_without_the_module_config_is_refused(tmp_path) -> None:
@@ -18,3 +27,26 @@ def test_a_checkpoint_without_the_module_config_is_refused(tmp_path) -> None:
         check_same_model(read_checkpoint(path), path, MODEL)
     torch.save({"state_dict": {}, "hyper_parameters": {"run_config": {"model": MODEL, "module": {}}}}, path)
     check_same_model(read_checkpoint(path), path, MODEL)
+
+
+@pytest.mark.parametrize("how", ["ckpt_path", "last.ckpt of the run directory"])
+def test_resuming_a_checkpoint_naming_other_code_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """A checkpoint of this very run's config, but with a callback that would create a file."""
+    monkeypatch.delenv(ENVIRONMENT_VARIABLE, raising=False)
+    folder = victims(tmp_path / "victims")
+    run_dir = tmp_path / "run"
+    run_config = OmegaConf.to_container(compose_config(RUN, output_dir=run_dir), resolve=True)
+    run_config["callbacks"]["model_checkpoint"] = payload("creates", folder)
+    crafted = {"state_dict": {}, "global_step": 1, "hyper_parameters": {"run_config": run_config}}
+    if how == "ckpt_path":
+        path, overrides = folder / "theirs.ckpt", [f"ckpt_path={folder / 'theirs.ckpt'}"]
+    else:  # a run folder from elsewhere, resumed by rerunning a command in it
+        path, overrides = run_dir / "checkpoints" / "last.ckpt", []
+        path.parent.mkdir(parents=True)
+    torch.save(crafted, path)
+    before, run_before = files_of(folder), files_of(run_dir)
+    with pytest.raises(UntrustedConfig, match=r"names callbacks\.model_checkpoint\._target_='builtins\.open'"):
+        run_training(run_dir, *RUN, *overrides)
+    assert files_of(folder) == before and files_of(run_dir) == run_before  # no .hydra/, no file created

@@ -1,0 +1,64 @@
+"""ImageClassifier.load_from_checkpoint builds only what a file may name."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TINY_SYNTHETIC_RUN, run_training
+from crafted_checkpoints import HPARAM_KEYS, PAYLOADS, files_of, payload, plant, victims, write_crafted
+from resnet_cifar.errors import UntrustedConfig
+from resnet_cifar.training.module import ImageClassifier
+from resnet_cifar.trusted_targets import ENVIRONMENT_VARIABLE
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("run")
+    run_training(run_dir, *TINY_SYNTHETIC_RUN, "trainer.max_steps=2")
+    return run_dir / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(autouse=True)
+def no_trusted_targets_from_outside(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENVIRONMENT_VARIABLE, raising=False)
+
+
+def test_a_normal_runs_checkpoint_loads(trained: Path) -> None:
+    module = ImageClassifier.load_from_checkpoint(trained)
+    weights = torch.load(trained, weights_only=True)["state_dict"]
+    assert all(torch.equal(value, weights[key]) for key, value in module.state_dict().items())
+    from_file_object = ImageClassifier.load_from_checkpoint(io.BytesIO(trained.read_bytes()))
+    assert torch.equal(from_file_object.net.fc.weight, module.net.fc.weight)
+
+
+@pytest.mark.parametrize("kind", PAYLOADS)
+@pytest.mark.parametrize("key", HPARAM_KEYS)
+def test_code_in_the_hyper_parameters_is_refused_untouched(trained: Path, tmp_path: Path, key: str, kind: str) -> None:
+    folder = victims(tmp_path)
+    crafted = write_crafted(trained, folder / "crafted.ckpt", key, payload(kind, folder))
+    before = files_of(folder)
+    with pytest.raises(UntrustedConfig, match=rf"names {key}\._target_="):
+        ImageClassifier.load_from_checkpoint(crafted)
+    assert files_of(folder) == before
+
+
+def test_a_users_network_loads_through_the_keyword(trained: Path, tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "my_lab_nets.py").write_text(
+        "from resnet_cifar.models import cifar_resnet\n\n\n"
+        "def wide(depth, shortcut, residual, num_classes):\n"
+        "    return cifar_resnet(depth, shortcut, residual, num_classes)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    checkpoint = torch.load(trained, weights_only=True)
+    checkpoint = plant(
+        checkpoint, "hyper_parameters.net", {**checkpoint["hyper_parameters"]["net"], "_target_": "my_lab_nets.wide"}
+    )
+    torch.save(checkpoint, tmp_path / "theirs.ckpt")
+    with pytest.raises(UntrustedConfig, match=r"hyper_parameters\.net\._target_='my_lab_nets\.wide'"):
+        ImageClassifier.load_from_checkpoint(tmp_path / "theirs.ckpt")
+    module = ImageClassifier.load_from_checkpoint(tmp_path / "theirs.ckpt", trusted_targets=["my_lab_nets"])
+    assert torch.equal(module.net.fc.weight, checkpoint["state_dict"]["net.fc.weight"])
