@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import shutil
 import socket
@@ -10,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,23 @@ def compose_train(overrides: Sequence[str] = (), tmp_path: Path | None = None) -
         cfg.hydra.runtime.output_dir = str(tmp_path)
         HydraConfig.instance().set_config(cfg)
     return cfg
+
+
+@contextlib.contextmanager
+def captured_log() -> Iterator[list[str]]:
+    """The messages logged at INFO and above while the block runs (what a command would print)."""
+    messages: list[str] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: messages.append(record.getMessage())  # type: ignore[method-assign]
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield messages
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
 
 
 def run_training(output_dir: Path, *overrides: str) -> dict[str, Any]:

@@ -1,12 +1,15 @@
-"""The train and evaluate commands end to end, as a user runs them: one process per command.
+"""What a training run writes (config, checkpoints, metrics.json, TensorBoard), that it is
+deterministic, and how it resumes.
 
-Runs are tiny (depth 8, batches of 32, a few steps, a few hundred images) and shared between
-tests through module-scoped fixtures.
+The runs train in this process through the Python API (``compose_config`` and ``train``); the
+commands themselves (``python -m resnet_cifar.train``, a multirun, ``python -m
+resnet_cifar.evaluate``) run as processes at the end. Runs are tiny (depth 8, batches of 32, a
+few steps, a few hundred images) and shared between tests through module-scoped fixtures.
 """
 
 from __future__ import annotations
 
-import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,11 +26,13 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from conftest import (
     TINY_IMAGE_FOLDER_RUN,
     TINY_SYNTHETIC_RUN,
-    RunCli,
     assert_ok,
+    captured_log,
     describe,
     logged_input_grids,
     read_json,
+    run_command,
+    run_training,
 )
 from resnet_cifar.provenance import SHORT_FORM_KEYS
 from resnet_cifar.training.hparams import RECIPE_KEYS
@@ -41,9 +46,9 @@ RESULT_KEYS = ("test_err", "test_loss", "test_err_best_val", "val_err", "val_los
 
 @dataclass
 class Run:
-    completed: subprocess.CompletedProcess
     dir: Path
-    cwd: Path
+    returned: dict[str, Any]  # what train() returned
+    log: str  # what it logged
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -54,47 +59,45 @@ class Run:
         return yaml.safe_load((self.dir / ".hydra" / "config.yaml").read_text())
 
 
-def train(run_cli: RunCli, root: Path, name: str, *overrides: str, steps: int = SMOKE_STEPS) -> Run:
-    """A tiny synthetic training run in ``root/name``, started from the empty folder ``root/cwd``."""
-    run_dir, cwd = root / name, root / "cwd"
-    completed = run_cli(
-        "train", *TINY_SYNTHETIC_RUN, f"trainer.max_steps={steps}", *overrides, f"hydra.run.dir={run_dir}", cwd=cwd
-    )
-    return Run(assert_ok(completed), run_dir, cwd)
+def train(root: Path, name: str, *overrides: str, steps: int = SMOKE_STEPS) -> Run:
+    """A tiny synthetic training run in ``root/name``, trained in this process."""
+    with captured_log() as log:
+        returned = run_training(root / name, *TINY_SYNTHETIC_RUN, f"trainer.max_steps={steps}", *overrides)
+    return Run(root / name, returned, "\n".join(log))
 
 
 def results(metrics: dict[str, Any]) -> dict[str, Any]:
     return {key: metrics[key] for key in RESULT_KEYS}
 
 
-def job_dirs(sweep_dir: Path) -> list[Path]:
-    return sorted(path for path in sweep_dir.iterdir() if path.is_dir())
+def last_weights(run: Run) -> dict[str, torch.Tensor]:
+    return torch.load(run.dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
 
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("e2e")
+    return tmp_path_factory.mktemp("train")
 
 
 @pytest.fixture(scope="module")
-def smoke(run_cli: RunCli, root: Path) -> Run:
-    return train(run_cli, root, "smoke")
+def smoke(root: Path) -> Run:
+    return train(root, "smoke")
 
 
-# --- (1) a smoke run writes its config, TensorBoard scalars, checkpoints and metrics.json ---
+# --- a run writes its config, checkpoints, metrics.json and TensorBoard events ---
 
 
-def test_smoke_run_writes_config_checkpoint_and_nothing_in_the_working_directory(smoke: Run) -> None:
+def test_run_writes_its_trained_config_and_checkpoints(smoke: Run) -> None:
     assert smoke.config["model"]["depth"] == 8
     assert smoke.config["trainer"]["max_steps"] == SMOKE_STEPS
     # The precision it trained in, not the resolver: the report may read it on another machine.
     assert smoke.config["trainer"]["precision"] == "32-true"
     assert sorted(path.name for path in (smoke.dir / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
-    assert list(smoke.cwd.iterdir()) == [], "nothing may land in the working directory (e.g. outputs/)"
 
 
-def test_smoke_run_metrics_json(smoke: Run) -> None:
+def test_metrics_json_holds_errors_steps_and_times(smoke: Run) -> None:
     metrics = smoke.metrics
+    assert metrics == smoke.returned
     for key in ("test_err", "val_err", "train_err", "test_err_best_val"):
         assert isinstance(metrics[key], float) and 0 <= metrics[key] <= 100, (key, metrics)
     assert metrics["steps"] == SMOKE_STEPS
@@ -107,10 +110,10 @@ def test_smoke_run_metrics_json(smoke: Run) -> None:
     assert started <= finished
 
 
-def test_compiled_run_reports_the_steady_rate_and_its_compile_time(run_cli: RunCli, root: Path) -> None:
+def test_compiled_run_reports_steady_rate_and_compile_time(root: Path) -> None:
     # 250 training images in batches of 32: steps 1-7 take 32, step 8 the epoch's last 26 (a new
     # shape, compiled again), step 9 the next epoch's first 32.
-    run = train(run_cli, root, "compiled", "module.compile=true", steps=9)
+    run = train(root, "compiled", "module.compile=true", steps=9)
     metrics = run.metrics
     clock = torch.load(run.dir / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]["TrainingClock"]
     assert clock["images"] == 8 * 32 + 26 and clock["compile_images"] == 32 + 26
@@ -122,7 +125,7 @@ def test_compiled_run_reports_the_steady_rate_and_its_compile_time(run_cli: RunC
     )
 
 
-def test_smoke_run_tensorboard_scalars(smoke: Run) -> None:
+def test_tensorboard_gets_every_scalar(smoke: Run) -> None:
     events = EventAccumulator(str(smoke.dir), size_guidance={"scalars": 0})
     events.Reload()
     logged = set(events.Tags()["scalars"])
@@ -141,7 +144,7 @@ def summaries(run_dir: Path, tag: str) -> list[Any]:
     return values
 
 
-def test_hparams_tab_gets_a_short_flat_set_and_every_override(smoke: Run) -> None:
+def test_hparams_tab_gets_the_recipe_and_every_override(smoke: Run) -> None:
     (start,) = summaries(smoke.dir, "_hparams_/session_start_info")
     hparams = HParamsPluginData.FromString(start.metadata.plugin_data.content).session_start_info.hparams
     overridden = {
@@ -164,7 +167,7 @@ def test_hparams_tab_gets_a_short_flat_set_and_every_override(smoke: Run) -> Non
     assert metrics == {"hp/test_err", "hp/test_err_best_val", "hp/val_err", "hp/train_err"}
 
 
-def test_custom_scalars_put_train_and_val_error_on_one_chart_once_per_run(smoke: Run, resumed: Resumed) -> None:
+def test_one_chart_holds_train_and_val_error_once_per_run(smoke: Run, resumed: Resumed) -> None:
     (layout_summary,) = summaries(smoke.dir, "custom_scalars__config__")
     layout = layout_pb2.Layout.FromString(layout_summary.tensor.string_val[0])
     charts = {chart.title: list(chart.multiline.tag) for category in layout.category for chart in category.chart}
@@ -174,7 +177,7 @@ def test_custom_scalars_put_train_and_val_error_on_one_chart_once_per_run(smoke:
     assert len(summaries(resumed.same_dir.dir, "custom_scalars__config__")) == 1
 
 
-def test_smoke_run_shows_its_augmented_inputs_and_graph_in_tensorboard(smoke: Run) -> None:
+def test_tensorboard_shows_augmented_inputs_and_graph(smoke: Run) -> None:
     (grid,) = logged_input_grids(smoke.dir)
     # 32 images of the first batch (all of it) in a labelled grid, with their colours back.
     assert grid.width >= 500 and len(grid.convert("RGB").getcolors(maxcolors=1_000_000)) > 1000
@@ -184,65 +187,37 @@ def test_smoke_run_shows_its_augmented_inputs_and_graph_in_tensorboard(smoke: Ru
     assert {"aten::_convolution", "aten::batch_norm", "aten::linear"} <= operations, sorted(operations)
 
 
-# --- (2) training on files: the fake image folder through data.root ---
-
-
-def test_training_on_an_image_folder(run_cli: RunCli, root: Path, image_folder_root: Path) -> None:
-    run_dir = root / "image_folder"
-    completed = run_cli(
-        "train",
-        *TINY_IMAGE_FOLDER_RUN,
-        f"data.root={image_folder_root}",
-        "trainer.max_steps=3",
-        f"hydra.run.dir={run_dir}",
-        cwd=root / "cwd",
-    )
-    assert_ok(completed)
+def test_training_on_an_image_folder(tmp_path: Path, image_folder_root: Path) -> None:
+    with captured_log() as log:
+        metrics = run_training(
+            tmp_path / "run", *TINY_IMAGE_FOLDER_RUN, f"data.root={image_folder_root}", "trainer.max_steps=3"
+        )
     # 300 training images: 250 after holding out 50 for validation; 100 test images.
-    assert "300 train / 100 test images in 10 classes" in completed.output, describe(completed)
-    metrics = read_json(run_dir / "metrics.json")
+    assert any("300 train / 100 test images in 10 classes" in message for message in log), log
     assert metrics["steps"] == 3
     assert 0 <= metrics["test_err"] <= 100
     assert (image_folder_root / "cifar10-uint8.pt").is_file(), "the decoded images are cached"
 
 
-# --- (3) evaluate the final checkpoint ---
-
-
-def test_evaluate_last_checkpoint_gives_the_runs_test_error(run_cli: RunCli, smoke: Run, tmp_path: Path) -> None:
-    checkpoint = smoke.dir / "checkpoints" / "last.ckpt"
-    completed = assert_ok(run_cli("evaluate", f"ckpt_path={checkpoint}", cwd=tmp_path / "cwd"))
-    test_err = smoke.metrics["test_err"]
-    assert f"test error {test_err:.2f} %" in completed.stdout, describe(completed)
-    evaluation = read_json(checkpoint.with_suffix(".eval.json"))
-    assert evaluation["test_err"] == pytest.approx(test_err, abs=1e-6)
-    assert evaluation["step"] == SMOKE_STEPS
-    assert list((tmp_path / "cwd").iterdir()) == []
-
-
-# --- (7) determinism: the same command twice gives the same results ---
+# --- determinism: the same config twice gives the same results ---
 
 
 @dataclass
 class Twin:
-    """The smoke run's command again, in another directory; its metrics and weights before it is resumed."""
+    """The smoke run's config again, in another directory; its metrics and weights before it is resumed."""
 
     run: Run
     metrics: dict[str, Any]
     weights: dict[str, torch.Tensor]
 
 
-def last_weights(run: Run) -> dict[str, torch.Tensor]:
-    return torch.load(run.dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
-
-
 @pytest.fixture(scope="module")
-def twin(run_cli: RunCli, root: Path) -> Twin:
-    run = train(run_cli, root, "twin")
+def twin(root: Path) -> Twin:
+    run = train(root, "twin")
     return Twin(run, run.metrics, last_weights(run))
 
 
-def test_identical_runs_give_bit_identical_weights_and_results(smoke: Run, twin: Twin) -> None:
+def test_identical_runs_give_bit_identical_weights(smoke: Run, twin: Twin) -> None:
     assert results(twin.metrics) == results(smoke.metrics)
     weights = last_weights(smoke)
     assert weights.keys() == twin.weights.keys()
@@ -250,36 +225,36 @@ def test_identical_runs_give_bit_identical_weights_and_results(smoke: Run, twin:
         assert torch.equal(weights[name], twin.weights[name]), name
 
 
-def test_another_seed_gives_other_weights(run_cli: RunCli, root: Path, smoke: Run) -> None:
-    other = train(run_cli, root, "other_seed", "seed=1")
+def test_another_seed_gives_other_weights(root: Path, smoke: Run) -> None:
+    other = train(root, "other_seed", "seed=1")
     assert smoke.config["seed"] == 0 and other.config["seed"] == 1
     assert not torch.equal(last_weights(smoke)["net.fc.weight"], last_weights(other)["net.fc.weight"])
 
 
-# --- (4) resume: the same command with more steps, and ckpt_path= into a new directory ---
+# --- resume: the same config with more steps, and ckpt_path= into a new directory ---
 
 
 @dataclass
 class Resumed:
-    same_dir: Run  # the twin's command again with more steps
+    same_dir: Run  # the twin's config again with more steps
     rerun: Run  # and once more, when it has finished
     metrics_before_rerun: str
     new_dir: Run  # the smoke run's last.ckpt resumed with ckpt_path= into a new directory
 
 
 @pytest.fixture(scope="module")
-def resumed(run_cli: RunCli, root: Path, smoke: Run, twin: Twin) -> Resumed:
-    same_dir = train(run_cli, root, "twin", steps=RESUMED_STEPS)
+def resumed(root: Path, smoke: Run, twin: Twin) -> Resumed:
+    same_dir = train(root, "twin", steps=RESUMED_STEPS)
     before = (same_dir.dir / "metrics.json").read_text()
-    rerun = train(run_cli, root, "twin", steps=RESUMED_STEPS)
+    rerun = train(root, "twin", steps=RESUMED_STEPS)
     checkpoint = smoke.dir / "checkpoints" / "last.ckpt"
-    new_dir = train(run_cli, root, "resume_new_dir", f"ckpt_path={checkpoint}", steps=RESUMED_STEPS)
+    new_dir = train(root, "resume_new_dir", f"ckpt_path={checkpoint}", steps=RESUMED_STEPS)
     return Resumed(same_dir, rerun, before, new_dir)
 
 
-def test_rerunning_with_more_steps_resumes_in_the_same_directory(resumed: Resumed) -> None:
+def test_more_steps_resume_in_the_same_directory(resumed: Resumed) -> None:
     run = resumed.same_dir
-    assert "resuming from" in run.completed.output and "last.ckpt" in run.completed.output, describe(run.completed)
+    assert "resuming from" in run.log and "last.ckpt" in run.log, run.log
     assert run.metrics["steps"] == RESUMED_STEPS
     assert run.metrics["train_err"] is not None and run.metrics["val_err"] is not None
     assert run.config["trainer"]["max_steps"] == RESUMED_STEPS
@@ -298,7 +273,7 @@ def test_resumed_run_times_all_its_attempts(resumed: Resumed, smoke: Run) -> Non
 
 def test_ckpt_path_resumes_into_a_new_directory(resumed: Resumed) -> None:
     run = resumed.new_dir
-    assert "resuming from" in run.completed.output, describe(run.completed)
+    assert "resuming from" in run.log, run.log
     assert run.metrics["steps"] == RESUMED_STEPS
     # Both resumed the same weights and training state (identical runs) for the same steps. Only
     # the best checkpoint may differ: a new directory starts its own (the old one is elsewhere).
@@ -308,33 +283,50 @@ def test_ckpt_path_resumes_into_a_new_directory(resumed: Resumed) -> None:
 
 
 def test_rerunning_a_finished_run_keeps_its_results(resumed: Resumed) -> None:
-    assert "finished already" in resumed.rerun.completed.output, describe(resumed.rerun.completed)
+    assert "finished already" in resumed.rerun.log, resumed.rerun.log
     assert (resumed.rerun.dir / "metrics.json").read_text() == resumed.metrics_before_rerun
 
 
-# --- (5) a multirun over depths ---
+# --- the commands, as processes ---
 
 
-def test_multirun_over_depths(run_cli: RunCli, root: Path) -> None:
-    sweep_dir = root / "sweep"
-    completed = run_cli(
-        "train",
-        "-m",
+def test_train_command_writes_its_run_and_nothing_else(tmp_path: Path) -> None:
+    run_dir, cwd = tmp_path / "run", tmp_path / "cwd"
+    command = [sys.executable, "-m", "resnet_cifar.train", *TINY_SYNTHETIC_RUN, "trainer.max_steps=2"]
+    assert_ok(run_command([*command, f"hydra.run.dir={run_dir}"], cwd))
+    assert read_json(run_dir / "metrics.json")["steps"] == 2
+    assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "train.log").is_file()
+    assert list(cwd.iterdir()) == [], "nothing may land in the working directory (e.g. outputs/)"
+
+    # The evaluate command tests the run's last checkpoint as the run did.
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    completed = assert_ok(run_command([sys.executable, "-m", "resnet_cifar.evaluate", f"ckpt_path={checkpoint}"], cwd))
+    test_err = read_json(run_dir / "metrics.json")["test_err"]
+    assert f"test error {test_err:.2f} %" in completed.stdout, describe(completed)
+    evaluation = read_json(checkpoint.with_suffix(".eval.json"))
+    assert evaluation["test_err"] == pytest.approx(test_err, abs=1e-6)
+    assert evaluation["step"] == 2
+    assert list(cwd.iterdir()) == []
+
+
+def test_multirun_over_depths(tmp_path: Path) -> None:
+    sweep_dir, cwd = tmp_path / "sweep", tmp_path / "cwd"
+    command = [
+        *(sys.executable, "-m", "resnet_cifar.train", "-m"),
         *TINY_SYNTHETIC_RUN,
         "trainer.max_steps=2",
         "model.depth=8,14",
         # A value with "/" and names over 255 bytes: each job still gets one flat directory.
-        f"data.root={root}/unused",
+        f"data.root={tmp_path}/unused",
         f"+tags.note={'x' * 250}",
         f"hydra.sweep.dir={sweep_dir}",
-        cwd=root / "cwd",
-    )
-    assert_ok(completed)
-    jobs = job_dirs(sweep_dir)
+    ]
+    assert_ok(run_command(command, cwd))
+    jobs = sorted(path for path in sweep_dir.iterdir() if path.is_dir())
     assert len(jobs) == 2, jobs
     assert all(len(job.name) <= 200 and (job / "metrics.json").is_file() for job in jobs)
     depths = sorted(yaml.safe_load((job / ".hydra" / "config.yaml").read_text())["model"]["depth"] for job in jobs)
     assert depths == [8, 14]
     for job in jobs:
         assert read_json(job / "metrics.json")["steps"] == 2
-    assert list((root / "cwd").iterdir()) == []
+    assert list(cwd.iterdir()) == []
