@@ -68,6 +68,13 @@ def mixed(environments: Sequence[Environment | None]) -> str | None:
     return "mixed: " + "; ".join(parts) if parts else None
 
 
+def row_cell(environments: Sequence[Environment | None]) -> str:
+    """A table row's environment cell: what is mixed, else ``same``, or ``not recorded``."""
+    if not any(isinstance(environment, dict) for environment in environments):
+        return "not recorded"
+    return cell(mixed(environments) or "same")
+
+
 def environment_section(environments: Sequence[Environment | None]) -> list[str]:
     """report.md's "Environment": each key with its value, or its values and how many runs had each."""
     recorded = [environment for environment in environments if isinstance(environment, dict)]
@@ -76,7 +83,7 @@ def environment_section(environments: Sequence[Environment | None]) -> list[str]
         return [*lines, "The runs do not record their environment (written by a resnet-cifar without it).", ""]
     lines.append("The software, device and code the finished runs were trained with (`environment` in `metrics.json`).")
     if len(recorded) < len(environments):
-        lines.append(f"{len(environments) - len(recorded)} of {len(environments)} runs do not record it.")
+        lines.append(f"Not recorded by {len(environments) - len(recorded)} of {len(environments)} runs.")
     lines += ["", "| | |", "| --- | --- |"]
     lines += [f"| {name} | {cell(counted([value(e, key) for e in recorded]))} |" for key, name in LISTED]
     return [*lines, ""]

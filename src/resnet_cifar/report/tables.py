@@ -8,7 +8,7 @@ from functools import cache
 from pathlib import Path
 
 from resnet_cifar.files import atomic_write
-from resnet_cifar.report.environments import Environment, cell, environment_section, mixed
+from resnet_cifar.report.environments import Environment, environment_section, mixed, row_cell
 from resnet_cifar.report.recipes import Recipe, comparable, describe_recipe, recipe_labels
 from resnet_cifar.report.runs import Run, relative
 
@@ -105,7 +105,7 @@ def error_table(groups: list[Group], with_paper: bool) -> list[str]:
         if with_paper:
             row += f" {paper_cell(g)} |"
         if with_environment:
-            row += f" {cell(g.mixed) if g.mixed else 'same'} |"
+            row += f" {row_cell(g.environments)} |"
         lines.append(row)
     return lines
 

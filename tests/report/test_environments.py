@@ -1,0 +1,130 @@
+"""The report says what its runs were trained with, marks rows that mix software, devices or code,
+and reads run folders from elsewhere as data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from conftest import report_row as row
+from crafted_checkpoints import files_of, payload, victims
+from resnet_cifar.report import ReportError, write_report
+from resnet_cifar.trusted_targets import ENVIRONMENT_VARIABLE
+
+CONFIG = """\
+seed: {seed}
+model: {{depth: {depth}, shortcut: A, residual: true, num_classes: 10}}
+data:
+  dataset: {dataset}
+  batch_size: 128
+  val_size: 5000
+  padding: 4
+optimizer: {{lr: 0.1, momentum: 0.9, weight_decay: 0.0001}}
+scheduler: {{milestones: [32000, 48000], gamma: 0.1}}
+trainer: {{max_steps: 64000, precision: 32-true}}
+"""
+H100 = {
+    "resnet_cifar": "0.1.0",
+    "commit": "4612349a1b2c3d4e5f60718293a4b5c6d7e8f901",
+    "tree_modified": False,
+    "python": "3.11.7",
+    "torch": "2.6.0",
+    "lightning": "2.6.0",
+    "hydra": "1.3.2",
+    "cuda": "12.4",
+    "cudnn": "9.1.0",
+    "device": "NVIDIA H100 80GB HBM3",
+    "device_type": "cuda",
+    "devices": 1,
+    "precision": "bf16-mixed",
+    "torch_threads": 16,
+    "platform": "Linux-6.8-x86_64",
+}
+
+
+def write_run(
+    root: Path, name: str, depth: int, seed: int, environment: dict[str, Any] | None, dataset: str = "cifar10"
+) -> Path:
+    run = root / name
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text(CONFIG.format(seed=seed, depth=depth, dataset=dataset))
+    metrics = {"test_err": 8.0 + seed / 10, "val_err": 9.0, "train_err": 1.0, "steps": 64000}
+    if environment is not None:
+        metrics["environment"] = environment
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    return run
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """ResNet-20 on one H100 with one code (uniform); ResNet-32 over another torch, a modified tree
+    and another GPU; ResNet-44 with one run from before runs recorded their environment, ResNet-56
+    with only such a run."""
+    root = tmp_path_factory.mktemp("study")
+    write_run(root, "20/0", 20, 0, H100)
+    write_run(root, "20/1", 20, 1, H100)
+    write_run(root, "32/0", 32, 0, H100)
+    write_run(root, "32/1", 32, 1, {**H100, "torch": "2.5.1", "tree_modified": True})
+    write_run(root, "32/2", 32, 2, {**H100, "device": "NVIDIA A100-SXM4-40GB"})
+    write_run(root, "44/0", 44, 0, H100)
+    write_run(root, "44/1", 44, 1, None)
+    write_run(root, "56/0", 56, 0, None)
+    return write_report(root, responses=False).read_text()
+
+
+def test_a_row_of_runs_from_one_environment_is_not_marked(report: str) -> None:
+    assert row(report, "resnet", 20)[7] == "same"
+    assert row(report, "resnet", 56)[7] == "not recorded"
+
+
+def test_a_row_mixing_software_devices_or_commits_says_so(report: str) -> None:
+    cell = row(report, "resnet", 32)[7]
+    assert cell.startswith("mixed: ")
+    assert "commit 4612349 (2 runs), 4612349-modified (1 run)" in cell
+    assert "torch 2.5.1 (1 run), 2.6.0 (2 runs)" in cell
+    assert "device NVIDIA A100-SXM4-40GB (1 run), NVIDIA H100 80GB HBM3 (2 runs)" in cell
+    assert "Python" not in cell and "Lightning" not in cell  # only what differs
+    assert row(report, "resnet", 44)[7] == "mixed: environment not recorded for 1 of 2 runs"
+
+
+def test_the_report_lists_the_environment_of_the_study(report: str) -> None:
+    section = report.split("\n## Environment\n")[1].split("\n## ")[0]
+    assert "Not recorded by 2 of 8 runs." in section
+    assert "| torch | 2.5.1 (1 run), 2.6.0 (5 runs) |" in section
+    assert "| Lightning | 2.6.0 |" in section and "| CUDA | 12.4 |" in section
+    assert "| precision | bf16-mixed |" in section
+
+
+def test_runs_without_a_record_give_an_unmarked_table(tmp_path: Path) -> None:
+    write_run(tmp_path, "a", 20, 0, None)
+    write_run(tmp_path, "b", 20, 1, None)
+    text = write_report(tmp_path, responses=False).read_text()
+    assert len(row(text, "resnet", 20)) == 7 and "do not record their environment" in text
+
+
+def test_a_run_folder_is_read_without_running_its_resolvers(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("A_SECRET", "hunter2")
+    run = write_run(tmp_path, "a", 20, 0, H100)
+    config = (run / ".hydra" / "config.yaml").read_text().replace("dataset: cifar10", "dataset: ${oc.env:A_SECRET}")
+    (run / ".hydra" / "config.yaml").write_text(config)
+    text = write_report(tmp_path, responses=False).read_text()
+    assert "hunter2" not in text and "data.dataset not recorded" in text
+
+
+def test_fig_7_refuses_a_checkpoint_naming_other_code_and_writes_nothing(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv(ENVIRONMENT_VARIABLE, raising=False)
+    folder = victims(tmp_path / "victims")
+    root = tmp_path / "study"
+    run = write_run(root, "a", 20, 0, H100, dataset="synthetic")
+    (run / "checkpoints").mkdir()
+    model = {"_target_": "resnet_cifar.models.cifar_resnet", "depth": 20, "shortcut": "A", "residual": True}
+    run_config = {"model": {**model, "num_classes": 10}, "module": {}, "data": payload("creates", folder)}
+    torch.save({"state_dict": {}, "hyper_parameters": {"run_config": run_config}}, run / "checkpoints" / "last.ckpt")
+    before, study_before = files_of(folder), files_of(root)
+    with pytest.raises(ReportError, match=r"names data\._target_='builtins\.open'.*--no-responses"):
+        write_report(root)
+    assert files_of(folder) == before and files_of(root) == study_before  # no report.md, no figure
