@@ -22,6 +22,7 @@ import lightning as L
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.search.pruned import RunPruned, describe_pruned, write_pruned
 from resnet_cifar.search.study import PRUNER_ATTR, RUN_DIR_ATTR, open_storage, trial_id
+from resnet_cifar.trusted_targets import TrustedTargets, has_interpolation, walk
 
 log = logging.getLogger(__name__)
 # The pruner is read from the study (the sweeper stores its config there): only Optuna's own
@@ -41,15 +42,15 @@ def build_pruner(config: dict[str, Any] | None) -> Any:
 
 
 def check_pruner_targets(config: Any) -> None:
-    if isinstance(config, dict):
-        target = config.get("_target_")
-        if target is not None and not str(target).startswith(ALLOWED_PRUNERS):
-            raise ConfigError(f"the study's pruner {target} is not one of Optuna's ({ALLOWED_PRUNERS}*)")
-        for value in config.values():
-            check_pruner_targets(value)
-    elif isinstance(config, list):
-        for value in config:
-            check_pruner_targets(value)
+    """Refuse a pruner config naming anything but a pruner that optuna.pruners defines (a name below
+    it by text, such as ``optuna.pruners._percentile.np.load``, may be what it imported), or
+    holding an interpolation, which building it would resolve."""
+    optunas = TrustedTargets(frozenset(), (ALLOWED_PRUNERS.rstrip("."),))
+    for key, value in walk(config):
+        if has_interpolation(value):
+            raise ConfigError(f"the study's pruner config holds an interpolation at {key}, which is not resolved")
+        if key.rsplit(".", 1)[-1] == "_target_" and optunas.refusal(value) is not None:
+            raise ConfigError(f"the study's pruner {value} is not one of Optuna's ({ALLOWED_PRUNERS}*)")
 
 
 class ReportToStudy(L.Callback):
