@@ -62,3 +62,14 @@ def test_a_users_network_loads_through_the_keyword(trained: Path, tmp_path: Path
         ImageClassifier.load_from_checkpoint(tmp_path / "theirs.ckpt")
     module = ImageClassifier.load_from_checkpoint(tmp_path / "theirs.ckpt", trusted_targets=["my_lab_nets"])
     assert torch.equal(module.net.fc.weight, checkpoint["state_dict"]["net.fc.weight"])
+
+
+def test_the_run_config_is_not_built_and_need_not_be_allowed(trained: Path, tmp_path: Path) -> None:
+    """A run with a callback of the user's own: loading its module builds network, optimizer and
+    scheduler only."""
+    folder = victims(tmp_path)
+    crafted = write_crafted(trained, folder / "crafted.ckpt", "callbacks.model_checkpoint", payload("creates", folder))
+    before = files_of(folder)
+    module = ImageClassifier.load_from_checkpoint(crafted)
+    assert module.hparams.run_config["callbacks"]["model_checkpoint"]["_target_"] == "builtins.open"
+    assert files_of(folder) == before

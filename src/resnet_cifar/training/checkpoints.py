@@ -84,13 +84,14 @@ def check_checkpoint_targets(
     """Refuse a checkpoint whose configs (its run config, the module's and the data module's
     hyper-parameters) name a target that ``trusted`` does not allow or hold an interpolation,
     before anything is built from them. Hyper-parameters named in ``given`` are replaced by the
-    caller's and not read."""
+    caller's or not built, and are not read."""
     source = f"checkpoint {path}"
     hparams = checkpoint.get("hyper_parameters") or {}
     if not isinstance(hparams, dict):
         hparams = {"": hparams}
     # The run config first, by the keys a user knows (model._target_, trainer.plugins[0]._target_).
-    check_file_config(hparams.get("run_config"), source, trusted)
+    if "run_config" not in given:
+        check_file_config(hparams.get("run_config"), source, trusted)
     for name, value in hparams.items():
         if name != "run_config" and name not in given:
             check_file_config(value, source, trusted, key=f"hyper_parameters.{name}".rstrip("."))

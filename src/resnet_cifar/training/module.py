@@ -91,7 +91,8 @@ class ImageClassifier(L.LightningModule):
         (resnet_cifar.trusted_targets: the project's, torch.optim's, Lightning's), those of
         ``trusted_targets`` (targets or module prefixes, e.g. ``["my_lab.nets"]``) and of
         RESNET_CIFAR_TRUSTED_TARGETS. Anything else raises UntrustedConfig before anything is built.
-        Hyper-parameters passed as keyword arguments replace the file's and are not checked."""
+        Hyper-parameters passed as keyword arguments replace the file's and are not checked; the run
+        config (``run_config``, what evaluate builds from) is kept as it is and not built here."""
         contents = checkpoint_contents(checkpoint_path)
         name = getattr(checkpoint_path, "name", checkpoint_path)
         if weights_only is False:  # the caller trusts the file with pickled objects: it is code to them
@@ -101,7 +102,9 @@ class ImageClassifier(L.LightningModule):
         if hparams_file is not None and Path(hparams_file).suffix.lower() in (".yaml", ".yml"):
             # Lightning replaces the checkpoint's hyper-parameters with the file's.
             checkpoint["hyper_parameters"] = OmegaConf.to_container(OmegaConf.load(hparams_file), resolve=False)
-        check_checkpoint_targets(checkpoint, name, TrustedTargets.default(trusted_targets), given=kwargs)
+        # The run config travels as data: only the network, optimizer and scheduler are built here.
+        given = [*kwargs, "run_config"]
+        check_checkpoint_targets(checkpoint, name, TrustedTargets.default(trusted_targets), given=given)
         return super().load_from_checkpoint(
             io.BytesIO(contents), map_location, hparams_file, strict, weights_only, **kwargs
         )
