@@ -116,6 +116,7 @@ def report(depth: int, batch_size: int, warmup: int, steps: int, timeout: float)
         sites = ", ".join(f"{site} x{count}" for site, count in rank0["sites"]) or "none"
         lines.append(
             f"ResNet-{depth} DDP 2 CPU processes (gloo), {label}: host syncs (collectives) per timed step = "
-            f"{rank0['syncs_per_step']:.3f} on rank 0, {result['rank1']['syncs_per_step']:.3f} on rank 1 (where: {sites})"
+            f"{rank0['syncs_per_step']:.3f} on rank 0, {result['rank1']['syncs_per_step']:.3f} on rank 1 "
+            f"(where: {sites})"
         )
     return lines

@@ -7,7 +7,8 @@ itself nearly free, so the time per step is mostly Lightning's loop and its call
 display trains the same steps in this process, CPU only, no logger, no checkpoints; the table
 shows the median over --repeats of the time per step, and its excess over training with no
 display at all. Time is this process's processor time (all its threads, Rich's refresh thread
-too), which other programs on the machine barely move. Terminal displays draw into an in-memory Rich console forced to be a terminal.
+too), which other programs on the machine barely move. Terminal displays draw into an in-memory
+Rich console forced to be a terminal.
 """
 
 from __future__ import annotations

@@ -194,7 +194,8 @@ def host_overhead_lines(args: argparse.Namespace, measurements: dict[tuple[int, 
             outside = [a["outside_ms_per_step"] - b["outside_ms_per_step"] for a, b in rounds]
             lines.append(
                 f"host ms/step (ResNet-{depth}, batch {args.batch_size}): {project} "
-                f"{median_of([a for a, _ in rounds], 'ms_per_step'):.2f}, {bare} {median_of([b for _, b in rounds], 'ms_per_step'):.2f}; "
+                f"{median_of([a for a, _ in rounds], 'ms_per_step'):.2f}, "
+                f"{bare} {median_of([b for _, b in rounds], 'ms_per_step'):.2f}; "
                 f"Lightning's share ({project} - {bare}) = {statistics.median(wall):.2f} ms/step "
                 f"(median of {len(rounds)} rounds: {', '.join(f'{d:.2f}' for d in wall)}), "
                 f"CPU time {statistics.median(cpu):.2f} ms/step; in the fastest tenth of the steps "
@@ -759,15 +760,16 @@ def format_table(args: argparse.Namespace, measurements: dict[tuple[int, str], l
             if any(r.get("cudagraph_skips") for r in results):
                 notes.append(f"CUDA graphs skipped {max(r['cudagraph_skips'] for r in results)}x")
             lines.append(
-                f"| {depth} | {pipeline}{' (' + ', '.join(notes) + ')' if notes else ''} | {median_of(results, 'images_per_s'):.0f} | "
+                f"| {depth} | {pipeline}{' (' + ', '.join(notes) + ')' if notes else ''} | "
+                f"{median_of(results, 'images_per_s'):.0f} | "
                 f"{median_of(results, 'ms_per_step'):.1f} | {median_of(results, 'cpu_ms_per_image'):.2f} | "
                 f"{median_of(results, 'peak_mem_mb'):.0f} | {spread} |"
             )
 
-        def speed(pipeline: str) -> float | None:
+        def speed(pipeline: str, depth: int = depth) -> float | None:
             return median_of([r for r in measurements.get((depth, pipeline), []) if "error" not in r], "images_per_s")
 
-        def cost(pipeline: str) -> float | None:
+        def cost(pipeline: str, depth: int = depth) -> float | None:
             return median_of(
                 [r for r in measurements.get((depth, pipeline), []) if "error" not in r], "cpu_ms_per_image"
             )

@@ -130,7 +130,7 @@ def test_global_batch_not_divisible_by_the_ddp_world_size_fails_before_training(
         ),
         (("module=whole_step", "trainer.gradient_clip_val=1.0"), ("gradient clipping", "use module=classifier")),
         (
-            ("module=whole_step", "scheduler=plateau", "~scheduler.milestones"),
+            ("module=whole_step", "scheduler=plateau"),
             ("module.lr_scheduler.interval=step", "use module=classifier"),
         ),
         (("trainer.gradient_clip_algorithm=sideways",), ("gradient_clip_algorithm", "sideways")),

@@ -210,6 +210,23 @@ def test_plateau_scheduler_is_stepped_per_epoch_on_the_validation_error(tmp_path
     assert (configured["interval"], configured["monitor"], configured["scheduler"].patience) == ("epoch", "val/err", 3)
 
 
+@pytest.mark.parametrize("scheduler", ["multistep", "plateau"])
+def test_the_smoke_experiment_works_with_every_scheduler(scheduler, tmp_path):
+    # The smoke run's short milestones are MultiStepLR's; given to ReduceLROnPlateau they were a
+    # TypeError in configure_optimizers.
+    cfg = compose_train(["experiment=smoke", f"scheduler={scheduler}"], tmp_path)
+    configured = build_module(cfg).configure_optimizers()["lr_scheduler"]
+    if scheduler == "multistep":
+        assert sorted(configured["scheduler"].milestones) == [10, 15]
+        assert (configured["interval"], cfg.trainer.max_steps) == ("step", 20)
+        # Without the experiment, the paper's; typed on the command line, the user's.
+        assert list(compose_train().scheduler.milestones) == [32000, 48000]
+        assert list(compose_train(["experiment=smoke", "scheduler.milestones=[3,4]"]).scheduler.milestones) == [3, 4]
+    else:
+        assert isinstance(configured["scheduler"], torch.optim.lr_scheduler.ReduceLROnPlateau)
+        assert "milestones" not in cfg.scheduler and configured["interval"] == "epoch"
+
+
 def test_every_part_of_a_run_is_in_the_config(tmp_path):
     from resnet_cifar.training.callbacks import FinishAtMaxSteps, StopOnNonFiniteLoss, TrainingClock
     from resnet_cifar.training.checkpoints import AtomicCheckpointIO

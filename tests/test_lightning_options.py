@@ -72,7 +72,6 @@ def plateau(run_cli: RunCli, tmp_path_factory: pytest.TempPathFactory) -> Path:
         *TINY_SYNTHETIC_RUN,
         "trainer.max_steps=17",
         "scheduler=plateau",
-        "~scheduler.milestones",
         "scheduler.patience=0",
         "trainer.profiler=advanced",
         f"hydra.run.dir={root / 'run'}",

@@ -96,6 +96,32 @@ def test_slurm_launcher_asks_for_gpus_only_for_gpu_jobs() -> None:
     assert launcher_config("hydra/launcher=slurm", "trainer=gpu").launcher.gpus_per_node == 1
 
 
+def test_a_finished_slurm_jobs_result_is_read_through_submitits_public_api(tmp_path: Path) -> None:
+    import submitit
+    from hydra.core.utils import JobReturn, JobStatus
+    from submitit.core.utils import cloudpickle_dump
+
+    from resnet_cifar.launch.cluster_jobs import failed_result, job_error
+    from resnet_cifar.launch.slurm import job_return
+
+    def finished(job_id: str, outcome: str, value: object) -> submitit.SlurmJob:
+        """A job whose result file submitit's job function wrote: ("success", its return) or ("error", a trace)."""
+        job = submitit.SlurmJob(folder=tmp_path, job_id=job_id)
+        cloudpickle_dump((outcome, value), job.paths.result_pickle)
+        return job
+
+    completed = JobReturn(overrides=["seed=0"], status=JobStatus.COMPLETED)
+    completed.return_value = 7.5
+    result = job_return(finished("11", "success", completed), ["seed=0"])
+    assert (result.status, result.return_value) == (JobStatus.COMPLETED, 7.5)
+    # A training run that failed (Hydra's run_job caught its error), and a job whose function raised.
+    failed = job_return(finished("12", "success", failed_result(["seed=1"], ValueError("loss is nan"))), ["seed=1"])
+    assert failed.status == JobStatus.FAILED and failed.overrides == ["seed=1"]
+    assert job_error(failed).startswith("JobFailed: SLURM job 12 failed: ValueError: loss is nan (log: ")
+    raised = job_return(finished("13", "error", "Traceback (most recent call last):\nKeyError: 'x'"), ["seed=2"])
+    assert "SLURM job 13 failed: " in job_error(raised) and "KeyError: 'x'" in job_error(raised)
+
+
 def test_the_slurm_launcher_is_a_hydra_plugin_with_submitits_parameters() -> None:
     from hydra.core.plugins import Plugins
     from hydra.plugins.launcher import Launcher

@@ -2,6 +2,7 @@
 builds on, as read in Lightning 2.6.6: an upgrade of Lightning that changes one fails here."""
 
 import inspect
+import io
 
 import lightning as L
 import pytest
@@ -11,7 +12,9 @@ from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop
 from probes import RecordBatchHooks
 from resnet_cifar.training.lightning_compat import (
     relaunches_the_command,
+    show_rich_metrics,
     skip_backward,
+    start_rich_progress,
     without_per_step_sigterm_broadcast,
 )
 
@@ -120,3 +123,35 @@ def test_skipping_backward_leaves_the_training_step_and_the_optimizer_step(tmp_p
     assert recorder.calls == ["on_train_batch_start", "on_before_optimizer_step", "on_train_batch_end"] * 2
     assert all(p.grad is None for p in model.parameters())
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters())), "no gradients, so no update"
+
+
+class ShowsOneMetric(L.pytorch.callbacks.RichProgressBar):
+    def get_metrics(self, trainer, pl_module) -> dict[str, str]:
+        return {"loss": "1.2500"}
+
+
+def test_rich_progress_bars_protected_methods_start_the_display_and_show_metrics(tmp_path) -> None:
+    from lightning.pytorch.callbacks import RichProgressBar
+    from lightning.pytorch.demos.boring_classes import BoringModel
+    from rich import reconfigure
+
+    # RichProgressBar's own hooks do it through these two.
+    assert "self._init_progress(trainer)" in inspect.getsource(RichProgressBar.on_train_start)
+    assert "self._update_metrics(trainer, pl_module)" in inspect.getsource(RichProgressBar.on_train_batch_end)
+    output = io.StringIO()
+    bar = ShowsOneMetric(console_kwargs={"file": output, "force_terminal": True, "width": 80})
+    trainer = L.Trainer(accelerator="cpu", logger=False, callbacks=[bar], default_root_dir=tmp_path)
+    try:
+        assert bar.progress is None
+        start_rich_progress(bar, trainer)
+        assert bar.progress is not None and bar.progress.live.is_started
+        trainer.state.fn = "fit"  # the metrics column shows metrics beside the training bar only
+        bar.train_progress_bar_id = bar.progress.add_task("step", total=4)
+        show_rich_metrics(bar, trainer, BoringModel())
+        bar.progress.update(bar.train_progress_bar_id, completed=2)
+        bar.refresh()
+    finally:
+        if bar.progress is not None:
+            bar.progress.stop()
+        reconfigure()  # RichProgressBar configured Rich's global console for the bar's output
+    assert "loss: 1.2500" in output.getvalue()

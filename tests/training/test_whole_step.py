@@ -92,7 +92,7 @@ def test_compile_failing_falls_back_to_the_same_result(where, monkeypatch, tmp_p
     assert_same_state(fallen_back, classifier_state)
 
 
-def logged(kind: type[ImageClassifier], tmp_path) -> tuple[list[dict], dict]:
+def logged(kind: type[ImageClassifier], tmp_path, log_every_n_steps: int = 2) -> tuple[list[dict], dict]:
     """What a 9-step fit over two epochs writes to its logger (every 2 steps), and its final
     metrics (metrics.json's train_loss and train_err)."""
     torch.manual_seed(0)
@@ -100,7 +100,7 @@ def logged(kind: type[ImageClassifier], tmp_path) -> tuple[list[dict], dict]:
     trainer = L.Trainer(
         accelerator="cpu",
         max_steps=9,
-        log_every_n_steps=2,
+        log_every_n_steps=log_every_n_steps,
         logger=CSVLogger(tmp_path, name="", version=""),
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -124,6 +124,18 @@ def test_the_whole_step_logs_what_the_classifier_logs(monkeypatch, tmp_path):
     assert whole_step_logged == classifier_logged
     rows = classifier_logged[0]
     assert [row["step"] for row in rows if "train/loss" in row] == ["1", "3", "5", "7"]
+    assert [row["epoch"] for row in rows if "train/err" in row] == ["0", "1"]
+
+
+def test_log_every_n_steps_0_writes_no_step_and_the_same_final_values(monkeypatch, tmp_path):
+    # Lightning takes trainer.log_every_n_steps=0 for "never write per-step values"; the whole
+    # step divided the step number by it.
+    classifier_logged = logged(ImageClassifier, tmp_path / "classifier", log_every_n_steps=0)
+    monkeypatch.setattr(torch, "compile", lambda function, **options: function)
+    whole_step_logged = logged(WholeStepClassifier, tmp_path / "whole_step", log_every_n_steps=0)
+    assert whole_step_logged == classifier_logged
+    rows = classifier_logged[0]
+    assert not [row for row in rows if "train/loss" in row]
     assert [row["epoch"] for row in rows if "train/err" in row] == ["0", "1"]
 
 

@@ -30,10 +30,9 @@ if ray is not None:
     # Hydra would validate conf/hydra/launcher/ray.yaml against it because the names match (a
     # deprecated automatic match, with a warning at every start) and refuse this launcher's own
     # keys: the schema is dropped, and the yaml alone defines the launcher.
-    import hydra_plugins.hydra_ray_launcher._config  # noqa: F401  (stores the schema; imported once)
-    from hydra.core.config_store import ConfigStore
+    from resnet_cifar.launch.hydra_compat import drop_ray_launcher_schema
 
-    ConfigStore.instance().repo["hydra"]["launcher"].pop("ray.yaml", None)
+    drop_ray_launcher_schema()
 
 else:
 

@@ -200,8 +200,8 @@ def _decode_split(split_dir: Path, classes: list[str]) -> tuple[torch.Tensor, to
 
 
 def _decode_file(path: Path) -> np.ndarray:
-    # PIL, not torchvision.io: its image decoders are deprecated since torchvision 0.29, and
-    # on the 60k CIFAR JPEGs they saved only about a second (PIL ~6 s on 2 cores).
+    # PIL, not torchvision.io: its image decoders are deprecated since torchvision 0.29, and the
+    # files are decoded once per data root (then read from <root>/<name>-uint8.pt), so speed hardly matters.
     try:
         with Image.open(path) as image:
             if image.size != (32, 32):

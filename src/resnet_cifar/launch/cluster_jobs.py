@@ -10,6 +10,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
 from resnet_cifar.cli import USAGE_ERROR_EXIT_CODE
+from resnet_cifar.launch.hydra_compat import failed_job_error
 
 log = logging.getLogger(__name__)
 GPU_ACCELERATORS = ("gpu", "cuda", "auto")
@@ -38,12 +39,25 @@ class JobFailed(RuntimeError):
     """A job of the sweep failed on the cluster."""
 
 
+def failed_result(overrides: list[str], error: BaseException) -> JobReturn:
+    """A failed job's result, as Hydra's ``run_job`` makes one: status FAILED, the error as its value."""
+    result = JobReturn(overrides=overrides, status=JobStatus.FAILED)
+    result.return_value = error
+    return result
+
+
 def failed_job_return(overrides: list[str], message: str) -> JobReturn:
     """A failed job's result, logged when it is known: Hydra's report at the sweep's end names
     only the first failed job."""
-    failed = JobReturn(overrides=overrides, status=JobStatus.FAILED, _return_value=JobFailed(message))
+    failed = failed_result(overrides, JobFailed(message))
     log.error(message)
     return failed
+
+
+def job_error(result: JobReturn) -> str:
+    """What a failed job's result says: ``ValueError: ...``."""
+    error = failed_job_error(result)
+    return f"{type(error).__name__}: {error}"
 
 
 def progress_line(cluster: str, pending: int, running: int, done: int, total: int) -> str:

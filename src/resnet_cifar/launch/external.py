@@ -58,8 +58,8 @@ def launched_run_name(default: str) -> str:
             # Raised from inside Hydra's resolution of hydra.run.dir, which would wrap an exception.
             exit_with_usage_error(
                 ConfigError(
-                    "torchrun starts processes that each name the run directory after their own start time, so they may "
-                    "write to different directories: give hydra.run.dir=... (the same on every node) or torchrun "
+                    "torchrun starts processes that each name the run directory after their own start time, so they "
+                    "may write to different directories: give hydra.run.dir=... (the same on every node) or torchrun "
                     "--rdzv-id=<id> (the run directory is then outputs/runs/torchrun-<id>)"
                 )
             )

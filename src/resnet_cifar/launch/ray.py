@@ -37,13 +37,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from hydra_plugins.hydra_ray_launcher.ray_launcher import RayLauncher as PluginRayLauncher
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from resnet_cifar.launch.cluster_jobs import JobFailed, failed_job_return, progress_line, refuse
+from resnet_cifar.launch.cluster_jobs import (
+    JobFailed,
+    failed_job_return,
+    failed_result,
+    job_error,
+    progress_line,
+    refuse,
+)
 from resnet_cifar.launch.preemption import STOP_SIGNALS
 from resnet_cifar.launch.ray_resources import describe_resources, refuse_unplaceable, resource_request
 
@@ -124,9 +132,9 @@ class RayLauncher(PluginRayLauncher):
             config.hydra.job.num = index
         if config.trainer.num_nodes != 1:
             refuse(
-                f"job #{index} asks for trainer.num_nodes={config.trainer.num_nodes}, but hydra/launcher=ray runs each job "
-                "on one node (a DDP job's processes all on it): use trainer.num_nodes=1 with trainer.devices up to a node's "
-                "GPUs, or hydra/launcher=slurm for jobs across nodes"
+                f"job #{index} asks for trainer.num_nodes={config.trainer.num_nodes}, but hydra/launcher=ray runs each "
+                "job on one node (a DDP job's processes all on it): use trainer.num_nodes=1 with trainer.devices up to "
+                "a node's GPUs, or hydra/launcher=slurm for jobs across nodes"
             )
         remote = OmegaConf.to_container(config.hydra.launcher.ray.remote, resolve=True)
         options = {key: value for key, value in remote.items() if value is not None}
@@ -169,7 +177,6 @@ def connect(init: DictConfig) -> None:
     """Connect to the cluster at ``init.address`` (``auto``, ``host:port``, ``ray://host:10001``),
     or start one on this machine when it is null; one ``error:`` line if that fails."""
     import ray
-    from hydra_plugins.hydra_ray_launcher._launcher_util import start_ray
 
     fix = (
         "Start one with `ray start --head` or give its address: hydra.launcher.ray.init.address=auto "
@@ -184,11 +191,14 @@ def connect(init: DictConfig) -> None:
         except (OSError, ValueError) as error:
             refuse(f"no Ray cluster answers at hydra.launcher.ray.init.address={address} ({error}). {fix}")
     try:
-        start_ray(init)
+        if not ray.is_initialized():  # this process may have connected for an earlier sweep
+            log.info("Initializing Ray with hydra.launcher.ray.init: %s", OmegaConf.to_container(init))
+            ray.init(**(OmegaConf.to_container(init, resolve=True) or {}))
     except (ConnectionError, ValueError, TypeError, RuntimeError) as error:
         said = " ".join(str(error).split())
         refuse(
-            f"cannot start or reach the Ray cluster (hydra.launcher.ray.init: {OmegaConf.to_container(init)}): {said}. {fix}"
+            f"cannot start or reach the Ray cluster (hydra.launcher.ray.init: {OmegaConf.to_container(init)}): "
+            f"{said}. {fix}"
         )
     nodes = [describe_resources(node["Resources"]) for node in ray.nodes() if node["Alive"]]
     log.info("Ray cluster of %d nodes: %s", len(nodes), "; ".join(nodes))
@@ -208,7 +218,8 @@ def progress(waiting: list[Any], jobs: list[RayJob], done: int, total: int) -> s
             timeout=30,
         )
     except Exception as error:  # the state API lives in the dashboard, which a cluster may not run
-        return f"{progress_line('Ray', len(waiting), 0, done, total)} (pending and running not told apart: Ray's state API: {error})"
+        line = progress_line("Ray", len(waiting), 0, done, total)
+        return f"{line} (pending and running not told apart: Ray's state API: {error})"
     latest: dict[str, Any] = {}
     for task in tasks:
         if task.task_id not in latest or task.attempt_number > latest[task.task_id].attempt_number:
@@ -247,7 +258,7 @@ def job_result(ref: Any, job: RayJob) -> JobReturn:
     else:
         if result.status != JobStatus.FAILED:
             return result
-        said = f"{type(result._return_value).__name__}: {result._return_value}"
+        said = job_error(result)
     return failed_job_return(job.overrides, f"Ray job {job.name} failed: {said}")
 
 
@@ -259,11 +270,10 @@ def run_job_in_task(
     threads: int | None,
 ) -> JobReturn:
     """One job of the sweep, in a Ray worker: in the sweep's working directory, with the threads
-    its CPUs allow, through the plugin's job runner; a job stopped by SIGTERM raises
+    its CPUs allow, as Hydra's launchers run a job; a job stopped by SIGTERM raises
     :class:`JobPreempted` for Ray to retry. The worker's directory and threads are restored after."""
     import ray
     import torch
-    from hydra_plugins.hydra_ray_launcher._launcher_util import _run_job
 
     from resnet_cifar.resolvers import register_resolvers
 
@@ -282,7 +292,16 @@ def run_job_in_task(
         os.environ["OMP_NUM_THREADS"] = str(threads)
         torch.set_num_threads(threads)
     try:
-        return _run_job(hydra_context, sweep_config, task_function, singleton_state)
+        setup_globals()
+        Singleton.set_state(singleton_state)
+        HydraConfig.instance().set_config(sweep_config)
+        return run_job(
+            hydra_context=hydra_context,
+            task_function=task_function,
+            config=sweep_config,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
     except SystemExit as stopped:
         if stopped.code in PREEMPTED_EXIT_CODES:
             raise JobPreempted(
@@ -292,9 +311,7 @@ def run_job_in_task(
         failed = JobFailed(
             f"the job exited with status {stopped.code} (its error: line is in the sweep's output above)"
         )
-        return JobReturn(
-            overrides=list(sweep_config.hydra.overrides.task), status=JobStatus.FAILED, _return_value=failed
-        )
+        return failed_result(list(sweep_config.hydra.overrides.task), failed)
     finally:
         os.chdir(before[0])
         if before[1] is None:

@@ -13,7 +13,10 @@ if TYPE_CHECKING:
 # Ray's resource names -> the key that asks for them.
 REQUEST_KEYS = {
     "CPU": "hydra.launcher.ray.remote.num_cpus",
-    "GPU": "hydra.launcher.ray.remote.num_gpus (it follows trainer.accelerator and trainer.devices: trainer.accelerator=cpu asks for none)",
+    "GPU": (
+        "hydra.launcher.ray.remote.num_gpus "
+        "(it follows trainer.accelerator and trainer.devices: trainer.accelerator=cpu asks for none)"
+    ),
     "memory": "hydra.launcher.ray.remote.memory",
 }
 
@@ -51,9 +54,10 @@ def refuse_unplaceable(jobs: list[RayJob], nodes: list[dict[str, Any]]) -> None:
         change = ", ".join(REQUEST_KEYS.get(key, "hydra.launcher.ray.remote.resources") for key in short)
         shown = {"CPU", "GPU", *request}
         refuse(
-            f"job {job.name} asks Ray for {describe_resources(request)} on one node, but the cluster's largest node has "
-            f"{describe_resources({key: largest.get(key, 0) for key in shown})} ({len(alive)} nodes alive). "
-            f"Change {change}, or add a node that has them (a cluster that adds nodes on demand: hydra.launcher.autoscaling=true)"
+            f"job {job.name} asks Ray for {describe_resources(request)} on one node, but the cluster's largest node "
+            f"has {describe_resources({key: largest.get(key, 0) for key in shown})} ({len(alive)} nodes alive). "
+            f"Change {change}, or add a node that has them "
+            "(a cluster that adds nodes on demand: hydra.launcher.autoscaling=true)"
         )
 
 

@@ -32,7 +32,7 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as SubmititSlurmLauncher
 from omegaconf import OmegaConf
 
-from resnet_cifar.launch.cluster_jobs import failed_job_return, progress_line, refuse
+from resnet_cifar.launch.cluster_jobs import failed_job_return, job_error, progress_line, refuse
 
 log = logging.getLogger(__name__)
 # SLURM job states after which a job runs no more (squeue --states=all).
@@ -47,7 +47,10 @@ ENDED = {
     "DEADLINE",
     "PREEMPTED",
 }
-GPU_KEYS = "hydra.launcher.gpus_per_node (it follows trainer.accelerator and trainer.devices: trainer.accelerator=cpu asks for none)"
+GPU_KEYS = (
+    "hydra.launcher.gpus_per_node "
+    "(it follows trainer.accelerator and trainer.devices: trainer.accelerator=cpu asks for none)"
+)
 REQUEST_KEYS = f"hydra.launcher.cpus_per_task, hydra.launcher.mem_gb, {GPU_KEYS}, or the nodes (trainer.num_nodes)"
 # Parts of sbatch's refusals -> the config key to change.
 REFUSALS = {
@@ -226,10 +229,16 @@ def queue_states(job_ids: list[str]) -> dict[str, tuple[str, str]]:
 def job_return(job: Any, overrides: list[str]) -> JobReturn:
     """The JobReturn a finished job sent back (a failed training run is one with status FAILED),
     under DDP its task 0's (global rank 0); a failure says what srun saw of the other tasks."""
-    outcome, result = job.task(0)._get_outcome_and_result()
-    if outcome == "success" and result.status != JobStatus.FAILED:
-        return result
-    error = result if outcome != "success" else f"{type(result._return_value).__name__}: {result._return_value}"
+    from submitit.core.utils import FailedJobError, UncompletedJobError
+
+    try:
+        result = job.task(0).result()
+    except (FailedJobError, UncompletedJobError) as failed:  # its function raised (submitit's trace), or no result
+        error = str(failed)
+    else:
+        if result.status != JobStatus.FAILED:
+            return result
+        error = job_error(result)
     return failed_job_return(overrides, f"SLURM job {job.job_id} failed: {error}{srun_report(job)}")
 
 

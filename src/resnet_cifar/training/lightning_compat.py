@@ -25,13 +25,19 @@ tests/training/test_lightning_compat.py, which fails when one of them changes.
    gradients that do not exist (the module refuses callbacks that implement those hooks). The
    fit loop's ``_skip_backward`` flag, which Lightning's own StochasticWeightAveraging sets for its
    extra epoch, leaves both out (:func:`skip_backward`).
-
-The progress bar extends Lightning's RichProgressBar and uses its protected members, as a
-subclass does (tests/training/test_progress.py covers it).
+5. Two protected methods of RichProgressBar, which the project's progress bar
+   (:class:`resnet_cifar.training.progress.StepProgressBar`) extends: ``_init_progress``, which
+   starts Rich's live display with the bar's columns and Lightning's metrics column (every hook of
+   RichProgressBar that shows a bar calls it first), and ``_update_metrics``, which shows
+   ``get_metrics`` in that column. The step bar has its own ``on_train_start`` (one bar over the
+   whole run, in steps) and ``on_train_batch_end`` (redrawn at a bounded rate, not every step), so
+   it calls them itself (:func:`start_rich_progress`, :func:`show_rich_metrics`); no public method
+   does either.
 """
 
 import lightning as L
 from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
 
@@ -62,3 +68,13 @@ def skip_backward(trainer: L.Trainer, skip: bool) -> None:
     pass, with their hooks, or do them again (item 4 above): the training step and the optimizer
     step remain."""
     trainer.fit_loop._skip_backward = skip
+
+
+def start_rich_progress(bar: RichProgressBar, trainer: L.Trainer) -> None:
+    """Start ``bar``'s Rich display where it is enabled and not running yet (item 5 above)."""
+    bar._init_progress(trainer)
+
+
+def show_rich_metrics(bar: RichProgressBar, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    """Show ``bar.get_metrics(...)`` in the display's metrics column (item 5 above)."""
+    bar._update_metrics(trainer, pl_module)

@@ -43,7 +43,8 @@ def store_lock(tracking_uri: str) -> FileLock | None:
 
 
 def experiment_id(client: MlflowClient, name: str) -> str:
-    """The id of the experiment ``name``, created if there is none (also when another job creates it at the same time)."""
+    """The id of the experiment ``name``, created if there is none (also when another job creates
+    it at the same time)."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id

@@ -136,8 +136,8 @@ class ImageClassifier(L.LightningModule):
         train/err is Lightning's epoch mean of the batch errors weighted by batch size; at the
         epoch's end it reduces the weighted sum and the batch sizes over the processes, which
         gives the error over all the epoch's training images. A torchmetrics metric gives the
-        same number at about 0.4 ms more host time per step (``bench/throughput.py
-        --host-overhead``, 2.51 against 2.10 ms over the bare loop on a 2-core CPU).
+        same number at more host time per step (``bench/throughput.py --host-overhead`` measures
+        it; method and figures: docs/benchmarks.md#host-time-per-step).
         """
         error = (logits.argmax(1) != labels).sum() * (100 / len(labels))
         self.log("train/loss", loss, batch_size=len(labels))

@@ -27,6 +27,7 @@ from rich.text import Text
 
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.training.callbacks import batch_images
+from resnet_cifar.training.lightning_compat import show_rich_metrics, start_rich_progress
 
 log = logging.getLogger(__name__)
 VALIDATION_SHOWN = {"val/err": ".2f", "val/loss": ".4f"}  # and their formats
@@ -90,6 +91,7 @@ class StepProgressBar(RichProgressBar):
                 "(how often a plain progress line is written where stdout is not a terminal)"
             )
         super().__init__(refresh_rate=refresh_rate, console_kwargs=console_kwargs)  # type: ignore[arg-type]
+        self.console_kwargs = dict(console_kwargs or {})
         self.line_every_n_steps = line_every_n_steps
         self.line_every_s = line_every_s
         self.plain_lines = False  # decided in setup: stdout is not a terminal
@@ -101,7 +103,7 @@ class StepProgressBar(RichProgressBar):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)  # disables the bar on every process but rank zero
-        reconfigure(**self._console_kwargs)
+        reconfigure(**self.console_kwargs)
         console = get_console()
         self.plain_lines = not (console.is_terminal or console.is_jupyter)
 
@@ -112,7 +114,7 @@ class StepProgressBar(RichProgressBar):
 
     @property
     def writes_lines(self) -> bool:
-        return self._enabled and self.plain_lines
+        return super().is_enabled and self.plain_lines
 
     # --- the live bar ------------------------------------------------------------------------------
 
@@ -133,7 +135,7 @@ class StepProgressBar(RichProgressBar):
         self._next_update = 0.0
         if self.is_disabled:
             return
-        self._init_progress(trainer)
+        start_rich_progress(self, trainer)
         assert self.progress is not None
         total = trainer.max_steps if trainer.max_steps > 0 else float("inf")
         self.train_progress_bar_id = self.progress.add_task(
@@ -166,7 +168,7 @@ class StepProgressBar(RichProgressBar):
             self._shown.update(loss=number(loss_value(outputs), ".4f"), lr=number(learning_rate(trainer), ".4g"))
             assert self.progress is not None and self.train_progress_bar_id is not None
             self.progress.update(self.train_progress_bar_id, completed=trainer.global_step)
-            self._update_metrics(trainer, pl_module)
+            show_rich_metrics(self, trainer, pl_module)
             self.refresh()
             self._next_update = now + 1 / self.refresh_rate
 

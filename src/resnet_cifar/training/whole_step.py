@@ -19,6 +19,7 @@ from torch.func import functional_call, grad_and_value
 from torch.optim.sgd import SGD, sgd
 
 from resnet_cifar.errors import ConfigError
+from resnet_cifar.training.torch_compat import mark_static_address
 
 InputTransform = Callable[..., torch.Tensor]  # (uint8 images, *augmentation parameters) -> input
 # SGD's settings besides the learning rate, read from its parameter group.
@@ -99,7 +100,7 @@ class WholeTrainingStep:
                 if tensor is not None:
                     # Same memory at every call: CUDA graphs then update these tensors in place
                     # instead of copying them in and out of the graph's own memory.
-                    torch._dynamo.mark_static_address(tensor)
+                    mark_static_address(tensor)
 
     def state_tensors(self) -> list[torch.Tensor]:
         """Every tensor a step changes: weights, BN buffers, momentum buffers."""

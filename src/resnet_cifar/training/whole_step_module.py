@@ -11,10 +11,10 @@ line each.
 
 Its logging gives the same curves and metrics as ImageClassifier's at less host time per step:
 the step computes the batch error inside its graph; ``train/loss`` is logged only on the steps
-whose values Lightning writes (every ``trainer.log_every_n_steps``, an epoch's last and the
-final step, which metrics.json reads), and ``train/err`` once an epoch, from a running sum kept
-on the device. ImageClassifier's two ``self.log`` calls per step cost about 0.6 ms of host time
-on a 2-core CPU (``bench/throughput.py --host-overhead --compile step``, docs/benchmarks.md).
+whose values Lightning writes (every ``trainer.log_every_n_steps``, none for 0), an epoch's last
+and the final step (which metrics.json reads), and ``train/err`` once an epoch, from a running
+sum kept on the device. What ImageClassifier's two ``self.log`` calls per step cost in host time
+is measured by ``bench/throughput.py --host-overhead --compile`` (docs/benchmarks.md#host-time-per-step).
 """
 
 from collections.abc import Callable
@@ -94,7 +94,8 @@ class WholeStepClassifier(ImageClassifier):
         datamodule = self.trainer.datamodule
         if not hasattr(datamodule, "training_inputs"):
             raise ConfigError(
-                f"module=whole_step augments inside the step and needs the project's CIFAR data module; {USE_CLASSIFIER}"
+                "module=whole_step augments inside the step and needs the project's CIFAR data module; "
+                f"{USE_CLASSIFIER}"
             )
         datamodule.defer_train_augmentation = True  # the batches arrive raw: see RawTrainBatch
 
@@ -123,10 +124,12 @@ class WholeStepClassifier(ImageClassifier):
         return {"loss": result.loss, "err": result.error}
 
     def _written_this_step(self) -> bool:
-        """Whether Lightning writes this step's logged values: every ``log_every_n_steps`` steps,
-        at an epoch's last batch and at the last step."""
+        """Whether this step's loss is logged: on the steps whose logged values Lightning writes
+        (every ``log_every_n_steps`` steps; never for 0, as in Lightning), and at an epoch's last
+        batch and the last step, which leave the final values (metrics.json's) as ImageClassifier's."""
         trainer, step = self.trainer, self.trainer.global_step + 1
-        return step % trainer.log_every_n_steps == 0 or step == trainer.max_steps or trainer.is_last_batch
+        every_n = trainer.log_every_n_steps
+        return (every_n > 0 and step % every_n == 0) or step == trainer.max_steps or trainer.is_last_batch
 
     def on_train_epoch_start(self) -> None:
         self.epoch_error_sum = torch.zeros((), device=self.device)
