@@ -92,11 +92,12 @@ def test_git_ignores_the_site_file() -> None:
     assert ignored.returncode == 0
 
 
-def test_a_sweeps_ddp_processes_and_evaluate_read_the_sites_data_root(
+def test_a_sweep_and_evaluate_read_the_sites_data_root(
     run_cli: RunCli, image_folder_root: Path, tmp_path: Path
 ) -> None:
-    """No data.root on any command line: a sweep's job of two DDP processes finds its data through
-    the site file; its checkpoint, taken to a site whose data lies elsewhere, is evaluated there."""
+    """No data.root on any command line: a sweep's job finds its data through the site file (its DDP
+    processes compose from the same folders: tests/launch/test_ddp_sweeps.py); its checkpoint, taken
+    to a site whose data lies elsewhere, is evaluated there."""
     here, elsewhere = tmp_path / "data_here", tmp_path / "data_elsewhere"
     shutil.copytree(image_folder_root, here)
     sweep_dir = tmp_path / "sweep"
@@ -110,8 +111,6 @@ def test_a_sweeps_ddp_processes_and_evaluate_read_the_sites_data_root(
         "scheduler.milestones=[1]",
         "~callbacks.progress_bar",
         "~callbacks.input_preview",
-        "trainer=ddp",
-        "trainer.accelerator=cpu",
         f"hydra.sweep.dir={sweep_dir}",
         cwd=tmp_path / "cwd",
     )

@@ -171,3 +171,18 @@ def test_a_job_leaves_environment_and_threads_as_it_found_them(monkeypatch) -> N
     except RuntimeError:
         pass
     assert dict(os.environ) == before and torch.get_num_threads() == threads
+
+
+def test_ddp_processes_compose_from_the_added_config_dirs(tmp_path: Path) -> None:
+    """A folder that the command line added (--config-dir, hydra.searchpath: a site's
+    conf/local/default.yaml) is added to each DDP process's command too, in the job's directory."""
+    from conftest import compose_train
+    from resnet_cifar.launch.ddp import child_command
+
+    site = tmp_path / "site"
+    compose_train([f"hydra.searchpath=[file://{site}]", "model.depth=8"], tmp_path / "run")
+    command, _ = child_command(1)
+    assert command[:3] == [sys.executable, "-m", "resnet_cifar.train"] and "model.depth=8" in command
+    assert f"hydra.searchpath=['file://{site}']" in command
+    assert f'hydra.run.dir="{tmp_path / "run"}"' in command
+    assert any(part.startswith("hydra.job.name=") and part.endswith("_rank1") for part in command)  # its own log
