@@ -29,6 +29,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn
 from hydra.plugins.sweeper import Sweeper
@@ -37,7 +38,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from resnet_cifar.cli import USAGE_ERROR_EXIT_CODE, exit_with_usage_error
 from resnet_cifar.errors import ConfigError, UsageError
-from resnet_cifar.search import SearchNotInstalled, chosen_on_test_set, require_optuna
+from resnet_cifar.search import SearchNotInstalled, require_optuna
 from resnet_cifar.search.space import SearchSpace, override_value, search_space, trial_overrides
 from resnet_cifar.search.study import (
     FIXED_ATTR,
@@ -151,13 +152,13 @@ class OptunaSweeper(Sweeper):
         self._conclude(study, sweep_dir)
 
     def _check_settings(self) -> None:
+        from resnet_cifar.train import check_optimized_metric
+
         assert self.config is not None
-        metric = self.config.get("optimized_metric")
-        if chosen_on_test_set(metric):
-            raise ConfigError(
-                f"optimized_metric={metric} would choose the hyper-parameters on the test set; a search optimises "
-                "a validation or training number of metrics.json (optimized_metric=val_err, the default, or val_loss)"
-            )
+        # What every trial's run would refuse (a test-set metric, a validation metric without a
+        # validation split), refused once before the study is opened.
+        HydraConfig.instance().set_config(self.config)  # what the check reads; each job sets its own
+        check_optimized_metric(self.config)
         if self.direction not in DIRECTIONS:
             raise ConfigError(f"hydra.sweeper.direction={self.direction}: choose minimize or maximize")
         if self.n_trials < 1 or self.n_jobs < 1:
