@@ -86,7 +86,8 @@ def evaluate(
 register_resolvers()
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
+# The configs by absolute path: the installed command (resnet-cifar-evaluate) finds them as python -m does.
+@hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parent / "conf"), config_name="evaluate")
 @exit_on_usage_error
 def main(cfg: DictConfig) -> None:
     silence_known_noise()

@@ -250,7 +250,8 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
 register_resolvers()
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+# The configs by absolute path: the installed command (resnet-cifar-train) finds them as python -m does.
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 @exit_on_usage_error
 def main(cfg: DictConfig) -> float | None:
     """Train; return ``optimized_metric`` (the validation error by default) for Hydra's sweepers.
