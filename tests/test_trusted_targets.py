@@ -126,3 +126,9 @@ def test_a_run_folders_config_is_read_without_its_resolvers(tmp_path: Path, monk
     for key in ("dataset", "root", "padding", "val_size"):
         assert OmegaConf.is_missing(cfg.data, key), key
     assert "hunter2" not in str(OmegaConf.to_container(cfg, resolve=False)) and not calls
+
+
+def test_keys_from_the_file_are_checked_and_shown_escaped() -> None:
+    with pytest.raises(UntrustedConfig) as refused:
+        check_file_config({"a\x1b[31m": {"_target_": "os.system"}}, "checkpoint x", TrustedTargets.default())
+    assert "names 'a\\x1b[31m._target_'='os.system'" in str(refused.value) and "\x1b" not in str(refused.value)

@@ -205,9 +205,10 @@ def check_file_config(config: Any, source: str, trusted: TrustedTargets, key: st
     """Refuse, before anything is built from it, a config read from a file (``source``: "checkpoint
     PATH") that names a target ``trusted`` does not allow, or that holds an interpolation."""
     for where, value in walk(config, key):
+        named = where if where.isprintable() else shown(where)  # keys come from the file too
         if has_interpolation(value):
             raise UntrustedConfig(
-                f"{source} holds an interpolation at {where}: {shown(value)}; configs are saved resolved, so it was "
+                f"{source} holds an interpolation at {named}: {shown(value)}; configs are saved resolved, so it was "
                 "put there by hand, and it is not resolved (it could read the environment or run a resolver); "
                 "nothing was built. Use a checkpoint written by resnet-cifar's train"
             )
@@ -216,7 +217,7 @@ def check_file_config(config: Any, source: str, trusted: TrustedTargets, key: st
         refusal = trusted.refusal(value)
         if refusal is not None:
             raise UntrustedConfig(
-                f"{source} names {where}={shown(value)}, {refusal}; nothing was built. {how_to_allow(value)}"
+                f"{source} names {named}={shown(value)}, {refusal}; nothing was built. {how_to_allow(value)}"
             )
 
 
