@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -109,7 +110,8 @@ def test_an_interpolation_in_a_checkpoint_is_refused_unresolved(trained: Path, t
 def test_the_projects_own_checkpoint_is_evaluated(trained: Path) -> None:
     results = evaluate(str(trained), [])
     assert results["step"] == 2 and 0 <= results["test_err"] <= 100
-    assert trained.with_suffix(".eval.json").is_file()
+    assert json.loads(trained.with_suffix(".eval.json").read_text()) == results
+    assert results["environment"]["device_type"] == "cpu" and results["environment"]["torch"] == torch.__version__
 
 
 def test_a_users_network_is_evaluated_once_they_allow_it(trained: Path, tmp_path: Path, my_lab: Path) -> None:

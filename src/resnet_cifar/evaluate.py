@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from resnet_cifar.cli import exit_on_usage_error
 from resnet_cifar.files import write_json_atomically
+from resnet_cifar.provenance import run_environment
 from resnet_cifar.resolvers import register_resolvers
 from resnet_cifar.training.build import build_datamodule, build_module, build_trainer, metric
 from resnet_cifar.training.checkpoints import (
@@ -76,6 +77,7 @@ def evaluate(
         "step": checkpoint.get("global_step"),
         "test_err": metric(results, "test/err"),
         "test_loss": metric(results, "test/loss"),
+        "environment": run_environment(trainer),  # what this evaluation ran on, as metrics.json's
     }
     output = Path(ckpt_path).with_suffix(".eval.json")
     write_json_atomically(output, evaluation)
