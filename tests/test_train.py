@@ -9,7 +9,10 @@ few steps, a few hundred images) and shared between tests through module-scoped 
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -28,12 +31,14 @@ from conftest import (
     TINY_SYNTHETIC_RUN,
     assert_ok,
     captured_log,
+    command_environment,
     describe,
     logged_input_grids,
     read_json,
     run_command,
     run_training,
 )
+from resnet_cifar.errors import TrainingDiverged
 from resnet_cifar.provenance import SHORT_FORM_KEYS
 from resnet_cifar.training.hparams import RECIPE_KEYS
 
@@ -287,7 +292,56 @@ def test_rerunning_a_finished_run_keeps_its_results(resumed: Resumed) -> None:
     assert (resumed.rerun.dir / "metrics.json").read_text() == resumed.metrics_before_rerun
 
 
+def test_a_diverging_run_stops_and_keeps_its_last_good_checkpoint(tmp_path: Path) -> None:
+    run_dir = tmp_path / "diverged"
+    # A checkpoint every step, so that one exists before the loss explodes a few steps in.
+    overrides = ("trainer.max_steps=40", "optimizer.lr=1e8", "callbacks.model_checkpoint.every_n_train_steps=1")
+    with pytest.raises(TrainingDiverged) as diverged:
+        run_training(run_dir, *TINY_SYNTHETIC_RUN, *overrides)
+    message = str(diverged.value)
+    assert message.startswith("training diverged: the") and "became NaN or infinite" in message, message
+    assert "last good checkpoint is kept" in message
+    bad_step = int(message.split(" step ")[1].split(";")[0])
+    assert not (run_dir / "metrics.json").exists()
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] <= bad_step
+    assert all(torch.isfinite(t).all() for t in checkpoint["state_dict"].values() if t.is_floating_point())
+
+
 # --- the commands, as processes ---
+
+
+def test_sigkill_then_rerun_resumes_bit_identically(tmp_path: Path) -> None:
+    """The end-to-end proof of resuming: a run killed mid-epoch and rerun ends with the weights of
+    a run that went through (450 training images, 15 steps an epoch, a checkpoint every 5 steps)."""
+    run = (*TINY_SYNTHETIC_RUN, "data.synthetic_sizes=[500,100]", "callbacks.model_checkpoint.every_n_train_steps=5")
+    run = (*run, "trainer.max_steps=40", "seed=0")
+    uninterrupted, run_dir = tmp_path / "uninterrupted", tmp_path / "killed"
+    run_training(uninterrupted, *run)
+    command = [sys.executable, "-m", "resnet_cifar.train", *run, f"hydra.run.dir={run_dir}"]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=command_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    last = run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (run_dir / "metrics.json").exists()
+    killed_at = torch.load(last, weights_only=True)["global_step"]
+    assert 0 < killed_at < 40 and killed_at % 5 == 0
+    # Checkpoints every 5 steps, 15 steps an epoch: the kill fell mid-epoch unless at step 15 or 30.
+
+    resumed = assert_ok(run_command(command, tmp_path, timeout=600))
+    assert f"resuming from {last}" in resumed.output
+    metrics = read_json(run_dir / "metrics.json")
+    assert (metrics["steps"], metrics["resumed_from"]) == (40, killed_at)
+    ours, theirs = (torch.load(d / "checkpoints" / "last.ckpt", weights_only=True) for d in (run_dir, uninterrupted))
+    assert ours["state_dict"].keys() == theirs["state_dict"].keys()
+    for name, value in theirs["state_dict"].items():
+        assert torch.equal(ours["state_dict"][name], value), name
 
 
 def test_train_command_writes_its_run_and_nothing_else(tmp_path: Path) -> None:

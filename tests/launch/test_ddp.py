@@ -1,6 +1,7 @@
-"""DDP jobs inside sweeps: a job whose process fails fails alone (the sweep goes on, nothing is
-left running, the report lists it), and a job leaves the sweep's threads and environment as it
-found them. Faults come from probes.Fault (FAULTS=seed:rank:how,...)."""
+"""DDP jobs: two CPU processes train as one (the end-to-end proof of DDP); inside sweeps a job
+whose process fails fails alone (the sweep goes on, nothing is left running, the report lists
+it), and a job leaves the sweep's threads and environment as it found them. Faults come from
+probes.Fault (FAULTS=seed:rank:how,...)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 
-from conftest import REPO, TINY_SYNTHETIC_RUN, describe, processes_of, run_command
+from conftest import REPO, TINY_SYNTHETIC_RUN, assert_ok, describe, processes_of, read_json, run_command
 from resnet_cifar.launch.ddp import DDPProcessFailed
 from resnet_cifar.launch.study_names import exclude_shared_keys
 
@@ -30,6 +32,56 @@ DDP_SWEEP = (
     "+callbacks.fault._target_=probes.Fault",
     "+hydra.callbacks.process_state._target_=probes.RecordProcessState",
 )
+
+
+def test_ddp_keeps_the_global_batch_and_every_hook(tmp_path: Path) -> None:
+    """Two CPU processes: the same steps as one process, half of each global batch each, every
+    image once an epoch; a user's callback gets every per-batch hook of every step on each rank,
+    with the gradients all-reduced by on_before_optimizer_step; one run directory for both."""
+    runs, cwd, probes = tmp_path / "runs", tmp_path / "cwd", tmp_path / "probes"
+    cwd.mkdir(), probes.mkdir()
+    run_dir = runs / "ddp"
+    probe = (
+        "+callbacks.images._target_=probes.RecordTrainingImages",
+        f"+callbacks.images.output_dir={probes}",
+        "+callbacks.hooks._target_=probes.RecordBatchHooks",
+        f"+callbacks.hooks.output_dir={probes}",
+    )
+    command = [
+        *(sys.executable, "-m", "resnet_cifar.train", *TINY_SYNTHETIC_RUN, "data.synthetic_sizes=[500,100]"),
+        *("trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "trainer.max_steps=30", *probe),
+        f"hydra.run.dir={run_dir}",
+    ]
+    assert_ok(run_command(command, cwd, timeout=600))
+    records = [json.loads((probes / f"probe_rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert [r["world_size"] for r in records] == [2, 2] and [r["steps"] for r in records] == [30, 30]
+    assert read_json(run_dir / "metrics.json")["steps"] == 30
+    for epoch in ("0", "1"):
+        per_rank = [r["batches"][epoch] for r in records]
+        assert [len(batches) for batches in per_rank] == [15, 15]
+        # 450 images: 14 global batches of 32 and one of 2, each split in two halves.
+        for step, (rank0, rank1) in enumerate(zip(*per_rank)):
+            assert len(rank0) == len(rank1) == (16 if step < 14 else 1)
+            assert not set(rank0) & set(rank1)
+        seen = [index for batches in per_rank for batch in batches for index in batch]
+        assert sorted(seen) == list(range(450)), f"epoch {epoch}: every training image exactly once"
+
+    hooks = [read_json(probes / f"hooks_rank{rank}.json") for rank in (0, 1)]
+    step = [
+        "on_train_batch_start",
+        "on_before_backward",
+        "on_after_backward",
+        "on_before_optimizer_step",
+        "on_train_batch_end",
+    ]
+    for rank_hooks in hooks:
+        assert rank_hooks["calls"] == step * 30
+        assert len(rank_hooks["gradient_norms"]) == 30 and all(norm > 0 for norm in rank_hooks["gradient_norms"])
+    assert hooks[0]["gradient_norms"] == pytest.approx(hooks[1]["gradient_norms"], rel=1e-6)
+
+    assert list(runs.iterdir()) == [run_dir]
+    assert (run_dir / "train_rank1.log").is_file(), sorted(p.name for p in run_dir.iterdir())
+    assert list(cwd.iterdir()) == []
 
 
 def assert_process_state_restored(sweep_dir: Path) -> None:

@@ -1,6 +1,7 @@
 """Checkpoints of an earlier layout are refused with one message, not resumed wrongly; checkpoints
 naming code the user did not choose are not resumed at all."""
 
+import errno
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from conftest import TINY_SYNTHETIC_RUN, run_training
 from crafted_checkpoints import files_of, payload, victims
 from resnet_cifar.errors import CheckpointError, UntrustedConfig
 from resnet_cifar.train import compose_config
-from resnet_cifar.training.checkpoints import check_same_model, read_checkpoint
+from resnet_cifar.training.checkpoints import AtomicCheckpointIO, check_same_model, read_checkpoint
 from resnet_cifar.trusted_targets import ENVIRONMENT_VARIABLE
 
 MODEL = {"depth": 20, "shortcut": "A", "residual": True, "num_classes": 10}
@@ -50,3 +51,20 @@ def test_resuming_a_checkpoint_naming_other_code_is_refused(
     with pytest.raises(UntrustedConfig, match=r"names callbacks\.model_checkpoint\._target_='builtins\.open'"):
         run_training(run_dir, *RUN, *overrides)
     assert files_of(folder) == before and files_of(run_dir) == run_before  # no .hydra/, no file created
+
+
+def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"step": 1, "weights": torch.ones(3)}, path)
+
+    def disk_full(obj, file):
+        Path(file).write_bytes(b"half a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device", str(file))
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError):
+        io.save_checkpoint({"step": 2, "weights": torch.zeros(3)}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
