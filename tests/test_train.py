@@ -292,7 +292,7 @@ def test_rerunning_a_finished_run_keeps_its_results(resumed: Resumed) -> None:
     assert (resumed.rerun.dir / "metrics.json").read_text() == resumed.metrics_before_rerun
 
 
-def test_a_diverging_run_stops_and_keeps_its_last_good_checkpoint(tmp_path: Path) -> None:
+def test_diverging_run_stops_and_keeps_its_last_good_checkpoint(tmp_path: Path) -> None:
     run_dir = tmp_path / "diverged"
     # A checkpoint every step, so that one exists before the loss explodes a few steps in.
     overrides = ("trainer.max_steps=40", "optimizer.lr=1e8", "callbacks.model_checkpoint.every_n_train_steps=1")

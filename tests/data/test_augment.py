@@ -24,7 +24,7 @@ def test_batched_crop_flip_equals_torchvision_per_image():
         assert torch.equal(out[i], expected), i
 
 
-def test_identity_parameters_leave_images_unchanged_and_padding_is_zero():
+def test_identity_leaves_images_unchanged_and_pads_zeros():
     images = torch.randint(1, 256, (2, 3, 32, 32), dtype=torch.uint8)
     centre = CropFlip(torch.tensor([4, 0]), torch.tensor([4, 0]), torch.tensor([False, False]))
     out = apply_crop_flip(images, centre, padding=4)
@@ -40,7 +40,7 @@ def chi_square_uniform(values: torch.Tensor, num_bins: int) -> float:
     return float(((counts - expected) ** 2 / expected).sum())
 
 
-def test_offsets_and_flips_follow_the_classic_transforms_distribution():
+def test_offsets_and_flips_follow_the_classic_distribution():
     """RandomCrop(32, padding=4) draws each offset uniformly from 0..8; the flip is a fair coin."""
     count = 90_000
     params = draw_crop_flip(count, padding=4, generator=torch.Generator().manual_seed(1))

@@ -21,7 +21,7 @@ def test_paper_split_is_45k_5k_disjoint_and_fixed_by_its_seed():
     assert not torch.equal(val, other_val)
 
 
-def test_val_size_zero_trains_on_everything_and_too_large_is_refused():
+def test_val_size_0_trains_on_all_and_too_large_is_refused():
     train, val = split_train_val(50_000, 0, split_seed=0)
     assert len(train) == 50_000 and len(val) == 0
     with pytest.raises(ConfigError, match="data.val_size=50000 must be between 0 and 49999"):
@@ -44,7 +44,7 @@ def test_each_image_appears_once_per_epoch_and_epochs_differ():
     assert not torch.equal(first[0].crop_flip.top, second[0].crop_flip.top)
 
 
-def test_same_seed_same_order_and_augmentation_other_seed_differs():
+def test_same_seed_same_order_and_augmentation():
     def first_batch(seed):
         return epoch_batches(EpochBatchSampler(1000, 128, shuffle=True, seed=seed, augment_padding=4), 3)[0]
 
@@ -54,7 +54,7 @@ def test_same_seed_same_order_and_augmentation_other_seed_differs():
 
 
 @pytest.mark.parametrize("world_size", [2, 3, 4])
-def test_processes_take_disjoint_slices_of_the_same_global_batches(world_size):
+def test_processes_take_disjoint_slices_of_global_batches(world_size):
     single = epoch_batches(EpochBatchSampler(1000, 128, shuffle=True, seed=5, augment_padding=4), 2)
     shards = [
         epoch_batches(
@@ -146,7 +146,7 @@ def test_unknown_dataset_and_wrong_class_count_are_refused(tmp_path):
         datamodule.setup("fit")
 
 
-def test_resumed_epoch_continues_after_the_batches_already_trained_on():
+def test_resumed_epoch_continues_after_trained_batches():
     sampler = EpochBatchSampler(1000, 128, shuffle=True, seed=0, augment_padding=4)
     full = epoch_batches(sampler, 4)
     sampler.set_epoch(4)

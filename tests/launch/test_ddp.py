@@ -113,7 +113,7 @@ def short_job_names(*overrides: str) -> str:
     return exclude_shared_keys(list(overrides))
 
 
-def test_basic_launcher_sweep_of_ddp_jobs_with_failing_ranks_goes_on_and_reports_them(tmp_path: Path) -> None:
+def test_basic_sweep_goes_on_past_failing_ddp_ranks(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "study"
     completed = run_command(
         ["bash", REPO / "multirun.sh", *DDP_SWEEP, f"hydra.sweep.dir={sweep_dir}"],
@@ -156,7 +156,7 @@ def test_basic_launcher_sweep_of_ddp_jobs_with_failing_ranks_goes_on_and_reports
     assert_process_state_restored(sweep_dir)
 
 
-def test_parallel_launcher_sweep_of_ddp_jobs_with_failing_ranks_goes_on(tmp_path: Path) -> None:
+def test_parallel_sweep_goes_on_past_failing_ddp_ranks(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     completed = run_command(
         [
@@ -190,7 +190,7 @@ def test_parallel_launcher_sweep_of_ddp_jobs_with_failing_ranks_goes_on(tmp_path
     assert_process_state_restored(sweep_dir)
 
 
-def test_a_failed_rank_gives_the_others_a_grace_period_and_is_named() -> None:
+def test_a_failed_rank_is_named_and_the_others_get_a_grace() -> None:
     import subprocess
     import time
 

@@ -15,7 +15,7 @@ from resnet_cifar.launch.cluster_jobs import failed_result, job_error
 from resnet_cifar.launch.hydra_compat import drop_ray_launcher_schema, failed_job_error
 
 
-def test_a_failed_jobs_error_is_read_without_raising_it_or_writing(capsys: pytest.CaptureFixture) -> None:
+def test_a_failed_jobs_error_is_read_without_raising(capsys: pytest.CaptureFixture) -> None:
     assert "_return_value" in {field.name for field in dataclasses.fields(JobReturn)}
     error = ValueError("optimizer.lr=-1: must be > 0")
     result = failed_result(["seed=1"], error)  # through the public return_value setter
@@ -29,7 +29,7 @@ def test_a_failed_jobs_error_is_read_without_raising_it_or_writing(capsys: pytes
     assert "Error executing job with overrides: ['seed=1']" in capsys.readouterr().err
 
 
-def test_the_ray_plugins_launcher_schema_is_dropped_from_the_config_store() -> None:
+def test_ray_plugins_schema_is_dropped_from_the_config_store() -> None:
     ray_plugin_config = pytest.importorskip("hydra_plugins.hydra_ray_launcher._config")
     from hydra.core.plugins import Plugins
 

@@ -96,7 +96,7 @@ def test_slurm_launcher_asks_for_gpus_only_for_gpu_jobs() -> None:
     assert launcher_config("hydra/launcher=slurm", "trainer=gpu").launcher.gpus_per_node == 1
 
 
-def test_a_finished_slurm_jobs_result_is_read_through_submitits_public_api(tmp_path: Path) -> None:
+def test_a_slurm_jobs_result_is_read_through_public_api(tmp_path: Path) -> None:
     import submitit
     from hydra.core.utils import JobReturn, JobStatus
     from submitit.core.utils import cloudpickle_dump
@@ -122,7 +122,7 @@ def test_a_finished_slurm_jobs_result_is_read_through_submitits_public_api(tmp_p
     assert "SLURM job 13 failed: " in job_error(raised) and "KeyError: 'x'" in job_error(raised)
 
 
-def test_the_slurm_launcher_is_a_hydra_plugin_with_submitits_parameters() -> None:
+def test_slurm_launcher_is_a_plugin_with_submitits_options() -> None:
     from hydra.core.plugins import Plugins
     from hydra.plugins.launcher import Launcher
     from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
@@ -157,7 +157,7 @@ def test_slurm_refusals_name_the_key_to_change() -> None:
     )
 
 
-def test_ray_launcher_asks_for_the_trainers_gpus_and_is_a_hydra_plugin_on_hydra_ray_launcher() -> None:
+def test_ray_launcher_asks_for_the_trainers_gpus() -> None:
     from hydra.core.plugins import Plugins
     from hydra.plugins.launcher import Launcher
 
@@ -209,7 +209,7 @@ def test_the_ray_launcher_without_ray_says_how_to_install_it(tmp_path: Path) -> 
     )
 
 
-def test_the_ray_launcher_refuses_jobs_across_nodes_and_an_address_where_no_cluster_answers(tmp_path: Path) -> None:
+def test_ray_launcher_refuses_multinode_jobs_and_dead_addresses(tmp_path: Path) -> None:
     for overrides, says, fix in (
         (
             ["trainer=ddp", "trainer.num_nodes=2"],

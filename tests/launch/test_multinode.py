@@ -18,7 +18,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_one_job_over_two_nodes_writes_one_directory_from_rank_0_and_keeps_the_global_batch(tmp_path: Path) -> None:
+def test_two_node_job_writes_one_directory_and_global_batch(tmp_path: Path) -> None:
     run_dir = tmp_path / "shared" / "run"
     command = [
         sys.executable,

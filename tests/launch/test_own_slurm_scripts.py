@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from conftest import REPO, TINY_SYNTHETIC_RUN, describe
-from launch.test_external_launchers import (
+from launch.test_external import (
     FALSE_ADVICE,
     PROBE,
     TINY_DDP,
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slurm
 SBATCH_SCRIPT = REPO / "scripts" / "slurm" / "train.sbatch"
 
 
-def test_srun_in_an_salloc_allocation_runs_one_ddp_job_of_two_tasks(slurm_cluster: None, tmp_path: Path) -> None:
+def test_srun_in_salloc_runs_one_ddp_job_of_two_tasks(slurm_cluster: None, tmp_path: Path) -> None:
     """salloc names its job "interactive", in which Lightning does not see SLURM: each task would
     start two processes of its own, two jobs of two writing into two directories."""
     command = [
@@ -93,9 +93,7 @@ def job_fields(job_id: str) -> dict[str, str]:
     return dict(re.findall(r"\b(JobState|Restarts)=(\S+)", shown))
 
 
-def test_an_own_sbatch_script_requeues_itself_on_usr1_and_term_and_resumes_but_not_when_cancelled(
-    release_requeued_jobs: None, tmp_path: Path
-) -> None:
+def test_own_sbatch_script_requeues_on_usr1_and_term_only(release_requeued_jobs: None, tmp_path: Path) -> None:
     """A 2-task DDP job signalled twice (``scancel --signal=USR1``, then ``--signal=TERM`` in its
     second attempt) ends in its third attempt with every step; a job ended with ``scancel`` saves
     its step and stays ended."""

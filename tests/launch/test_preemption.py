@@ -91,7 +91,7 @@ def scontrol_requeue_ending(returncode: int):
     return handler
 
 
-def test_a_requeue_ended_by_its_own_sigterm_counts_as_done_and_other_failures_stand() -> None:
+def test_a_requeue_ended_by_its_own_sigterm_counts_as_done() -> None:
     requeue(scontrol_requeue_ending(-signal.SIGTERM))  # SLURM terminated the job, scontrol with it
     with pytest.raises(subprocess.CalledProcessError):
         requeue(scontrol_requeue_ending(1))  # e.g. "Requested operation is presently disabled"

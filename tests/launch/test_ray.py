@@ -72,9 +72,7 @@ def metrics(job: Path) -> dict:
     return json.loads((job / "metrics.json").read_text())
 
 
-def test_study_writes_its_report_and_a_job_stopped_by_sigterm_resumes_where_it_saved(
-    ray_cluster: str, tmp_path: Path
-) -> None:
+def test_study_reports_and_a_sigtermed_job_resumes(ray_cluster: str, tmp_path: Path) -> None:
     """ResNet-8/14 x 2 seeds, 2 CPUs a job: two jobs at a time on the two nodes, the others wait
     (and the progress lines say so). The first job to reach step 2 gets SIGTERM: it saves at the
     step it notices it, Ray runs it again, and it resumes from that step."""

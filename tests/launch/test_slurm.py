@@ -43,9 +43,7 @@ def test_cpu_sweep_asks_for_no_gpus_and_runs(slurm_cluster: None, tmp_path: Path
     assert (sweep_dir / ".submitit").is_dir()
 
 
-def test_a_refused_submission_is_one_error_line_naming_slurms_message_and_the_key(
-    slurm_cluster: None, tmp_path: Path
-) -> None:
+def test_a_refused_submission_is_one_error_line(slurm_cluster: None, tmp_path: Path) -> None:
     # A GPU job asks for a GPU, which this cluster does not have.
     completed = train_sweep(
         *SITE, *TINY, "trainer.accelerator=gpu", "seed=0", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path
@@ -58,9 +56,7 @@ def test_a_refused_submission_is_one_error_line_naming_slurms_message_and_the_ke
     assert [line for line in completed.stderr.splitlines() if line.startswith("error:")] == [last]
 
 
-def test_waiting_jobs_are_reported_with_slurms_reason_and_the_key_to_change(
-    slurm_cluster: None, tmp_path: Path
-) -> None:
+def test_waiting_jobs_are_reported_with_slurms_reason(slurm_cluster: None, tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     command = [
         sys.executable,
@@ -105,7 +101,7 @@ DDP = (
 )
 
 
-def test_ddp_jobs_with_a_failing_rank_fail_alone_and_the_report_lists_them(slurm_cluster: None, tmp_path: Path) -> None:
+def test_ddp_jobs_with_a_failing_rank_fail_alone(slurm_cluster: None, tmp_path: Path) -> None:
     sweep_dir = tmp_path / "study"
     study = [a for a in TINY if not a.startswith("model.depth=")]
     completed = run_command(
@@ -142,9 +138,7 @@ def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
 
 
-def test_preemption_signals_and_time_limits_requeue_and_lose_nothing(
-    release_requeued_jobs: None, tmp_path: Path
-) -> None:
+def test_preemption_and_time_limits_requeue_losing_nothing(release_requeued_jobs: None, tmp_path: Path) -> None:
     """A single-process and a 2-process DDP job, each interrupted three times (USR2, SIGTERM, its
     time limit): both end with the steps and the weights of the same runs never interrupted."""
     steps = ("trainer.max_steps=8", "scheduler.milestones=[4,6]", "callbacks.preemption.check_every_n_steps=1")

@@ -83,7 +83,7 @@ def snapshot(job: Path) -> dict[str, tuple[str, int]]:
     }
 
 
-def test_killed_sweep_relaunched_keeps_finished_jobs_and_resumes_the_others(tmp_path: Path) -> None:
+def test_relaunched_sweep_keeps_finished_jobs_resumes_others(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "study"
     # The probe kills the sweep's process at step 8 of the seed-1 job, once (see probes.KillOnce).
     killer = "+callbacks.killer._target_=probes.KillOnce"

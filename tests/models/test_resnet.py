@@ -35,7 +35,7 @@ def test_parameter_counts_match_table_6(depth):
 
 
 @pytest.mark.parametrize("depth", [20, 56])
-def test_plain_net_has_the_same_parameters_and_option_b_adds_two_projections(depth):
+def test_plain_net_has_same_parameters_option_b_adds_two(depth):
     resnet_a = count_parameters(cifar_resnet(depth))
     assert count_parameters(cifar_resnet(depth, residual=False)) == resnet_a
     # Two 1x1 projections (16->32, 32->64) with batch norm, where the shape changes.

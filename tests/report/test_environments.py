@@ -115,7 +115,7 @@ def test_a_run_folder_is_read_without_running_its_resolvers(tmp_path: Path, monk
     assert "hunter2" not in text and "data.dataset not recorded" in text
 
 
-def test_fig_7_refuses_a_checkpoint_naming_other_code_and_writes_nothing(tmp_path: Path, monkeypatch) -> None:
+def test_fig_7_refuses_checkpoints_naming_other_code(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv(ENVIRONMENT_VARIABLE, raising=False)
     folder = victims(tmp_path / "victims")
     root = tmp_path / "study"

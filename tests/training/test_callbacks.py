@@ -24,7 +24,7 @@ def lr_of(trainer):
     return trainer.optimizers[0].param_groups[0]["lr"]
 
 
-def test_warmup_trains_at_a_tenth_until_the_training_error_drops_below_80():
+def test_warmup_trains_at_a_tenth_until_train_error_below_80():
     trainer, module = fake_trainer(), FakeModule()
     warmup = LrWarmupUntilTrainError(factor=0.1, max_train_err=80.0, window=3)
     warmup.on_train_start(trainer, module)
@@ -72,7 +72,7 @@ def test_input_grid_shows_each_image_under_its_class_name():
     assert [bool((label < 128).any()) for label in labels] == [True, True, True, False]  # text, but no 4th image
 
 
-def test_training_clock_runs_from_train_start_without_an_epoch_start():
+def test_training_clock_runs_from_train_start():
     """A run resumed mid-epoch gets no on_train_epoch_start; its training time still counts."""
     from resnet_cifar.training.callbacks import TrainingClock
 
@@ -100,7 +100,7 @@ def test_training_clock_runs_from_train_start_without_an_epoch_start():
     assert clock.images_per_second == steady_images / (clock.train_seconds - clock.compile_seconds)
 
 
-def test_training_clock_counts_a_compile_step_that_a_checkpoint_interrupts():
+def test_clock_counts_a_compile_step_a_checkpoint_interrupts():
     from resnet_cifar.training.callbacks import TrainingClock
 
     clock, trainer = TrainingClock(), SimpleNamespace(world_size=2)

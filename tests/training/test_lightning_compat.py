@@ -19,11 +19,11 @@ from resnet_cifar.training.lightning_compat import (
 )
 
 
-def test_lightning_is_the_minor_version_whose_internals_were_read() -> None:
+def test_lightning_is_the_minor_version_that_was_read() -> None:
     assert L.__version__.startswith("2.6."), "read lightning_compat.py against the new version, then pin it"
 
 
-def test_the_per_step_sigterm_broadcast_is_the_method_that_is_switched_off(tmp_path) -> None:
+def test_the_per_step_sigterm_broadcast_is_switched_off(tmp_path) -> None:
     # advance must call it by that name, at every step.
     assert "self._broadcast_sigterm_tensor()" in inspect.getsource(_TrainingEpochLoop.advance)
     trainer = L.Trainer(accelerator="cpu", default_root_dir=tmp_path, logger=False)
@@ -69,7 +69,7 @@ def test_the_per_step_sigterm_broadcast_is_the_method_that_is_switched_off(tmp_p
     ],
     ids=["plain", "torchrun", "slurm"],
 )
-def test_ddp_processes_are_relaunched_only_outside_a_cluster_environment(environment, relaunches, monkeypatch) -> None:
+def test_ddp_processes_relaunched_only_outside_a_cluster(environment, relaunches, monkeypatch) -> None:
     for name in ("LOCAL_RANK", "SLURM_NTASKS", "TORCHELASTIC_RUN_ID", "SLURM_JOB_NAME"):
         monkeypatch.delenv(name, raising=False)
     for name, value in environment.items():
@@ -101,7 +101,7 @@ class RecordsHooksWithoutBackward(RecordBatchHooks):
         self.calls.append("on_before_zero_grad")
 
 
-def test_skipping_backward_leaves_the_training_step_and_the_optimizer_step(tmp_path) -> None:
+def test_skipping_backward_keeps_training_and_optimizer_step(tmp_path) -> None:
     from lightning.pytorch.demos.boring_classes import BoringModel
 
     recorder = RecordsHooksWithoutBackward(str(tmp_path))
@@ -130,7 +130,7 @@ class ShowsOneMetric(L.pytorch.callbacks.RichProgressBar):
         return {"loss": "1.2500"}
 
 
-def test_rich_progress_bars_protected_methods_start_the_display_and_show_metrics(tmp_path) -> None:
+def test_rich_progress_bar_methods_start_and_show_metrics(tmp_path) -> None:
     from lightning.pytorch.callbacks import RichProgressBar
     from lightning.pytorch.demos.boring_classes import BoringModel
     from rich import reconfigure

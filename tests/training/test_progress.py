@@ -99,7 +99,7 @@ def test_plain_lines_every_s_seconds(caplog: pytest.LogCaptureFixture) -> None:
     assert loss.reads == 2
 
 
-def test_terminal_bar_counts_steps_of_the_whole_run_and_redraws_at_a_bounded_rate() -> None:
+def test_terminal_bar_counts_run_steps_at_a_bounded_rate() -> None:
     screen = io.StringIO()
     bar = StepProgressBar(refresh_rate=2, console_kwargs={"file": screen, "force_terminal": True, "width": 160})
     trainer = fake_trainer(bar, max_steps=2000)

@@ -83,7 +83,7 @@ def test_advertisements_and_summary_notice_are_met_and_dropped(filters_restored:
     assert "GPU available" in after, "other information stays"
 
 
-def test_leafspec_deprecation_from_lightnings_pytree_is_met_and_dropped(filters_restored: None) -> None:
+def test_leafspec_deprecation_is_met_and_dropped(filters_restored: None) -> None:
     from lightning.pytorch.utilities._pytree import _tree_flatten
 
     with warnings.catch_warnings(record=True) as caught:
@@ -157,7 +157,7 @@ def test_summary_counts_the_networks_flops() -> None:
 # --- end to end: a run and its resume say only what is true -------------------------------------
 
 
-def test_a_run_and_its_resume_print_no_noise_and_keep_true_warnings(tmp_path: Path) -> None:
+def test_run_and_resume_print_no_noise_keep_true_warnings(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     # An unknown compile mode makes torch.compile fail: a true warning that must still show.
     settings = (

@@ -9,7 +9,7 @@ import torch._dynamo.utils
 from resnet_cifar.training.torch_compat import mark_static_address
 
 
-def test_mark_static_address_marks_the_tensor_unguarded_for_dynamo() -> None:
+def test_mark_static_address_makes_a_tensor_unguarded() -> None:
     assert list(inspect.signature(torch._dynamo.mark_static_address).parameters) == ["t", "guard"]
     tensor = torch.zeros(3)
     assert torch._dynamo.utils.get_static_address_type(tensor) is None
@@ -21,7 +21,7 @@ def test_mark_static_address_marks_the_tensor_unguarded_for_dynamo() -> None:
     assert not hasattr(torch.compiler, "mark_static_address"), "use torch.compiler.mark_static_address"
 
 
-def test_a_compiled_function_takes_marked_tensors_and_updates_them_in_place() -> None:
+def test_compiled_function_updates_marked_tensors_in_place() -> None:
     # What the whole step does with its state tensors, on the eager backend (no compiler needed).
     weight, rate = torch.ones(4), torch.tensor(0.5)
     for tensor in (weight, rate):

@@ -30,7 +30,7 @@ from resnet_cifar.training.whole_step_module import WholeStepClassifier
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["step-function", "through-torch.compile"])
-def test_the_whole_step_computes_exactly_what_the_classifier_does(compiled, monkeypatch, tmp_path):
+def test_whole_step_computes_exactly_what_the_classifier_does(compiled, monkeypatch, tmp_path):
     # The step function uncompiled, and through the module's compile path with torch.compile
     # returning the function itself: raw batches, the functional gradients, SGD update and BN
     # statistics, the learning rate tensor across a milestone, zero-initialised momentum, the
@@ -55,7 +55,7 @@ def max_difference(ours: tuple[dict, dict], theirs: tuple[dict, dict]) -> float:
 
 
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
-def test_the_compiled_whole_step_equals_the_classifier_within_float_tolerance(precision, recwarn, tmp_path):
+def test_compiled_whole_step_equals_classifier_within_tolerance(precision, recwarn, tmp_path):
     # Inductor fuses and reorders the arithmetic: equal up to rounding, which nine steps at lr 0.1
     # amplify (a ReLU input within rounding of zero can land on either side). The yardstick is
     # what rounding alone does: the classifier in the other memory format (NCHW), which computes
@@ -127,7 +127,7 @@ def test_the_whole_step_logs_what_the_classifier_logs(monkeypatch, tmp_path):
     assert [row["epoch"] for row in rows if "train/err" in row] == ["0", "1"]
 
 
-def test_log_every_n_steps_0_writes_no_step_and_the_same_final_values(monkeypatch, tmp_path):
+def test_log_every_n_steps_0_writes_no_step_same_final_values(monkeypatch, tmp_path):
     # Lightning takes trainer.log_every_n_steps=0 for "never write per-step values"; the whole
     # step divided the step number by it.
     classifier_logged = logged(ImageClassifier, tmp_path / "classifier", log_every_n_steps=0)
@@ -181,14 +181,14 @@ def plain_trainer(**changes) -> SimpleNamespace:
     ],
     ids=["ddp", "fp16", "clipping", "accumulation", "gradient-hook"],
 )
-def test_what_the_whole_step_cannot_do_is_refused_with_the_alternative(changes, named):
+def test_what_whole_step_cannot_do_is_refused_with_alternative(changes, named):
     module = classifier(WholeStepClassifier)
     module.check_trainer(plain_trainer())  # the paper's recipe on one device passes
     with pytest.raises(ConfigError, match=f"module=whole_step .*{named}.*use module=classifier"):
         module.check_trainer(plain_trainer(**changes))
 
 
-def test_a_module_with_gradient_hooks_an_epoch_scheduler_or_another_optimizer_is_refused():
+def test_gradient_hooks_epoch_schedulers_other_sgds_are_refused():
     with pytest.raises(ConfigError, match="ClipsItself.on_before_optimizer_step"):
         classifier(ClipsItself).check_trainer(plain_trainer())
     with pytest.raises(ConfigError, match="module.lr_scheduler.interval=step"):
@@ -203,7 +203,7 @@ def test_a_module_with_gradient_hooks_an_epoch_scheduler_or_another_optimizer_is
         module.configure_optimizers()
 
 
-def test_a_real_trainer_with_clipping_is_refused_before_the_first_step(tmp_path):
+def test_a_trainer_with_clipping_is_refused_before_any_step(tmp_path):
     with pytest.raises(ConfigError, match="gradient clipping"):
         tiny_fit(classifier(WholeStepClassifier, compile=False), tmp_path, gradient_clip_val=1.0)
 

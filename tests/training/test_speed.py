@@ -126,7 +126,7 @@ def test_channels_last_gives_the_same_gradients():
 # --- the training step -------------------------------------------------------------------------
 
 
-def test_train_error_is_the_error_over_all_the_epochs_training_images(tmp_path):
+def test_train_error_is_over_all_the_epochs_images(tmp_path):
     class Record(L.Callback):
         def __init__(self) -> None:
             self.errors, self.sizes = [], []
@@ -190,7 +190,7 @@ def test_compile_unavailable_warns_and_training_still_works(monkeypatch, tmp_pat
     assert trainer.global_step == 3 and module.compiled_net.compiled is None
 
 
-def test_compile_failing_at_the_first_call_falls_back_to_the_same_result(monkeypatch):
+def test_compile_failing_at_first_call_falls_back_same_result(monkeypatch):
     calls = []
 
     def broken_compile(net, **kwargs):
@@ -213,7 +213,7 @@ def test_compile_failing_at_the_first_call_falls_back_to_the_same_result(monkeyp
     assert len(calls) == 1
 
 
-def test_compile_failing_in_the_first_step_falls_back_to_an_uncompiled_run(monkeypatch, tmp_path):
+def test_compile_failing_in_first_step_falls_back_uncompiled(monkeypatch, tmp_path):
     uncompiled = trained_state(tmp_path / "eager")
     compile_with(monkeypatch, failing_backend("forward"))
     with pytest.warns(CompileFallbackWarning, match="no Triton for the forward"):
@@ -221,14 +221,14 @@ def test_compile_failing_in_the_first_step_falls_back_to_an_uncompiled_run(monke
     assert_same_state(fallen_back, uncompiled)
 
 
-def test_a_network_compiled_with_an_exact_backend_trains_as_the_uncompiled_one(monkeypatch, tmp_path):
+def test_network_compiled_exactly_trains_as_uncompiled(monkeypatch, tmp_path):
     uncompiled = trained_state(tmp_path / "eager")
     compile_with(monkeypatch, "aot_eager")  # Dynamo's trace through AOT autograd, no code generation
     compiled = trained_state(tmp_path / "compiled", compile=True)
     assert_same_state(compiled, uncompiled)
 
 
-def test_speed_options_are_the_modules_and_the_model_is_the_network(tmp_path):
+def test_speed_options_are_the_modules_model_is_the_network(tmp_path):
     from resnet_cifar.models import cifar_resnet
     from resnet_cifar.training.build import build_module
 

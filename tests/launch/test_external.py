@@ -122,15 +122,13 @@ TORCHRUN = {"RANK": "0", "LOCAL_RANK": "0", "GROUP_RANK": "0", "LOCAL_WORLD_SIZE
     ],
     ids=["alone", "salloc-shell", "sbatch", "srun", "torchrun", "torchrun-in-srun"],
 )
-def test_every_process_of_a_job_and_the_job_requeued_name_the_same_run_directory(
-    environment, name, no_launcher
-) -> None:
+def test_all_processes_and_requeues_share_one_run_directory(environment, name, no_launcher) -> None:
     for key, value in environment.items():
         no_launcher.setenv(key, value)
     assert launched_run_name("2026-01-02_03-04-05") == name
 
 
-def test_torchrun_without_a_rendezvous_id_is_refused_with_one_error_line(no_launcher, capsys) -> None:
+def test_torchrun_without_rendezvous_id_is_one_error_line(no_launcher, capsys) -> None:
     for key, value in {**TORCHRUN, "TORCHELASTIC_RUN_ID": "none"}.items():
         no_launcher.setenv(key, value)
     with pytest.raises(SystemExit) as exited:
@@ -179,7 +177,7 @@ def test_slurm_tasks_must_match_the_trainers_devices_and_nodes(no_launcher) -> N
         environment.validate_settings(num_devices=2, num_nodes=2)
 
 
-def test_a_job_is_requeued_only_if_slurm_may_and_it_is_not_ending() -> None:
+def test_requeued_only_if_slurm_may_and_the_job_is_not_ending() -> None:
     line = (
         "JobId=47 JobName=resnet-cifar UserId=root(0) Priority=1 JobState=RUNNING Reason=None Dependency=(null) "
         "Requeue=1 Restarts=0 BatchFlag=1 Reboot=0 ExitCode=0:0 WorkDir=/tmp/a b"
@@ -197,7 +195,7 @@ def test_a_job_is_requeued_only_if_slurm_may_and_it_is_not_ending() -> None:
 # --- torchrun -----------------------------------------------------------------------------------
 
 
-def test_torchrun_on_one_node_writes_one_run_directory_without_false_advice(tmp_path: Path) -> None:
+def test_torchrun_on_one_node_writes_one_run_directory(tmp_path: Path) -> None:
     """No hydra.run.dir: torchrun's processes share its rendezvous id, and so the directory."""
     completed = run([*torchrun("--nproc_per_node=2"), *TINY_DDP, *PROBE], tmp_path)
     assert completed.returncode == 0, describe(completed)
@@ -206,7 +204,7 @@ def test_torchrun_on_one_node_writes_one_run_directory_without_false_advice(tmp_
     assert_one_ddp_run_of_two(run_dir, completed.output)
 
 
-def test_torchrun_on_two_nodes_with_a_rendezvous_id_writes_one_run_directory(tmp_path: Path) -> None:
+def test_torchrun_on_two_nodes_writes_one_run_directory(tmp_path: Path) -> None:
     """Two torchrun agents on this machine, as on two nodes, meeting at a c10d rendezvous."""
     command = [
         *torchrun(
@@ -234,7 +232,7 @@ def test_torchrun_on_two_nodes_with_a_rendezvous_id_writes_one_run_directory(tmp
     assert_one_ddp_run_of_two(run_dir, "\n".join(outputs))
 
 
-def test_torchrun_without_a_shared_run_directory_is_refused_before_any_is_made(tmp_path: Path) -> None:
+def test_torchrun_without_shared_run_dir_is_refused_first(tmp_path: Path) -> None:
     # --master-port: torchrun's static rendezvous, whose id is "none".
     completed = run([*torchrun("--nproc_per_node=2", f"--master-port={free_port()}"), *TINY_DDP], tmp_path)
     assert completed.returncode != 0, describe(completed)
