@@ -261,7 +261,8 @@ def ray_cluster() -> str:
             status.stdout.split("Active:")[-1].split("Pending:")[0].count(" node_") if status.returncode == 0 else 0
         )
     if active < 2:
-        problem = f"no two-node Ray cluster answers at {address} ({active} live nodes): start it with `{script.relative_to(REPO)} start`"
+        start = f"{script.relative_to(REPO)} start"
+        problem = f"no two-node Ray cluster answers at {address} ({active} live nodes): start it with `{start}`"
         if os.environ.get(REQUIRE_RAY) == "1":
             pytest.fail(f"{problem} ({REQUIRE_RAY}=1)")
         pytest.skip(problem)

@@ -298,7 +298,7 @@ def test_quoted_command_names_what_exists(words, hydra_context):
 def test_the_command_check_catches_an_unknown_key(hydra_context):
     """The check above can fail: a misspelt key and a missing group option do not compose."""
     for overrides in (["model.dpeth=56"], ["module=no_such_module"], ["~callbacks.no_such_callback"]):
-        with pytest.raises(Exception):
+        with pytest.raises(Exception):  # noqa: B017 (Hydra raises several kinds; any of them will do)
             compose("train", overrides=overrides, return_hydra_config=True)
     assert app_overrides(shlex.split("python -m resnet_cifar.train -m model.depth=20,32 data.root=$DATA")) == (
         "train",

@@ -12,7 +12,8 @@ from conftest import REPO, TINY_SYNTHETIC_RUN, assert_ok, read_json, run_command
 def test_the_models_import_neither_hydra_nor_lightning(tmp_path: Path) -> None:
     check = (
         "import sys; from resnet_cifar.models import cifar_resnet; cifar_resnet(20); "
-        "loaded = sorted({m.split('.')[0] for m in sys.modules} & {'hydra', 'omegaconf', 'lightning', 'pytorch_lightning'}); "
+        "frameworks = {'hydra', 'omegaconf', 'lightning', 'pytorch_lightning'}; "
+        "loaded = sorted({m.split('.')[0] for m in sys.modules} & frameworks); "
         "print('loaded:', loaded)"
     )
     completed = assert_ok(run_command([sys.executable, "-c", check], tmp_path))

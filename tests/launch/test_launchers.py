@@ -214,7 +214,8 @@ def test_ray_launcher_refuses_multinode_jobs_and_dead_addresses(tmp_path: Path) 
         (
             ["trainer=ddp", "trainer.num_nodes=2"],
             "error: job #0 asks for trainer.num_nodes=2, but hydra/launcher=ray runs each job on one node",
-            "use trainer.num_nodes=1 with trainer.devices up to a node's GPUs, or hydra/launcher=slurm for jobs across nodes",
+            "use trainer.num_nodes=1 with trainer.devices up to a node's GPUs, "
+            "or hydra/launcher=slurm for jobs across nodes",
         ),
         (
             [],

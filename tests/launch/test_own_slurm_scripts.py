@@ -126,7 +126,8 @@ def test_own_sbatch_script_requeues_on_usr1_and_term_only(release_requeued_jobs:
     assert "auto-requeueing enabled" not in log  # Lightning's, which sees SLURM in this 1-task job: it is off
     (step,) = re.findall(r"SIGTERM: saved .*last\.ckpt at step (\d+); stopping", log)
     assert re.search(
-        rf"SLURM job {job_ids['cancelled']} is not requeued: it is ending .* hydra\.run\.dir=\S+slurm-{job_ids['cancelled']}\.0",
+        rf"SLURM job {job_ids['cancelled']} is not requeued: it is ending "
+        rf".* hydra\.run\.dir=\S+slurm-{job_ids['cancelled']}\.0",
         log,
     )
     assert job_fields(job_ids["cancelled"]) == {"JobState": "CANCELLED", "Restarts": "0"}

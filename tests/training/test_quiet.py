@@ -92,7 +92,7 @@ def test_leafspec_deprecation_is_met_and_dropped(filters_restored: None) -> None
     silence_known_noise()
     with warnings.catch_warnings(record=True) as caught:
         _tree_flatten(1.0)
-        warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated", FutureWarning)  # elsewhere: kept
+        warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated", FutureWarning, stacklevel=1)  # elsewhere: kept
     assert [str(w.message) for w in caught] == ["`isinstance(treespec, LeafSpec)` is deprecated"]
 
 
@@ -184,7 +184,8 @@ def test_run_and_resume_print_no_noise_keep_true_warnings(tmp_path: Path) -> Non
         for text, source in NOISE.items():
             assert text not in completed.output, f"{source}:\n{describe(completed)}"
         assert re.search(
-            r"CompileFallbackWarning: compiling was asked for \(module.compile=true\) but torch.compile is unavailable or failed",
+            r"CompileFallbackWarning: compiling was asked for \(module.compile=true\) "
+            r"but torch.compile is unavailable or failed",
             completed.output,
         ), describe(completed)
         assert "network: CifarResNet, 75,290 parameters (0.30 MB), 24.5 MFLOPs per image forward" in completed.output
