@@ -30,26 +30,27 @@ def no_trusted_targets_from_outside(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(ENVIRONMENT_VARIABLE, raising=False)
 
 
-MY_NET = "my_lab_nets.wide"
+MY_NET = "lab_nets.wide"
 
 
 @pytest.fixture
 def my_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The folder of a user's own network, ``my_lab_nets.wide`` (the paper's, built by their code),
+    """The folder of a user's own network, ``lab_nets.wide`` (the paper's, built by their code),
     importable here."""
     folder = tmp_path / "my_lab"
     folder.mkdir()
-    (folder / "my_lab_nets.py").write_text(
+    (folder / "lab_nets.py").write_text(
         "from resnet_cifar.models import cifar_resnet\n\n\n"
         "def wide(depth, shortcut, residual, num_classes):\n"
         "    return cifar_resnet(depth, shortcut, residual, num_classes)\n"
     )
     monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.delitem(sys.modules, "lab_nets", raising=False)  # another test's, imported before
     return folder
 
 
 def with_my_network(trained: Path, destination: Path) -> Path:
-    """``trained``'s checkpoint as if its network had been my_lab_nets.wide."""
+    """``trained``'s checkpoint as if its network had been lab_nets.wide."""
     checkpoint = torch.load(trained, weights_only=True)
     for key in ("model", "module.net", "hyper_parameters.net"):
         checkpoint = plant(
@@ -116,11 +117,11 @@ def test_the_projects_own_checkpoint_is_evaluated(trained: Path) -> None:
 
 def test_a_users_network_is_evaluated_once_they_allow_it(trained: Path, tmp_path: Path, my_lab: Path) -> None:
     theirs = str(with_my_network(trained, tmp_path / "theirs.ckpt"))
-    with pytest.raises(UntrustedConfig, match=r"names model\._target_='my_lab_nets\.wide'"):
+    with pytest.raises(UntrustedConfig, match=r"names model\._target_='lab_nets\.wide'"):
         evaluate(theirs, [])
     own = evaluate(str(trained), [])["test_err"]
     # By the command's option (here a module prefix), and by the environment variable (the target).
-    assert evaluate(theirs, [], trusted=TrustedTargets.default(["my_lab_nets"]))["test_err"] == own
+    assert evaluate(theirs, [], trusted=TrustedTargets.default(["lab_nets"]))["test_err"] == own
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(ENVIRONMENT_VARIABLE, MY_NET)
         assert evaluate(theirs, [])["test_err"] == own
@@ -128,6 +129,6 @@ def test_a_users_network_is_evaluated_once_they_allow_it(trained: Path, tmp_path
 
 def test_the_command_allows_a_network_named_on_its_command_line(trained: Path, tmp_path: Path, my_lab: Path) -> None:
     theirs = with_my_network(trained, tmp_path / "theirs.ckpt")
-    command = [sys.executable, "-m", "resnet_cifar.evaluate", f"ckpt_path={theirs}", "trusted_targets=[my_lab_nets]"]
+    command = [sys.executable, "-m", "resnet_cifar.evaluate", f"ckpt_path={theirs}", "trusted_targets=[lab_nets]"]
     completed = assert_ok(run_command(command, tmp_path / "cwd", PYTHONPATH=str(my_lab)))
     assert "test error" in completed.stdout and theirs.with_suffix(".eval.json").is_file()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,7 @@ def my_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
         "    return cifar_resnet(depth, shortcut, residual, num_classes)\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "my_lab_nets", raising=False)  # another test's, imported before
     monkeypatch.delenv(ENVIRONMENT_VARIABLE, raising=False)
     return "my_lab_nets"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,20 +48,21 @@ def test_code_in_the_hyper_parameters_is_refused_untouched(trained: Path, tmp_pa
 
 
 def test_a_users_network_loads_through_the_keyword(trained: Path, tmp_path: Path, monkeypatch) -> None:
-    (tmp_path / "my_lab_nets.py").write_text(
+    (tmp_path / "lab_models.py").write_text(
         "from resnet_cifar.models import cifar_resnet\n\n\n"
         "def wide(depth, shortcut, residual, num_classes):\n"
         "    return cifar_resnet(depth, shortcut, residual, num_classes)\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "lab_models", raising=False)  # another test's, imported before
     checkpoint = torch.load(trained, weights_only=True)
     checkpoint = plant(
-        checkpoint, "hyper_parameters.net", {**checkpoint["hyper_parameters"]["net"], "_target_": "my_lab_nets.wide"}
+        checkpoint, "hyper_parameters.net", {**checkpoint["hyper_parameters"]["net"], "_target_": "lab_models.wide"}
     )
     torch.save(checkpoint, tmp_path / "theirs.ckpt")
-    with pytest.raises(UntrustedConfig, match=r"hyper_parameters\.net\._target_='my_lab_nets\.wide'"):
+    with pytest.raises(UntrustedConfig, match=r"hyper_parameters\.net\._target_='lab_models\.wide'"):
         ImageClassifier.load_from_checkpoint(tmp_path / "theirs.ckpt")
-    module = ImageClassifier.load_from_checkpoint(tmp_path / "theirs.ckpt", trusted_targets=["my_lab_nets"])
+    module = ImageClassifier.load_from_checkpoint(tmp_path / "theirs.ckpt", trusted_targets=["lab_models"])
     assert torch.equal(module.net.fc.weight, checkpoint["state_dict"]["net.fc.weight"])
 
 
