@@ -120,7 +120,9 @@ def wait_for(condition, timeout: float, what: str, process: subprocess.Popen) ->
 
 
 def reported(sweep_dir: Path, number: int) -> bool:
-    if not (sweep_dir / "optuna.db").exists():  # opening it here first would make it
+    # Written after the first round: by then the sweeper has made the database's tables (were
+    # they made here at the same time, one of the two would fail).
+    if not (sweep_dir / "optimization_results.yaml").exists():
         return False
     try:
         trials = load_study(sweep_dir).trials
