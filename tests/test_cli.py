@@ -10,6 +10,7 @@ a :class:`resnet_cifar.errors.UsageError` whose text is what the command prints 
 
 from __future__ import annotations
 
+import errno
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from conftest import (
 )
 from crafted_checkpoints import files_of
 from fake_cifar import write_image_folder
-from resnet_cifar.cli import usage_error_in
+from resnet_cifar.cli import exit_on_usage_error, usage_error_in
 from resnet_cifar.evaluate import evaluate
 
 USAGE_ERROR = 2
@@ -298,3 +299,31 @@ def test_failed_resume_keeps_a_finished_runs_results(failed_resume) -> None:
 def test_failed_resume_keeps_a_finished_runs_config(failed_resume) -> None:
     _, before, after = failed_resume
     assert after[".hydra/config.yaml"] == before[".hydra/config.yaml"]
+
+
+# --- output that cannot be written ---
+
+
+def test_full_disk_is_reported_as_one_clear_message(capsys: pytest.CaptureFixture[str]) -> None:
+    @exit_on_usage_error
+    def task() -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", "/runs/x/checkpoints/last.ckpt")
+
+    with pytest.raises(SystemExit) as exit_info:
+        task()
+    assert exit_info.value.code == USAGE_ERROR
+    message = capsys.readouterr().err
+    assert message.startswith("error: cannot write /runs/x/checkpoints/last.ckpt: No space left on device")
+    assert "hydra.run.dir" in message
+
+
+def test_unwritable_output_is_refused_and_writes_no_results(tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    checkpoints = (
+        f"callbacks.model_checkpoint.dirpath={blocker}/checkpoints",
+        "callbacks.model_checkpoint.every_n_train_steps=1",
+    )
+    message = refusal(tmp_path, *checkpoints)
+    assert message.startswith(f"cannot write {blocker}"), message
+    assert not (tmp_path / "run" / "metrics.json").exists()
