@@ -182,7 +182,6 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
         finished = finished_run_metrics(output_dir, checkpoint_step, cfg.trainer.max_steps)
         if finished is not None:
             return finished
-    save_composed_config(cfg, output_dir)
     if cfg.data.val_size == 0 and "best_checkpoint" in cfg.callbacks:  # nothing to pick the best with
         with open_dict(cfg):
             del cfg.callbacks.best_checkpoint
@@ -196,6 +195,8 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
     datamodule.check_world_size(trainer.world_size)
     if hasattr(module, "check_trainer"):  # module=whole_step: refuse what it cannot do before any work
         module.check_trainer(trainer)
+    # Only now, when every part was built and checked: a refused command leaves no run behind.
+    save_composed_config(cfg, output_dir)
     if relaunches_the_command(trainer):  # this process starts the job's DDP processes and waits for them
         run_ddp_processes(trainer)
         raise_if_pruned(output_dir)  # a trial of a search that its pruner stopped
