@@ -1,4 +1,8 @@
-"""Every config group composes and instantiates; the paper's recipe is the default."""
+"""Every config group composes and instantiates; the paper's recipe is the default.
+
+The configs are composed in this process with Hydra's compose API; only ``train --help`` runs the
+command, as a process.
+"""
 
 import lightning as L
 import pytest
@@ -87,13 +91,14 @@ def fake_cuda(monkeypatch, available: bool, bf16: bool = True) -> None:
         ("auto", False, "32-true"),
     ],
 )
-def test_every_trainer_trains_in_bf16_on_gpus_and_fp32_on_the_cpu(trainer, accelerator, cuda, expected, monkeypatch):
+def test_every_trainer_is_bf16_on_gpus_and_fp32_on_the_cpu(trainer, accelerator, cuda, expected, monkeypatch):
     fake_cuda(monkeypatch, available=cuda)
     cfg = compose_train([f"trainer={trainer}", f"trainer.accelerator={accelerator}"])
     assert cfg.trainer.precision == expected
 
 
-def test_the_trainer_configs_get_their_devices_precision_without_arguments(monkeypatch):
+def test_trainer_configs_pick_their_devices_precision(monkeypatch):
+    """Without trainer.accelerator or trainer.precision on the command line."""
     fake_cuda(monkeypatch, available=True)
     assert compose_train(["trainer=ddp"]).trainer.precision == "bf16-mixed"  # DDP (and SLURM) jobs on GPUs
     assert compose_train(["trainer=gpu"]).trainer.precision == "bf16-mixed"
@@ -115,7 +120,7 @@ def test_an_explicit_precision_always_wins(trainer, monkeypatch):
         assert compose_train([f"trainer={trainer}", f"trainer.precision={precision}"]).trainer.precision == precision
 
 
-def test_the_resolved_precision_reaches_the_trainer_and_the_checkpointed_config(tmp_path):
+def test_resolved_precision_reaches_trainer_and_checkpoint(tmp_path):
     cfg = compose_train(["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=1"], tmp_path)
     assert build_trainer(cfg).precision == "32-true"
     assert build_module(cfg).hparams.run_config["trainer"]["precision"] == "32-true"
@@ -192,7 +197,7 @@ def test_help_lists_the_config_groups(tmp_path):
             assert option in result.stdout
 
 
-def test_job_dirname_is_one_short_name_the_same_for_the_same_overrides() -> None:
+def test_job_dirname_is_short_and_the_same_for_same_overrides() -> None:
     from resnet_cifar.launch.job_names import MAX_NAME_BYTES, job_dirname
 
     assert job_dirname("model.depth=20,seed=0") == "model.depth=20,seed=0"
@@ -203,7 +208,7 @@ def test_job_dirname_is_one_short_name_the_same_for_the_same_overrides() -> None
     assert names[0] != names[1] and names[0] == job_dirname(long[0])
 
 
-def test_plateau_scheduler_is_stepped_per_epoch_on_the_validation_error(tmp_path):
+def test_plateau_scheduler_steps_per_epoch_on_the_val_error(tmp_path):
     module = build_module(compose_train(["scheduler=plateau", "scheduler.patience=3"], tmp_path))
     configured = module.configure_optimizers()["lr_scheduler"]
     assert isinstance(configured["scheduler"], torch.optim.lr_scheduler.ReduceLROnPlateau)

@@ -1,5 +1,8 @@
 """This site's settings: conf/local/default.yaml (git-ignored), or the same file in a folder that
-``--config-dir`` adds, applies to every command, sweep and DDP process; the command line wins."""
+``--config-dir`` adds, applies to every command, sweep and DDP process; the command line wins.
+
+The configs are composed in this process; the commands that take ``--config-dir`` run as processes.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import pytest
 import yaml
 
 from conftest import CONF, REPO, TINY_IMAGE_FOLDER_RUN, RunCli, assert_ok, compose_train, read_json
+from fake_cifar import write_image_folder
 from resnet_cifar.launch.study_names import exclude_shared_keys
 
 SITE = {
@@ -31,13 +35,21 @@ def site_folder(folder: Path, settings: dict) -> Path:
     return folder
 
 
-def test_site_settings_reach_the_run_launchers_and_trackers_and_the_command_line_wins(tmp_path: Path) -> None:
-    searchpath = f"hydra.searchpath=[file://{site_folder(tmp_path / 'site', SITE)}]"
+@pytest.fixture
+def searchpath(tmp_path: Path) -> str:
+    """The override that adds a site folder holding SITE, as ``--config-dir`` does."""
+    return f"hydra.searchpath=[file://{site_folder(tmp_path / 'site', SITE)}]"
+
+
+def test_site_settings_reach_the_run_launchers_and_trackers(searchpath: str) -> None:
     cfg = compose_train([searchpath, "hydra/launcher=slurm", "logger=mlflow"])
     assert cfg.data.root == "/datasets/cifar10"
     assert (cfg.hydra.launcher.partition, cfg.hydra.launcher.account) == ("gpu", "lab")
     assert cfg.logger.mlflow.tracking_uri == "http://127.0.0.1:5000"
     assert compose_train([searchpath, "hydra/launcher=ray"]).hydra.launcher.ray.init.address == "ray://head:10001"
+
+
+def test_the_command_line_wins_over_the_site_settings(searchpath: str) -> None:
     cfg = compose_train(
         [
             searchpath,
@@ -53,7 +65,10 @@ def test_site_settings_reach_the_run_launchers_and_trackers_and_the_command_line
         "debug",
         "sqlite:///x.db",
     )
-    # Also over an experiment's values: site settings come last.
+
+
+def test_site_settings_win_over_an_experiments_values(searchpath: str) -> None:
+    # Site settings come last: experiment=smoke sets data=synthetic, the site its data root.
     assert compose_train([searchpath, "experiment=smoke"]).data.root == "/datasets/cifar10"
 
 
@@ -92,14 +107,15 @@ def test_git_ignores_the_site_file() -> None:
     assert ignored.returncode == 0
 
 
-def test_a_sweep_and_evaluate_read_the_sites_data_root(
-    run_cli: RunCli, image_folder_root: Path, tmp_path: Path
-) -> None:
-    """No data.root on any command line: a sweep's job finds its data through the site file (its DDP
-    processes compose from the same folders: tests/launch/test_ddp_sweeps.py); its checkpoint, taken
-    to a site whose data lies elsewhere, is evaluated there."""
+def test_a_sweep_and_evaluate_read_the_sites_data_root(run_cli: RunCli, tmp_path: Path) -> None:
+    """No data.root on any command line: a sweep's job finds its data through the site file given
+    with --config-dir (its DDP processes compose from the same folders: tests/launch/test_ddp.py);
+    its checkpoint, taken to a site whose data lies elsewhere, is evaluated there.
+
+    As cheap as the two commands allow: 4 training and 2 test images per class, one step, no
+    validation split."""
     here, elsewhere = tmp_path / "data_here", tmp_path / "data_elsewhere"
-    shutil.copytree(image_folder_root, here)
+    write_image_folder(here, 4, 2)
     sweep_dir = tmp_path / "sweep"
     completed = run_cli(
         "train",
@@ -107,10 +123,14 @@ def test_a_sweep_and_evaluate_read_the_sites_data_root(
         "--config-dir",
         str(site_folder(tmp_path / "site", {"data": {"root": str(here)}})),
         *TINY_IMAGE_FOLDER_RUN,
-        "trainer.max_steps=2",
+        "data.val_size=0",
+        "data.batch_size=8",
+        "data.eval_batch_size=20",
+        "trainer.max_steps=1",
         "scheduler.milestones=[1]",
         "~callbacks.progress_bar",
         "~callbacks.input_preview",
+        "~callbacks.model_summary",
         f"hydra.sweep.dir={sweep_dir}",
         cwd=tmp_path / "cwd",
     )

@@ -2,7 +2,10 @@
 MLflow's client and through `mlflow ui`), W&B offline (its run files read back), the CSV file;
 each tracker gets the run's hyper-parameters, curves and final errors, one run per job.
 
-Sweeps are tiny (conftest's runs, 4 steps) and shared per module.
+A sweep runs as the command (``train -m``) where the sweep is the point: one MLflow experiment
+per sweep with one run per job, jobs at once sharing a new store, a DDP job logging from rank 0
+alone. Single runs (a resumed run, W&B's runs, a tracker that is not installed) train in this
+process through the Python API (``compose_config`` and ``train``). Runs are tiny (4 steps).
 """
 
 from __future__ import annotations
@@ -24,11 +27,21 @@ from typing import Any
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from conftest import TINY_SYNTHETIC_RUN, RunCli, assert_ok, describe, read_json, run_command
+from conftest import (
+    TINY_SYNTHETIC_RUN,
+    RunCli,
+    assert_ok,
+    captured_log,
+    describe,
+    read_json,
+    run_command,
+    run_training,
+)
+from resnet_cifar.cli import usage_error_in
 from resnet_cifar.training.trackers import run_group
-from test_train_e2e import summaries
 
 STEPS = 4
 TRACKED_RUN = (
@@ -64,6 +77,15 @@ def sweep(run_cli: RunCli, root: Path, *overrides: str) -> Sweep:
     return result
 
 
+def summaries(run_dir: Path, tag: str) -> list[Any]:
+    """Every summary value tagged ``tag`` in all of the run's event files."""
+    values = []
+    for path in sorted(run_dir.glob("events.out.tfevents.*")):
+        for event in EventFileLoader(str(path)).Load():
+            values += [value for value in event.summary.value if value.tag == tag]
+    return values
+
+
 def tensorboard_hparams(job: Path) -> dict[str, Any]:
     """The hyper-parameters of a job's TensorBoard HPARAMS tab, as numbers or text."""
     (start,) = summaries(job, "_hparams_/session_start_info")
@@ -95,17 +117,21 @@ def same_values(logged: dict[str, str], shown: dict[str, Any]) -> bool:
     )
 
 
-# --- MLflow: a 2-job sweep (one job DDP with 2 processes), TensorBoard and the CSV file beside ---
+# --- MLflow: a 2-job sweep of jobs at once (one DDP with 2 processes), TensorBoard and the CSV file beside ---
 
 
 @pytest.fixture(scope="module")
 def mlflow_sweep(run_cli: RunCli, tmp_path_factory: pytest.TempPathFactory) -> Sweep:
+    """Both jobs start at once (the parallel launcher) and so create the new SQLite store and the
+    sweep's experiment together; one of them is a DDP job of 2 processes."""
     return sweep(
         run_cli,
         tmp_path_factory.mktemp("mlflow"),
         "logger=[tensorboard,mlflow,csv]",
         "trainer=cpu,ddp",
         "trainer.accelerator=cpu",
+        "hydra/launcher=parallel",
+        "hydra.launcher.n_jobs=2",
     )
 
 
@@ -126,7 +152,8 @@ def metric_history(store: str, run: Any, key: str) -> list[tuple[int, float]]:
     )
 
 
-def test_a_sweep_is_one_mlflow_experiment_with_one_finished_run_per_job(mlflow_sweep: Sweep) -> None:
+@pytest.mark.slow
+def test_a_sweep_is_one_mlflow_experiment_one_run_per_job(mlflow_sweep: Sweep) -> None:
     runs = mlflow_runs(mlflow_sweep.store, str(mlflow_sweep.dir))  # named after the sweep's folder
     assert sorted(run.data.tags["run_dir"] for run in runs) == [str(job) for job in mlflow_sweep.jobs]
     for run in runs:
@@ -134,7 +161,8 @@ def test_a_sweep_is_one_mlflow_experiment_with_one_finished_run_per_job(mlflow_s
         assert run.info.run_name == Path(run.data.tags["run_dir"]).name
 
 
-def test_each_mlflow_run_has_its_jobs_hyperparameters_curves_and_results(mlflow_sweep: Sweep) -> None:
+@pytest.mark.slow
+def test_each_mlflow_run_has_its_jobs_params_curves_results(mlflow_sweep: Sweep) -> None:
     for run in mlflow_runs(mlflow_sweep.store, str(mlflow_sweep.dir)):
         job = Path(run.data.tags["run_dir"])
         assert same_values(run.data.params, tensorboard_hparams(job))  # the curated set, as TensorBoard's HPARAMS
@@ -145,6 +173,7 @@ def test_each_mlflow_run_has_its_jobs_hyperparameters_curves_and_results(mlflow_
         assert run.data.metrics["test/err"] == metrics["test_err"]
 
 
+@pytest.mark.slow
 def test_a_ddp_job_logs_to_mlflow_from_rank_0_alone(mlflow_sweep: Sweep) -> None:
     (ddp,) = [
         run
@@ -155,6 +184,7 @@ def test_a_ddp_job_logs_to_mlflow_from_rank_0_alone(mlflow_sweep: Sweep) -> None
     assert steps and len(steps) == len(set(steps))  # one value per step: a second rank would repeat them
 
 
+@pytest.mark.slow
 def test_the_csv_logger_writes_every_curve_in_the_run_directory(mlflow_sweep: Sweep) -> None:
     import csv
 
@@ -179,6 +209,7 @@ def http_json(url: str, body: dict | None = None) -> dict[str, Any]:
         return json.loads(response.read())
 
 
+@pytest.mark.slow
 def test_mlflow_ui_on_the_store_lists_the_sweeps_runs(mlflow_sweep: Sweep, tmp_path: Path) -> None:
     port = free_port()
     log = (tmp_path / "ui.log").open("w")
@@ -229,54 +260,79 @@ def test_mlflow_ui_on_the_store_lists_the_sweeps_runs(mlflow_sweep: Sweep, tmp_p
         log.close()
 
 
-def test_jobs_of_a_parallel_sweep_share_a_new_sqlite_store(run_cli: RunCli, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_jobs_of_a_parallel_sweep_share_a_new_sqlite_store(mlflow_sweep: Sweep) -> None:
     """Two jobs at once create the store and the experiment: both succeed, each with its own run."""
-    parallel = sweep(
-        run_cli, tmp_path, "logger=mlflow", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", "seed=0,1"
-    )
-    runs = mlflow_runs(parallel.store, str(parallel.dir))
-    assert sorted(run.data.params["seed"] for run in runs) == ["0", "1"]
+    runs = mlflow_runs(mlflow_sweep.store, str(mlflow_sweep.dir))
+    assert sorted(run.data.params["trainer.devices"] for run in runs) == ["1", "2"]
+    assert len({run.info.run_id for run in runs}) == 2
     for run in runs:
         metrics = read_json(Path(run.data.tags["run_dir"]) / "metrics.json")
         assert run.info.status == "FINISHED" and run.data.metrics["test_err"] == metrics["test_err"]
 
 
-def test_a_resumed_run_continues_its_mlflow_run(tmp_path: Path) -> None:
-    """Killed at step 3 (its run left RUNNING), run again for one step more: one MLflow run,
-    finished, with the whole curve; the parameter that changed keeps its first value."""
-    cwd, run_dir = tmp_path / "cwd", tmp_path / "cwd" / "outputs" / "runs" / "killed"
-    command = [
-        sys.executable,
-        "-m",
-        "resnet_cifar.train",
+@pytest.mark.parametrize("stopped", ["killed", "crashed"])
+def test_a_resumed_run_continues_its_mlflow_run(stopped: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopped at step 3 (its run left RUNNING by a kill, FAILED by an exception), run again for
+    one step more: one MLflow run, finished, with the whole curve; the parameter that changed
+    keeps its first value. Both attempts use the default store, outputs/mlflow.db in the working
+    directory, and as single runs the experiment "runs"."""
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    store, run_dir = f"sqlite:///{tmp_path}/outputs/mlflow.db", tmp_path / "outputs" / "runs" / "stopped"
+    overrides = (
         *TRACKED_RUN,
         "logger=mlflow",
         "callbacks.model_checkpoint.every_n_train_steps=2",
-        "+callbacks.killer._target_=probes.KillOnce",
-        f"hydra.run.dir={run_dir}",
-    ]
-    killer = {"KILL_AT_STEP": "3", "KILL_SEED": "0", "KILL_MARKER": str(tmp_path / "killed")}
-    killed = run_command(command, cwd, **killer)
-    assert killed.returncode == -signal.SIGKILL, describe(killed)
-    resumed = assert_ok(run_command([*command, f"trainer.max_steps={STEPS + 1}"], cwd, **killer))
-    assert "keeps the parameters it was started with" in resumed.output
+        "+callbacks.fault._target_=probes.Fault",
+    )
+    # probes.Fault raises at step 3 in the run of seed 0, on rank 0; the checkpoint of step 2 is the last.
+    monkeypatch.setenv("FAULT_AT_STEP", "3")
+    monkeypatch.setenv("FAULTS", "0:0:raise")
+    with monkeypatch.context() as attempt:
+        if stopped == "killed":  # a killed process never finalizes its MLflow run
+            attempt.setattr(MLFlowLogger, "finalize", lambda self, status="success": None)
+        with pytest.raises(RuntimeError, match="fails at step 3"):
+            run_training(run_dir, *overrides)
+    (first,) = mlflow_runs(store, "runs")
+    assert first.info.status == {"killed": "RUNNING", "crashed": "FAILED"}[stopped]
+
+    monkeypatch.setenv("FAULTS", "")  # the same command, and no fault this time
+    with captured_log() as log:
+        run_training(run_dir, *overrides, f"trainer.max_steps={STEPS + 1}")
+    assert any("keeps the parameters it was started with" in message for message in log), log
     metrics = read_json(run_dir / "metrics.json")
     assert (metrics["resumed_from"], metrics["steps"]) == (2, STEPS + 1)
-    (run,) = mlflow_runs(f"sqlite:///{cwd}/outputs/mlflow.db", "runs")  # single runs: the experiment "runs"
+    (run,) = mlflow_runs(store, "runs")
+    assert run.info.run_id == first.info.run_id
     assert run.info.status == "FINISHED" and run.data.tags["run_dir"] == str(run_dir)
     assert run.data.params["trainer.max_steps"] == str(STEPS)
     assert run.data.metrics["test_err"] == metrics["test_err"]  # logged by the second attempt
-    assert 1 in [
-        step for step, _ in metric_history(f"sqlite:///{cwd}/outputs/mlflow.db", run, "train/loss")
-    ]  # by the first
+    assert 1 in [step for step, _ in metric_history(store, run, "train/loss")]  # by the first
 
 
-# --- W&B offline: a 2-job sweep in one process ---
+# --- W&B offline: a sweep's two jobs, one after the other in this process as a multirun runs them ---
 
 
 @pytest.fixture(scope="module")
-def wandb_sweep(run_cli: RunCli, tmp_path_factory: pytest.TempPathFactory) -> Sweep:
-    return sweep(run_cli, tmp_path_factory.mktemp("wandb"), "logger=wandb", "seed=0,1")
+def wandb_sweep(tmp_path_factory: pytest.TempPathFactory) -> Sweep:
+    root = tmp_path_factory.mktemp("wandb")
+    result = Sweep(root / "sweep", root / "cwd")
+    result.cwd.mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(result.cwd)
+        patch.delenv("WANDB_MODE", raising=False)  # offline by default
+        for seed in (0, 1):
+            run_training(result.dir / f"seed={seed}", *TRACKED_RUN, "logger=wandb", f"seed={seed}")
+    # W&B's service process may still be writing the last run's file after the run finished; it
+    # is written in full when W&B shuts down, which the command's process does as it exits.
+    import wandb
+
+    wandb.teardown()
+    assert len(result.jobs) == 2
+    return result
 
 
 BLOCK, HEADER, FULL, FIRST, MIDDLE, LAST = 32768, 7, 1, 2, 3, 4
@@ -322,7 +378,7 @@ def wandb_run(job: Path) -> dict[str, Any]:
     }
 
 
-def test_each_wandb_job_is_one_finished_offline_run_grouped_by_sweep(wandb_sweep: Sweep) -> None:
+def test_wandb_jobs_are_finished_offline_runs_grouped_by_sweep(wandb_sweep: Sweep) -> None:
     ids = set()
     for job in wandb_sweep.jobs:
         run = wandb_run(job)
@@ -354,24 +410,24 @@ def test_each_wandb_run_holds_its_own_config_and_history(wandb_sweep: Sweep) -> 
 
 
 @pytest.mark.parametrize("tracker", ["mlflow", "wandb"])
-def test_a_tracker_that_is_not_installed_is_refused_with_its_install_command(tracker: str, tmp_path: Path) -> None:
-    missing = tmp_path / "missing"
-    (missing / tracker).mkdir(parents=True)
-    (missing / tracker / "__init__.py").write_text(f"raise ModuleNotFoundError(\"No module named '{tracker}'\")\n")
+def test_a_missing_tracker_is_refused_with_its_install_command(
+    tracker: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refused before any work, in one line that names the install command (the command prints
+    it as its one ``error:`` line, exit status 2)."""
+    monkeypatch.setitem(sys.modules, tracker, None)  # `import <tracker>` now fails as where it is not installed
     run_dir = tmp_path / "run"
-    completed = run_command(
-        [sys.executable, "-m", "resnet_cifar.train", *TRACKED_RUN, f"logger={tracker}", f"hydra.run.dir={run_dir}"],
-        tmp_path / "cwd",
-        PYTHONPATH=str(missing),
-    )
-    assert completed.returncode == 2, describe(completed)
-    errors = [line for line in completed.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and f"pip install -e '.[{tracker}]'" in errors[0], describe(completed)
-    assert "Traceback" not in completed.output and not (run_dir / ".hydra").exists()
+    with pytest.raises(Exception) as raised:
+        run_training(run_dir, *TRACKED_RUN, f"logger={tracker}")
+    error = usage_error_in(raised.value)
+    assert error is not None, raised.value
+    assert f"pip install -e '.[{tracker}]'" in str(error) and "\n" not in str(error)
+    assert not (run_dir / ".hydra").exists()
 
 
 def test_runs_without_mlflow_or_wandb_do_not_import_them(tmp_path: Path) -> None:
-    """Importing MLflow takes seconds: the commands and a default run's trainer leave both packages alone."""
+    """Importing MLflow takes seconds: the commands and a default run's trainer leave both packages
+    alone (in a fresh interpreter, where nothing imported them before)."""
     script = (
         "import sys\n"
         "from conftest import compose_train\n"
