@@ -94,7 +94,7 @@ def test_the_environment_variable_adds_targets_and_prefixes(my_lab: str, monkeyp
     assert trusted.refusal("my_lab_nets.wide") is None and trusted.refusal("other.Net") is None
 
 
-def test_a_command_trusts_its_own_targets_and_its_trusted_targets(my_lab: str, tmp_path: Path) -> None:
+def test_a_command_trusts_its_targets_and_trusted_targets(my_lab: str, tmp_path: Path) -> None:
     cfg = compose_train(["model._target_=their_lab.Net", "trusted_targets=[my_lab_nets]"], tmp_path)
     trusted = TrustedTargets.of_command(cfg)
     assert trusted.refusal("their_lab.Net") is None  # named by the command itself

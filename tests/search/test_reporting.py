@@ -58,7 +58,7 @@ def test_a_trial_reports_each_validation_error_to_the_study(tmp_path):
     assert not (tmp_path / "run" / PRUNED_FILE).exists()
 
 
-def test_a_trial_worse_than_the_median_is_pruned_at_that_validation(tmp_path):
+def test_a_trial_worse_than_the_median_is_pruned(tmp_path):
     _, url = study_with_one_trial_done(tmp_path, curve_value=1.0, pruner=MEDIAN)
     run_dir = tmp_path / "sweep" / "1_optimizer.lr=0.05"
     message = r"^pruned by the search at step 2 \(val/err \d+\.\d\d, trial 1 of study lr_wd\)"
@@ -84,7 +84,7 @@ def test_without_a_pruner_a_trial_only_reports(tmp_path):
     assert sorted(optuna.load_study(study_name="lr_wd", storage=url).trials[1].intermediate_values) == [2, 4, 6]
 
 
-def test_a_pruner_that_is_not_optunas_is_not_built_from_the_study(tmp_path):
+def test_a_pruner_not_of_optuna_is_not_built_from_the_study(tmp_path):
     _, url = study_with_one_trial_done(tmp_path, curve_value=1.0, pruner={"_target_": "os.system", "command": "true"})
     with pytest.raises(ConfigError, match=r"the study's pruner os.system is not one of Optuna's"):
         train_trial_1(tmp_path / "run", url)

@@ -39,7 +39,7 @@ def test_each_sweep_form_is_its_optuna_distribution(expression, expected):
     assert search_space({"key": expression}, []).distributions == {"key": expected}
 
 
-def test_command_line_sweeps_join_the_space_and_other_overrides_stay_fixed():
+def test_sweeps_join_the_space_other_overrides_stay_fixed():
     space = search_space(
         {"optimizer.lr": "interval(0.01, 0.5)"},
         ["hparams_search=lr_wd", "model.depth=20,56", "trainer.max_steps=3", "optimizer.lr=0.1"],

@@ -29,7 +29,7 @@ def test_each_pruner_builds(pruner: str) -> None:
     assert isinstance(instantiate(cfg.hydra.sweeper.pruner), optuna.pruners.BasePruner)
 
 
-def test_lr_wd_is_a_search_on_the_validation_error_without_pruning_by_default() -> None:
+def test_lr_wd_searches_on_val_error_without_pruning() -> None:
     cfg = compose_train(["hparams_search=lr_wd"])
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_ == "hydra_plugins.resnet_cifar.optuna_sweeper.OptunaSweeper"
