@@ -82,6 +82,22 @@ def run_training(output_dir: Path, *overrides: str) -> dict[str, Any]:
     return train(compose_config(overrides, output_dir=output_dir))
 
 
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The last checkpoint of a tiny run: the project's own."""
+    run_dir = tmp_path_factory.mktemp("run")
+    run_training(run_dir, *TINY_SYNTHETIC_RUN, "trainer.max_steps=2")
+    return run_dir / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture
+def no_trusted_targets_from_outside(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Targets are trusted only as the test says: not through this environment's variable."""
+    from resnet_cifar.trusted_targets import ENVIRONMENT_VARIABLE
+
+    monkeypatch.delenv(ENVIRONMENT_VARIABLE, raising=False)
+
+
 def command_environment(**extra: str) -> dict[str, str]:
     """The environment of the commands under test: this one without HYDRA_FULL_ERROR (Hydra's
     short error messages are part of what is tested), unbuffered output, and this folder on

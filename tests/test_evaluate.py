@@ -10,24 +10,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import TINY_SYNTHETIC_RUN, assert_ok, describe, run_cli, run_command, run_training
+from conftest import assert_ok, describe, run_cli, run_command
 from crafted_checkpoints import KEYS, PAYLOADS, files_of, payload, plant, victims, write_crafted
 from resnet_cifar.errors import UntrustedConfig
 from resnet_cifar.evaluate import evaluate
 from resnet_cifar.trusted_targets import ENVIRONMENT_VARIABLE, TrustedTargets
 
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The last checkpoint of a tiny run: the project's own."""
-    run_dir = tmp_path_factory.mktemp("run")
-    run_training(run_dir, *TINY_SYNTHETIC_RUN, "trainer.max_steps=2")
-    return run_dir / "checkpoints" / "last.ckpt"
-
-
-@pytest.fixture(autouse=True)
-def no_trusted_targets_from_outside(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(ENVIRONMENT_VARIABLE, raising=False)
+pytestmark = pytest.mark.usefixtures("no_trusted_targets_from_outside")
 
 
 MY_NET = "lab_nets.wide"

@@ -9,23 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TINY_SYNTHETIC_RUN, run_training
 from crafted_checkpoints import HPARAM_KEYS, PAYLOADS, files_of, payload, plant, victims, write_crafted
 from resnet_cifar.errors import UntrustedConfig
 from resnet_cifar.training.module import ImageClassifier
-from resnet_cifar.trusted_targets import ENVIRONMENT_VARIABLE
 
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run_dir = tmp_path_factory.mktemp("run")
-    run_training(run_dir, *TINY_SYNTHETIC_RUN, "trainer.max_steps=2")
-    return run_dir / "checkpoints" / "last.ckpt"
-
-
-@pytest.fixture(autouse=True)
-def no_trusted_targets_from_outside(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(ENVIRONMENT_VARIABLE, raising=False)
+pytestmark = pytest.mark.usefixtures("no_trusted_targets_from_outside")
 
 
 def test_a_normal_runs_checkpoint_loads(trained: Path) -> None:

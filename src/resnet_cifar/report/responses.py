@@ -58,13 +58,15 @@ def layer_response_stds(run: Run, data_cache: dict) -> list[float]:
     import torch
 
     from resnet_cifar.models import cifar_resnet
-    from resnet_cifar.training.checkpoints import check_checkpoint_targets, checkpoint_config, read_checkpoint
-    from resnet_cifar.trusted_targets import TrustedTargets
+    from resnet_cifar.training.checkpoints import checkpoint_config, read_checkpoint
+    from resnet_cifar.trusted_targets import TrustedTargets, check_file_config
 
     path = run.path / "checkpoints" / "last.ckpt"
     checkpoint = read_checkpoint(path)
-    check_checkpoint_targets(checkpoint, path, TrustedTargets.default())  # its data config is built
     config = checkpoint_config(checkpoint, path)
+    # Of the run's config only the data config is built here (the network is built from its
+    # settings, not its target): a run's own callbacks or logger do not keep it out of the figure.
+    check_file_config(config["data"], f"checkpoint {path}", TrustedTargets.default(), key="data")
     model = config["model"]
     net = cifar_resnet(model["depth"], model["shortcut"], model["residual"], model["num_classes"])
     weights = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
