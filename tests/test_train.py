@@ -311,6 +311,7 @@ def test_diverging_run_stops_and_keeps_its_last_good_checkpoint(tmp_path: Path) 
 # --- the commands, as processes ---
 
 
+@pytest.mark.slow
 def test_sigkill_then_rerun_resumes_bit_identically(tmp_path: Path) -> None:
     """The end-to-end proof of resuming: a run killed mid-epoch and rerun ends with the weights of
     a run that went through (450 training images, 15 steps an epoch, a checkpoint every 5 steps)."""

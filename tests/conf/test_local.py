@@ -107,6 +107,7 @@ def test_git_ignores_the_site_file() -> None:
     assert ignored.returncode == 0
 
 
+@pytest.mark.slow
 def test_a_sweep_and_evaluate_read_the_sites_data_root(run_cli: RunCli, tmp_path: Path) -> None:
     """No data.root on any command line: a sweep's job finds its data through the site file given
     with --config-dir (its DDP processes compose from the same folders: tests/launch/test_ddp.py);

@@ -34,6 +34,7 @@ DDP_SWEEP = (
 )
 
 
+@pytest.mark.slow
 def test_ddp_keeps_the_global_batch_and_every_hook(tmp_path: Path) -> None:
     """Two CPU processes: the same steps as one process, half of each global batch each, every
     image once an epoch; a user's callback gets every per-batch hook of every step on each rank,
@@ -113,6 +114,7 @@ def short_job_names(*overrides: str) -> str:
     return exclude_shared_keys(list(overrides))
 
 
+@pytest.mark.slow
 def test_basic_sweep_goes_on_past_failing_ddp_ranks(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "study"
     completed = run_command(
@@ -156,6 +158,7 @@ def test_basic_sweep_goes_on_past_failing_ddp_ranks(tmp_path: Path) -> None:
     assert_process_state_restored(sweep_dir)
 
 
+@pytest.mark.slow
 def test_parallel_sweep_goes_on_past_failing_ddp_ranks(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     completed = run_command(

@@ -195,6 +195,7 @@ def test_requeued_only_if_slurm_may_and_the_job_is_not_ending() -> None:
 # --- torchrun -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_torchrun_on_one_node_writes_one_run_directory(tmp_path: Path) -> None:
     """No hydra.run.dir: torchrun's processes share its rendezvous id, and so the directory."""
     completed = run([*torchrun("--nproc_per_node=2"), *TINY_DDP, *PROBE], tmp_path)
@@ -204,6 +205,7 @@ def test_torchrun_on_one_node_writes_one_run_directory(tmp_path: Path) -> None:
     assert_one_ddp_run_of_two(run_dir, completed.output)
 
 
+@pytest.mark.slow
 def test_torchrun_on_two_nodes_writes_one_run_directory(tmp_path: Path) -> None:
     """Two torchrun agents on this machine, as on two nodes, meeting at a c10d rendezvous."""
     command = [
@@ -232,6 +234,7 @@ def test_torchrun_on_two_nodes_writes_one_run_directory(tmp_path: Path) -> None:
     assert_one_ddp_run_of_two(run_dir, "\n".join(outputs))
 
 
+@pytest.mark.slow
 def test_torchrun_without_shared_run_dir_is_refused_first(tmp_path: Path) -> None:
     # --master-port: torchrun's static rendezvous, whose id is "none".
     completed = run([*torchrun("--nproc_per_node=2", f"--master-port={free_port()}"), *TINY_DDP], tmp_path)

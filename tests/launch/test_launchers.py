@@ -24,6 +24,7 @@ def event_file_pids(job: Path) -> set[str]:
     return {path.name.split(".")[-2] for path in job.glob("events.out.tfevents.*")}
 
 
+@pytest.mark.slow
 def test_parallel_launcher_runs_jobs_in_their_own_processes(run_cli: RunCli, tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     completed = run_cli(
@@ -46,6 +47,7 @@ def test_parallel_launcher_runs_jobs_in_their_own_processes(run_cli: RunCli, tmp
     assert all(len(p) == 1 for p in pids) and pids[0] != pids[1]  # two worker processes
 
 
+@pytest.mark.slow
 def test_submitit_local_launcher(run_cli: RunCli, tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     completed = run_cli(
@@ -209,6 +211,7 @@ def test_the_ray_launcher_without_ray_says_how_to_install_it(tmp_path: Path) -> 
     )
 
 
+@pytest.mark.slow
 def test_ray_launcher_refuses_multinode_jobs_and_dead_addresses(tmp_path: Path) -> None:
     for overrides, says, fix in (
         (

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import TINY_SYNTHETIC_RUN, command_environment
 
 
@@ -18,6 +20,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_node_job_writes_one_directory_and_global_batch(tmp_path: Path) -> None:
     run_dir = tmp_path / "shared" / "run"
     command = [

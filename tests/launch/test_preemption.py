@@ -32,6 +32,7 @@ def test_submitits_requeue_handler_is_recognised() -> None:
     assert submitit_requeue_handler(handler.bypass) is None and submitit_requeue_handler(None) is None
 
 
+@pytest.mark.slow
 def test_sigterm_to_a_ddp_job_saves_its_step_and_resumes(run_cli: RunCli, tmp_path: Path, monkeypatch) -> None:
     """SIGTERM to the job's process, which passes it on to its 2 DDP processes: they agree on it at
     the next check (a step here), save, and stop; the rerun resumes from that step (that a resume

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from conftest import REPO, TINY_SYNTHETIC_RUN, assert_ok, describe, read_json, run_command
@@ -23,6 +24,7 @@ def multirun_sh(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProces
     return run_command(["bash", MULTIRUN_SH, *args], cwd, timeout=600, PYTHON=sys.executable, **env)
 
 
+@pytest.mark.slow
 def test_study_through_multirun_sh_ends_in_the_report(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "study"
     completed = multirun_sh(
@@ -83,6 +85,7 @@ def snapshot(job: Path) -> dict[str, tuple[str, int]]:
     }
 
 
+@pytest.mark.slow
 def test_relaunched_sweep_keeps_finished_jobs_resumes_others(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "study"
     # The probe kills the sweep's process at step 8 of the seed-1 job, once (see probes.KillOnce).

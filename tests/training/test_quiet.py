@@ -157,6 +157,7 @@ def test_summary_counts_the_networks_flops() -> None:
 # --- end to end: a run and its resume say only what is true -------------------------------------
 
 
+@pytest.mark.slow
 def test_run_and_resume_print_no_noise_keep_true_warnings(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     # An unknown compile mode makes torch.compile fail: a true warning that must still show.

@@ -245,6 +245,7 @@ def test_speed_options_are_the_modules_model_is_the_network(tmp_path):
 # --- the bench script -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_bench_prints_the_table_end_to_end(tmp_path):
     command = [
         sys.executable,
@@ -273,6 +274,7 @@ def test_bench_prints_the_table_end_to_end(tmp_path):
     assert "peak RSS MiB" in table and (tmp_path / "bench.json").is_file()
 
 
+@pytest.mark.slow
 def test_bench_reports_host_time_per_step(tmp_path):
     command = [
         sys.executable,

@@ -4,6 +4,7 @@ evaluate read."""
 
 from pathlib import Path
 
+import pytest
 import torch
 from small_fits import assert_same_state
 
@@ -13,6 +14,7 @@ from resnet_cifar.evaluate import evaluate
 WHOLE_STEP = ("module=whole_step",)
 
 
+@pytest.mark.slow
 def test_resumed_whole_step_run_is_bit_identical(tmp_path: Path) -> None:
     # 450 training images in batches of 32: 15 steps an epoch, the last a batch of 2 (a second
     # compiled shape). The run's checkpoint of step 10, mid-epoch, resumed with a fresh compile:
