@@ -2,6 +2,11 @@
 
 python -m resnet_cifar.train [overrides]          e.g. model.depth=56 seed=3
 python -m resnet_cifar.train -m model.depth=20,32,44,56 seed=0,1,2,3,4
+
+The same from Python (a notebook, a script, a test)::
+
+    from resnet_cifar.train import compose_config, train
+    metrics = train(compose_config(["model.depth=56", "seed=3"], output_dir="outputs/notebook/resnet56"))
 """
 
 import json

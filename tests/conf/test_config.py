@@ -14,6 +14,7 @@ from conftest import CONF, compose_train, run_cli
 from resnet_cifar.data import CIFARDataModule
 from resnet_cifar.training.build import build_module, build_trainer
 from resnet_cifar.training.callbacks import LrWarmupUntilTrainError
+from small_fits import bare_trainer
 
 GROUP_OPTIONS = {
     "paths": ["default"],
@@ -160,16 +161,7 @@ def test_module_steps_its_scheduler_every_optimizer_step(tmp_path):
         tmp_path,
     )
     module = build_module(cfg)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=3,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        default_root_dir=tmp_path,
-    )
+    trainer = bare_trainer(tmp_path, max_steps=3, limit_val_batches=0)
     trainer.fit(module, datamodule=instantiate(cfg.data))
     # Lightning steps it once per optimizer step (module.lr_scheduler.interval): lr 0.1, 0.1, 0.01, then 0.001.
     scheduler = trainer.lr_scheduler_configs[0]

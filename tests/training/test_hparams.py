@@ -1,7 +1,7 @@
 """TensorBoard's HPARAMS: the recipe's keys and every overridden key, flat, as numbers or text."""
 
+from conftest import compose_train
 from resnet_cifar.training.hparams import RECIPE_KEYS, run_hparams
-from test_config import compose_train
 
 OVERRIDES = [
     "model=plain",

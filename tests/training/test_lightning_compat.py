@@ -17,6 +17,7 @@ from resnet_cifar.training.lightning_compat import (
     start_rich_progress,
     without_per_step_sigterm_broadcast,
 )
+from small_fits import bare_trainer
 
 
 def test_lightning_is_the_minor_version_that_was_read() -> None:
@@ -106,16 +107,7 @@ def test_skipping_backward_keeps_training_and_optimizer_step(tmp_path) -> None:
 
     recorder = RecordsHooksWithoutBackward(str(tmp_path))
     model = BoringModel()
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[recorder],
-        default_root_dir=tmp_path,
-    )
+    trainer = bare_trainer(tmp_path, max_steps=2, callbacks=[recorder])
     before = [p.detach().clone() for p in model.parameters()]
     trainer.fit(model)
     assert trainer.global_step == 2

@@ -8,8 +8,15 @@ from types import SimpleNamespace
 import lightning as L
 import pytest
 import torch
+
+from conftest import REPO, compose_train, run_command
+from resnet_cifar.data import CIFARDataModule
+from resnet_cifar.data.batches import BatchPlan, EpochBatchSampler, ImageBatches, shard_bounds
+from resnet_cifar.models import cifar_resnet
+from resnet_cifar.training.compiling import CompileFallbackWarning
 from small_fits import (
     assert_same_state,
+    bare_trainer,
     classifier,
     compile_with,
     failing_backend,
@@ -17,12 +24,6 @@ from small_fits import (
     tiny_fit,
     trained_state,
 )
-
-from conftest import REPO, compose_train, run_command
-from resnet_cifar.data import CIFARDataModule
-from resnet_cifar.data.batches import BatchPlan, EpochBatchSampler, ImageBatches, shard_bounds
-from resnet_cifar.models import cifar_resnet
-from resnet_cifar.training.compiling import CompileFallbackWarning
 
 # --- device-resident data ---------------------------------------------------------------------
 
@@ -136,17 +137,7 @@ def test_train_error_is_over_all_the_epochs_images(tmp_path):
             self.sizes.append(len(batch[1]))
 
     record = Record()
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        callbacks=[record],
-        default_root_dir=tmp_path,
-    )
+    trainer = bare_trainer(tmp_path, max_epochs=1, limit_val_batches=0, callbacks=[record])
     trainer.fit(classifier(), datamodule=small_datamodule())
     assert record.sizes == [32] * 7 + [26]  # 250 training images, the last batch smaller
     expected = sum(e * n for e, n in zip(record.errors, record.sizes)) / sum(record.sizes)

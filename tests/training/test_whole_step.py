@@ -9,6 +9,13 @@ import lightning as L
 import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger
+
+from resnet_cifar.errors import ConfigError
+from resnet_cifar.training.callbacks import TrainingClock
+from resnet_cifar.training.compiling import CompileFallbackWarning
+from resnet_cifar.training.module import ImageClassifier
+from resnet_cifar.training.whole_step import WholeTrainingStep
+from resnet_cifar.training.whole_step_module import WholeStepClassifier
 from small_fits import (
     SGD,
     assert_same_state,
@@ -20,13 +27,6 @@ from small_fits import (
     tiny_fit,
     trained_state,
 )
-
-from resnet_cifar.errors import ConfigError
-from resnet_cifar.training.callbacks import TrainingClock
-from resnet_cifar.training.compiling import CompileFallbackWarning
-from resnet_cifar.training.module import ImageClassifier
-from resnet_cifar.training.whole_step import WholeTrainingStep
-from resnet_cifar.training.whole_step_module import WholeStepClassifier
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["step-function", "through-torch.compile"])

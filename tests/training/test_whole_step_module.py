@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from small_fits import assert_same_state
 
 from conftest import TINY_SYNTHETIC_RUN, captured_log, logged_input_grids, run_training
 from resnet_cifar.evaluate import evaluate
+from small_fits import assert_same_state
 
 WHOLE_STEP = ("module=whole_step",)
 

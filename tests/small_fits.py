@@ -27,18 +27,14 @@ def small_datamodule(**kwargs) -> CIFARDataModule:
     return CIFARDataModule(dataset="synthetic", synthetic_sizes=(300, 100), val_size=50, batch_size=32, **kwargs)
 
 
+def bare_trainer(tmp_path: Path, **options) -> L.Trainer:
+    """A CPU Trainer with nothing around the fit: no logger, checkpoints, progress bar or summary."""
+    defaults = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    return L.Trainer(accelerator="cpu", default_root_dir=tmp_path, **{**defaults, **options})
+
+
 def tiny_fit(module: ImageClassifier, tmp_path: Path, steps: int = 3, **trainer_options) -> L.Trainer:
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=steps,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        default_root_dir=tmp_path,
-        **trainer_options,
-    )
+    trainer = bare_trainer(tmp_path, max_steps=steps, limit_val_batches=0, **trainer_options)
     trainer.fit(module, datamodule=small_datamodule())
     return trainer
 
