@@ -176,6 +176,17 @@ def logged_input_grids(run_dir: Path) -> list[Any]:
     return [Image.open(io.BytesIO(event.encoded_image_string)) for event in events.Images("inputs/augmented_batch")]
 
 
+def summaries(run_dir: Path, tag: str) -> list[Any]:
+    """Every summary value tagged ``tag`` in all of the run's TensorBoard event files."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    values = []
+    for path in sorted(run_dir.glob("events.out.tfevents.*")):
+        for event in EventFileLoader(str(path)).Load():
+            values += [value for value in event.summary.value if value.tag == tag]
+    return values
+
+
 @pytest.fixture(scope="session", name="run_cli")
 def run_cli_fixture() -> RunCli:
     """:func:`run_cli` as a fixture (session-scoped, so module-scoped fixtures can use it)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +100,17 @@ def files_of(folder: Path) -> dict[str, str]:
         for path in sorted(folder.rglob("*"))
         if path.is_file()
     }
+
+
+def users_network_module(folder: Path, name: str, monkeypatch: Any, imports: str = "") -> Path:
+    """A user's own module ``name`` in ``folder``, importable in this process, whose ``wide``
+    builds the paper's network through their code; ``imports`` go at its top."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.py").write_text(
+        f"{imports}from resnet_cifar.models import cifar_resnet\n\n\n"
+        "def wide(depth, shortcut, residual, num_classes):\n"
+        "    return cifar_resnet(depth, shortcut, residual, num_classes)\n"
+    )
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.delitem(sys.modules, name, raising=False)  # another test's, imported before
+    return folder

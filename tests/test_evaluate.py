@@ -11,7 +11,7 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import assert_ok, describe, run_cli, run_command
-from crafted_checkpoints import KEYS, PAYLOADS, files_of, payload, plant, victims, write_crafted
+from crafted_checkpoints import KEYS, PAYLOADS, files_of, payload, plant, users_network_module, victims, write_crafted
 from resnet_cifar.errors import UntrustedConfig
 from resnet_cifar.evaluate import evaluate
 from resnet_cifar.trusted_targets import ENVIRONMENT_VARIABLE, TrustedTargets
@@ -26,16 +26,7 @@ MY_NET = "lab_nets.wide"
 def my_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The folder of a user's own network, ``lab_nets.wide`` (the paper's, built by their code),
     importable here."""
-    folder = tmp_path / "my_lab"
-    folder.mkdir()
-    (folder / "lab_nets.py").write_text(
-        "from resnet_cifar.models import cifar_resnet\n\n\n"
-        "def wide(depth, shortcut, residual, num_classes):\n"
-        "    return cifar_resnet(depth, shortcut, residual, num_classes)\n"
-    )
-    monkeypatch.syspath_prepend(str(folder))
-    monkeypatch.delitem(sys.modules, "lab_nets", raising=False)  # another test's, imported before
-    return folder
+    return users_network_module(tmp_path / "my_lab", "lab_nets", monkeypatch)
 
 
 def with_my_network(trained: Path, destination: Path) -> Path:

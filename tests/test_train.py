@@ -22,7 +22,6 @@ import pytest
 import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
@@ -37,6 +36,7 @@ from conftest import (
     read_json,
     run_command,
     run_training,
+    summaries,
 )
 from resnet_cifar.errors import TrainingDiverged
 from resnet_cifar.provenance import SHORT_FORM_KEYS
@@ -138,15 +138,6 @@ def test_tensorboard_gets_every_scalar(smoke: Run) -> None:
     test_err = events.Scalars("test/err")
     assert test_err[-1].value == pytest.approx(smoke.metrics["test_err"], abs=1e-4)
     assert [event.value for event in events.Scalars("lr")][0] == pytest.approx(0.1)
-
-
-def summaries(run_dir: Path, tag: str) -> list[Any]:
-    """Every summary value tagged ``tag`` in all of the run's event files."""
-    values = []
-    for path in sorted(run_dir.glob("events.out.tfevents.*")):
-        for event in EventFileLoader(str(path)).Load():
-            values += [value for value in event.summary.value if value.tag == tag]
-    return values
 
 
 def test_hparams_tab_gets_the_recipe_and_every_override(smoke: Run) -> None:

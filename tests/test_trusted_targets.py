@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
 from conftest import compose_train
+from crafted_checkpoints import users_network_module
 from resnet_cifar.errors import UntrustedConfig
 from resnet_cifar.trusted_targets import (
     ENVIRONMENT_VARIABLE,
@@ -43,13 +43,7 @@ REFUSED = (
 @pytest.fixture
 def my_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """A user's own package of networks, importable as ``my_lab_nets``."""
-    (tmp_path / "my_lab_nets.py").write_text(
-        "import shutil\n\nfrom resnet_cifar.models import cifar_resnet\n\n\n"
-        "def wide(depth, shortcut, residual, num_classes):\n"
-        "    return cifar_resnet(depth, shortcut, residual, num_classes)\n"
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "my_lab_nets", raising=False)  # another test's, imported before
+    users_network_module(tmp_path, "my_lab_nets", monkeypatch, imports="import shutil\n\n")
     monkeypatch.delenv(ENVIRONMENT_VARIABLE, raising=False)
     return "my_lab_nets"
 

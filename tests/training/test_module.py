@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import io
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from crafted_checkpoints import HPARAM_KEYS, PAYLOADS, files_of, payload, plant, victims, write_crafted
+from crafted_checkpoints import (
+    HPARAM_KEYS,
+    PAYLOADS,
+    files_of,
+    payload,
+    plant,
+    users_network_module,
+    victims,
+    write_crafted,
+)
 from resnet_cifar.errors import UntrustedConfig
 from resnet_cifar.training.module import ImageClassifier
 
@@ -36,13 +44,7 @@ def test_code_in_the_hyper_parameters_is_refused_untouched(trained: Path, tmp_pa
 
 
 def test_a_users_network_loads_through_the_keyword(trained: Path, tmp_path: Path, monkeypatch) -> None:
-    (tmp_path / "lab_models.py").write_text(
-        "from resnet_cifar.models import cifar_resnet\n\n\n"
-        "def wide(depth, shortcut, residual, num_classes):\n"
-        "    return cifar_resnet(depth, shortcut, residual, num_classes)\n"
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "lab_models", raising=False)  # another test's, imported before
+    users_network_module(tmp_path, "lab_models", monkeypatch)
     checkpoint = torch.load(trained, weights_only=True)
     checkpoint = plant(
         checkpoint, "hyper_parameters.net", {**checkpoint["hyper_parameters"]["net"], "_target_": "lab_models.wide"}

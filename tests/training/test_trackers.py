@@ -27,7 +27,6 @@ from typing import Any
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from conftest import (
@@ -39,6 +38,7 @@ from conftest import (
     read_json,
     run_command,
     run_training,
+    summaries,
 )
 from resnet_cifar.cli import usage_error_in
 from resnet_cifar.training.trackers import run_group
@@ -75,15 +75,6 @@ def sweep(run_cli: RunCli, root: Path, *overrides: str) -> Sweep:
     assert_ok(run_cli("train", "-m", *TRACKED_RUN, *overrides, f"hydra.sweep.dir={result.dir}", cwd=result.cwd))
     assert len(result.jobs) == 2
     return result
-
-
-def summaries(run_dir: Path, tag: str) -> list[Any]:
-    """Every summary value tagged ``tag`` in all of the run's event files."""
-    values = []
-    for path in sorted(run_dir.glob("events.out.tfevents.*")):
-        for event in EventFileLoader(str(path)).Load():
-            values += [value for value in event.summary.value if value.tag == tag]
-    return values
 
 
 def tensorboard_hparams(job: Path) -> dict[str, Any]:
