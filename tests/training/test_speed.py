@@ -2,7 +2,9 @@
 
 import copy
 import re
+import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import lightning as L
@@ -236,28 +238,17 @@ def test_speed_options_are_the_modules_model_is_the_network(tmp_path):
 # --- the bench script -------------------------------------------------------------------------
 
 
+def run_bench(tmp_path: Path, *arguments: str, timeout: float) -> subprocess.CompletedProcess:
+    """bench/throughput.py with ``arguments``, as a user runs it; it must succeed."""
+    completed = run_command([sys.executable, REPO / "bench" / "throughput.py", *arguments], tmp_path, timeout=timeout)
+    assert completed.returncode == 0, completed.output
+    return completed
+
+
 @pytest.mark.slow
 def test_bench_prints_the_table_end_to_end(tmp_path):
-    command = [
-        sys.executable,
-        str(REPO / "bench" / "throughput.py"),
-        "--depths",
-        "8",
-        "--steps",
-        "2",
-        "--warmup",
-        "1",
-        "--batch-size",
-        "16",
-        "--synthetic-size",
-        "400",
-        "--workers",
-        "1",
-        "--json",
-        str(tmp_path / "bench.json"),
-    ]
-    completed = run_command(command, tmp_path, timeout=240)
-    assert completed.returncode == 0, completed.output
+    arguments = ("--depths", "8", "--steps", "2", "--warmup", "1", "--batch-size", "16", "--synthetic-size", "400")
+    completed = run_bench(tmp_path, *arguments, "--workers", "1", "--json", str(tmp_path / "bench.json"), timeout=240)
     table = completed.stdout
     for row in ("| 8 | project", "| 8 | bare", "| 8 | classic"):
         assert row in table, table
@@ -267,23 +258,8 @@ def test_bench_prints_the_table_end_to_end(tmp_path):
 
 @pytest.mark.slow
 def test_bench_reports_host_time_per_step(tmp_path):
-    command = [
-        sys.executable,
-        str(REPO / "bench" / "throughput.py"),
-        "--host-overhead",
-        "--compile",
-        "step",
-        "--steps",
-        "3",
-        "--warmup",
-        "2",
-        "--repeats",
-        "1",
-        "--synthetic-size",
-        "400",
-    ]
-    completed = run_command(command, tmp_path, timeout=600)
-    assert completed.returncode == 0, completed.output
+    arguments = ("--host-overhead", "--compile", "step", "--steps", "3", "--warmup", "2", "--repeats", "1")
+    completed = run_bench(tmp_path, *arguments, "--synthetic-size", "400", timeout=600)
     assert "batch 8, 2 warm-up + 3 timed steps" in completed.stdout and "1 threads" in completed.stdout
     lines = [line for line in completed.stdout.splitlines() if line.startswith("host ms/step (ResNet-8, batch 8): ")]
     assert len(lines) == 2, completed.stdout  # the eager pair and the whole-step pair (--compile step)
