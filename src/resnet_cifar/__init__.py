@@ -6,6 +6,11 @@ imports nothing else: the networks stand alone.
 """
 
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+# The Hydra configs (conf/ at the repository's top links here), by absolute path: the commands,
+# installed or run with python -m, and the Python API all compose from here.
+CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
 try:
     __version__ = version("resnet-cifar")

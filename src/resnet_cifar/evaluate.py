@@ -15,6 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 
+from resnet_cifar import CONFIG_DIR
 from resnet_cifar.cli import exit_on_usage_error
 from resnet_cifar.files import write_json_atomically
 from resnet_cifar.provenance import run_environment
@@ -88,8 +89,7 @@ def evaluate(
 register_resolvers()
 
 
-# The configs by absolute path: the installed command (resnet-cifar-evaluate) finds them as python -m does.
-@hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parent / "conf"), config_name="evaluate")
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="evaluate")
 @exit_on_usage_error
 def main(cfg: DictConfig) -> None:
     silence_known_noise()

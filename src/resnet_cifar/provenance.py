@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,13 +20,6 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 GIT_TIMEOUT_S = 10
 # The short form's keys, as TensorBoard's HPARAMS, MLflow's parameters and W&B's config show them.
 SHORT_FORM_KEYS = ("environment.device", "environment.precision", "environment.torch", "environment.commit")
-
-
-def project_version() -> str:
-    try:
-        return version("resnet-cifar")
-    except PackageNotFoundError:  # imported from a source tree that was never installed
-        return "unknown"
 
 
 def git(*args: str) -> str | None:
@@ -101,9 +93,11 @@ def run_environment(trainer: L.Trainer) -> dict[str, Any]:
     import lightning
     import torch
 
+    import resnet_cifar
+
     commit, modified = code_commit()
     return {
-        "resnet_cifar": project_version(),
+        "resnet_cifar": resnet_cifar.__version__,
         "commit": commit,
         "tree_modified": modified,
         "python": platform.python_version(),

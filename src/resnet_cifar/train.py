@@ -23,6 +23,7 @@ from hydra.types import RunMode
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from resnet_cifar import CONFIG_DIR
 from resnet_cifar.cli import exit_on_usage_error
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.files import write_json_atomically
@@ -46,7 +47,6 @@ from resnet_cifar.training.trackers import (
 from resnet_cifar.trusted_targets import TrustedTargets
 
 log = logging.getLogger(__name__)
-CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 # The numbers of metrics.json, any of which ``optimized_metric`` may name.
 NUMERIC_RESULTS = (
     "test_err",
@@ -256,7 +256,6 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
 register_resolvers()
 
 
-# The configs by absolute path: the installed command (resnet-cifar-train) finds them as python -m does.
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 @exit_on_usage_error
 def main(cfg: DictConfig) -> float | None:

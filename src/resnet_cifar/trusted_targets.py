@@ -33,10 +33,10 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from resnet_cifar import CONFIG_DIR
 from resnet_cifar.errors import UntrustedConfig
 
 ENVIRONMENT_VARIABLE = "RESNET_CIFAR_TRUSTED_TARGETS"
-CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 # A dotted Python name: what a user can name in an allow-list.
 DOTTED_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 BUILT_IN = (

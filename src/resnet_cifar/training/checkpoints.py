@@ -20,12 +20,16 @@ MODEL_KEYS = ("depth", "shortcut", "residual", "num_classes")
 OBJECT_REFUSED = re.compile(r"GLOBAL|unrecognized function|Can only create new object|must be imported")
 
 
+def missing_checkpoint(path: str | Path) -> CheckpointError:
+    return CheckpointError(f"checkpoint {path} does not exist; pass the path of a run's checkpoints/last.ckpt")
+
+
 def read_checkpoint(path: str | Path, contents: IO[bytes] | None = None) -> dict[str, Any]:
     """Load a Lightning checkpoint with ``weights_only=True`` (tensors and plain containers), from
     ``path``, or from ``contents`` read from there."""
     path = Path(path) if contents is None else path
     if contents is None and not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; pass the path of a run's checkpoints/last.ckpt")
+        raise missing_checkpoint(path)
     try:
         checkpoint = torch.load(path if contents is None else contents, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -61,7 +65,7 @@ def checkpoint_contents(path: str | Path | IO[bytes]) -> bytes:
         with fsspec.open(str(path), "rb") as file:
             return file.read()
     if not Path(path).is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; pass the path of a run's checkpoints/last.ckpt")
+        raise missing_checkpoint(path)
     return Path(path).read_bytes()
 
 
