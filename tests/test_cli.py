@@ -21,17 +21,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import (
-    TINY_IMAGE_FOLDER_RUN,
-    TINY_SYNTHETIC_RUN,
-    RunCli,
-    describe,
-    run_training,
-)
+from commands import describe, run_cli
 from crafted_checkpoints import files_of
 from fake_cifar import write_image_folder
 from resnet_cifar.cli import exit_on_usage_error, usage_error_in
 from resnet_cifar.evaluate import evaluate
+from tiny_runs import TINY_IMAGE_FOLDER_RUN, TINY_SYNTHETIC_RUN, run_training
 
 USAGE_ERROR = 2
 HYDRA_ERROR = 1
@@ -108,14 +103,14 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # --- the commands: exit status, the error line, nothing written ---
 
 
-def test_train_usage_error_is_one_line_exit_2_no_output(run_cli: RunCli, tmp_path: Path) -> None:
+def test_train_usage_error_is_one_line_exit_2_no_output(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     completed = run_cli("train", *TWO_STEPS, "ckpt_path=/nope.ckpt", f"hydra.run.dir={run_dir}", cwd=tmp_path / "cwd")
     assert_usage_error(completed, "/nope.ckpt", "does not exist", "last.ckpt")
     assert {path.name for path in run_dir.rglob("*")} <= {"train.log"}, "only the command's log may be written"
 
 
-def test_unknown_config_key_gets_hydras_message(run_cli: RunCli, tmp_path: Path) -> None:
+def test_unknown_config_key_gets_hydras_message(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     completed = run_cli("train", *TWO_STEPS, "model.widht=3", f"hydra.run.dir={run_dir}", cwd=tmp_path / "cwd")
     assert completed.returncode == HYDRA_ERROR, describe(completed)
@@ -124,7 +119,7 @@ def test_unknown_config_key_gets_hydras_message(run_cli: RunCli, tmp_path: Path)
     assert "+model.widht=3" in completed.output  # Hydra's hint, for keys meant to be added
 
 
-def test_evaluate_usage_error_is_one_line_and_exit_2(run_cli: RunCli, tmp_path: Path, finished_run: Path) -> None:
+def test_evaluate_usage_error_is_one_line_and_exit_2(tmp_path: Path, finished_run: Path) -> None:
     checkpoint = finished_run / "checkpoints" / "last.ckpt"
     completed = run_cli("evaluate", f"ckpt_path={checkpoint}", "model.depth=14", cwd=tmp_path / "cwd")
     assert_usage_error(completed, str(checkpoint), "depth=8", "depth=14")
@@ -270,7 +265,7 @@ def test_train_resuming_a_checkpoint_of_another_depth(tmp_path: Path, finished_r
 
 @pytest.fixture(scope="module")
 def failed_resume(
-    run_cli: RunCli, tmp_path_factory: pytest.TempPathFactory, finished_run: Path
+    tmp_path_factory: pytest.TempPathFactory, finished_run: Path
 ) -> tuple[subprocess.CompletedProcess, dict[str, str], dict[str, str]]:
     """A finished run's command rerun in (a copy of) its directory with another depth.
 

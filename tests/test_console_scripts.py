@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import TINY_SYNTHETIC_RUN, assert_ok, read_json, run_command
+from commands import assert_ok, run_command
+from run_outputs import read_json
+from tiny_runs import TINY_SYNTHETIC_RUN
 
 SCRIPTS = {
     "resnet-cifar-train": "resnet_cifar.train:main",

@@ -10,7 +10,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import assert_ok, describe, run_cli, run_command
+from commands import assert_ok, describe, run_cli, run_command
 from crafted_checkpoints import KEYS, PAYLOADS, files_of, payload, plant, users_network_module, victims, write_crafted
 from resnet_cifar.errors import UntrustedConfig
 from resnet_cifar.evaluate import evaluate

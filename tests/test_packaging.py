@@ -6,7 +6,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from conftest import REPO, TINY_SYNTHETIC_RUN, assert_ok, read_json, run_command
+from commands import REPO, assert_ok, run_command
+from run_outputs import read_json
+from tiny_runs import TINY_SYNTHETIC_RUN
 
 
 def test_the_models_import_neither_hydra_nor_lightning(tmp_path: Path) -> None:

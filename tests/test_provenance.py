@@ -11,8 +11,8 @@ import torch
 import yaml
 
 import resnet_cifar.provenance as provenance
-from conftest import TINY_SYNTHETIC_RUN, run_training
 from resnet_cifar.provenance import SHORT_FORM_KEYS, code_commit, commit_label, cudnn_version, device_label
+from tiny_runs import TINY_SYNTHETIC_RUN, run_training
 
 FULL_RECORD = {
     "resnet_cifar",

@@ -25,22 +25,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from conftest import (
-    TINY_IMAGE_FOLDER_RUN,
-    TINY_SYNTHETIC_RUN,
-    assert_ok,
-    captured_log,
-    command_environment,
-    describe,
-    logged_input_grids,
-    read_json,
-    run_command,
-    run_training,
-    summaries,
-)
+from commands import assert_ok, command_environment, describe, run_command
 from resnet_cifar.errors import TrainingDiverged
 from resnet_cifar.provenance import SHORT_FORM_KEYS
 from resnet_cifar.training.hparams import RECIPE_KEYS
+from run_outputs import logged_input_grids, read_json, summaries
+from tiny_runs import TINY_IMAGE_FOLDER_RUN, TINY_SYNTHETIC_RUN, captured_log, run_training
 
 SMOKE_STEPS = 6
 RESUMED_STEPS = 12

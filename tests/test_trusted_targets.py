@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import compose_train
 from crafted_checkpoints import users_network_module
 from resnet_cifar.errors import UntrustedConfig
+from resnet_cifar.train import compose_config
 from resnet_cifar.trusted_targets import (
     ENVIRONMENT_VARIABLE,
     TrustedTargets,
@@ -89,7 +89,7 @@ def test_the_environment_variable_adds_targets_and_prefixes(my_lab: str, monkeyp
 
 
 def test_a_command_trusts_its_targets_and_trusted_targets(my_lab: str, tmp_path: Path) -> None:
-    cfg = compose_train(["model._target_=their_lab.Net", "trusted_targets=[my_lab_nets]"], tmp_path)
+    cfg = compose_config(["model._target_=their_lab.Net", "trusted_targets=[my_lab_nets]"], output_dir=tmp_path)
     trusted = TrustedTargets.of_command(cfg)
     assert trusted.refusal("their_lab.Net") is None  # named by the command itself
     assert trusted.refusal("my_lab_nets.wide") is None

@@ -10,8 +10,10 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
-from conftest import CONF, compose_train, run_cli
+from commands import run_cli
+from resnet_cifar import CONFIG_DIR
 from resnet_cifar.data import CIFARDataModule
+from resnet_cifar.train import compose_config
 from resnet_cifar.training.build import build_module, build_trainer
 from resnet_cifar.training.callbacks import LrWarmupUntilTrainError
 from small_fits import bare_trainer
@@ -33,11 +35,11 @@ GROUP_OPTIONS = {
 
 def test_every_group_option_is_on_disk():
     for group, options in GROUP_OPTIONS.items():
-        assert sorted(p.stem for p in (CONF / group).glob("*.yaml")) == sorted(options), group
+        assert sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml")) == sorted(options), group
 
 
 def test_default_config_is_the_papers_recipe():
-    cfg = compose_train()
+    cfg = compose_config()
     assert (cfg.model.depth, cfg.model.shortcut, cfg.model.residual) == (20, "A", True)
     assert (cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.weight_decay) == (0.1, 0.9, 1e-4)
     assert list(cfg.scheduler.milestones) == [32000, 48000] and cfg.scheduler.gamma == 0.1
@@ -51,9 +53,7 @@ def test_default_config_is_the_papers_recipe():
 def test_each_option_composes_and_instantiates(group, option, tmp_path):
     # logger=mlflow opens its store when built: one in tmp_path, not in the working directory's outputs/.
     store = f"site.mlflow_tracking_uri=sqlite:///{tmp_path}/mlflow.db"
-    cfg = compose_train([f"{group}={option}", "trainer.accelerator=cpu", store], tmp_path)
-    with open_dict(cfg):
-        del cfg.hydra  # as the train command gets it: a sweep's hydra.job.num is set per job
+    cfg = compose_config([f"{group}={option}", "trainer.accelerator=cpu", store], output_dir=tmp_path)
     module = build_module(cfg)
     assert module(torch.zeros(1, 3, 32, 32)).shape == (1, cfg.data.num_classes)
     assert isinstance(instantiate(cfg.data), CIFARDataModule)
@@ -68,11 +68,11 @@ def test_each_option_composes_and_instantiates(group, option, tmp_path):
 
 
 def test_variants_and_data_sets_change_what_they_should():
-    assert compose_train(["model=plain"]).model.residual is False
-    cifar100 = compose_train(["data=cifar100"])
+    assert compose_config(["model=plain"]).model.residual is False
+    cifar100 = compose_config(["data=cifar100"])
     assert (cifar100.data.dataset, cifar100.data.num_classes, cifar100.model.num_classes) == ("cifar100", 100, 100)
-    assert compose_train(["trainer=gpu"]).trainer.precision == "bf16-mixed"
-    ddp = compose_train(["trainer=ddp"])
+    assert compose_config(["trainer=gpu"]).trainer.precision == "bf16-mixed"
+    ddp = compose_config(["trainer=ddp"])
     assert (ddp.trainer.strategy, ddp.trainer.devices) == ("ddp", 2)
 
 
@@ -94,42 +94,42 @@ def fake_cuda(monkeypatch, available: bool, bf16: bool = True) -> None:
 )
 def test_every_trainer_is_bf16_on_gpus_and_fp32_on_the_cpu(trainer, accelerator, cuda, expected, monkeypatch):
     fake_cuda(monkeypatch, available=cuda)
-    cfg = compose_train([f"trainer={trainer}", f"trainer.accelerator={accelerator}"])
+    cfg = compose_config([f"trainer={trainer}", f"trainer.accelerator={accelerator}"])
     assert cfg.trainer.precision == expected
 
 
 def test_trainer_configs_pick_their_devices_precision(monkeypatch):
     """Without trainer.accelerator or trainer.precision on the command line."""
     fake_cuda(monkeypatch, available=True)
-    assert compose_train(["trainer=ddp"]).trainer.precision == "bf16-mixed"  # DDP (and SLURM) jobs on GPUs
-    assert compose_train(["trainer=gpu"]).trainer.precision == "bf16-mixed"
-    assert compose_train(["trainer=cpu"]).trainer.precision == "32-true"
+    assert compose_config(["trainer=ddp"]).trainer.precision == "bf16-mixed"  # DDP (and SLURM) jobs on GPUs
+    assert compose_config(["trainer=gpu"]).trainer.precision == "bf16-mixed"
+    assert compose_config(["trainer=cpu"]).trainer.precision == "32-true"
     fake_cuda(monkeypatch, available=False)
-    assert compose_train(["trainer=ddp"]).trainer.precision == "32-true"  # 2 CPU processes (gloo)
-    assert compose_train([]).trainer.precision == "32-true"
+    assert compose_config(["trainer=ddp"]).trainer.precision == "32-true"  # 2 CPU processes (gloo)
+    assert compose_config([]).trainer.precision == "32-true"
 
 
 def test_gpus_without_native_bf16_train_in_fp16_mixed(monkeypatch):
     fake_cuda(monkeypatch, available=True, bf16=False)
-    assert compose_train(["trainer=ddp"]).trainer.precision == "16-mixed"
+    assert compose_config(["trainer=ddp"]).trainer.precision == "16-mixed"
 
 
 @pytest.mark.parametrize("trainer", ["default", "cpu", "gpu", "ddp"])
 def test_an_explicit_precision_always_wins(trainer, monkeypatch):
     fake_cuda(monkeypatch, available=True)
     for precision in ("32-true", "16-mixed", "bf16-mixed"):
-        assert compose_train([f"trainer={trainer}", f"trainer.precision={precision}"]).trainer.precision == precision
+        assert compose_config([f"trainer={trainer}", f"trainer.precision={precision}"]).trainer.precision == precision
 
 
 def test_resolved_precision_reaches_trainer_and_checkpoint(tmp_path):
-    cfg = compose_train(["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=1"], tmp_path)
+    cfg = compose_config(["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=1"], output_dir=tmp_path)
     assert build_trainer(cfg).precision == "32-true"
     assert build_module(cfg).hparams.run_config["trainer"]["precision"] == "32-true"
 
 
 def lr_at_steps(milestones, steps, lr=0.1):
     net = torch.nn.Linear(1, 1)
-    cfg = compose_train([f"scheduler.milestones={milestones}", f"optimizer.lr={lr}"])
+    cfg = compose_config([f"scheduler.milestones={milestones}", f"optimizer.lr={lr}"])
     optimizer = instantiate(cfg.optimizer)(net.parameters())
     scheduler = instantiate(cfg.scheduler)(optimizer)
     seen = {}
@@ -149,7 +149,7 @@ def test_schedule_divides_by_ten_at_32k_and_48k_steps():
 
 
 def test_module_steps_its_scheduler_every_optimizer_step(tmp_path):
-    cfg = compose_train(
+    cfg = compose_config(
         [
             "model.depth=8",
             "data=synthetic",
@@ -171,13 +171,13 @@ def test_module_steps_its_scheduler_every_optimizer_step(tmp_path):
 
 
 def test_resnet110_experiment_adds_the_warmup(tmp_path):
-    cfg = compose_train(["experiment=resnet110"], tmp_path)
+    cfg = compose_config(["experiment=resnet110"], output_dir=tmp_path)
     assert cfg.model.depth == 110
     warmup = instantiate(cfg.callbacks.lr_warmup)
     assert isinstance(warmup, LrWarmupUntilTrainError)
     assert (warmup.factor, warmup.max_train_err) == (0.1, 80.0)
     # A depth typed on the command line still wins over the experiment's.
-    assert compose_train(["experiment=resnet110", "model.depth=56"]).model.depth == 56
+    assert compose_config(["experiment=resnet110", "model.depth=56"]).model.depth == 56
 
 
 def test_help_lists_the_config_groups(tmp_path):
@@ -201,7 +201,7 @@ def test_job_dirname_is_short_and_the_same_for_same_overrides() -> None:
 
 
 def test_plateau_scheduler_steps_per_epoch_on_the_val_error(tmp_path):
-    module = build_module(compose_train(["scheduler=plateau", "scheduler.patience=3"], tmp_path))
+    module = build_module(compose_config(["scheduler=plateau", "scheduler.patience=3"], output_dir=tmp_path))
     configured = module.configure_optimizers()["lr_scheduler"]
     assert isinstance(configured["scheduler"], torch.optim.lr_scheduler.ReduceLROnPlateau)
     assert (configured["interval"], configured["monitor"], configured["scheduler"].patience) == ("epoch", "val/err", 3)
@@ -211,14 +211,14 @@ def test_plateau_scheduler_steps_per_epoch_on_the_val_error(tmp_path):
 def test_the_smoke_experiment_works_with_every_scheduler(scheduler, tmp_path):
     # The smoke run's short milestones are MultiStepLR's; given to ReduceLROnPlateau they were a
     # TypeError in configure_optimizers.
-    cfg = compose_train(["experiment=smoke", f"scheduler={scheduler}"], tmp_path)
+    cfg = compose_config(["experiment=smoke", f"scheduler={scheduler}"], output_dir=tmp_path)
     configured = build_module(cfg).configure_optimizers()["lr_scheduler"]
     if scheduler == "multistep":
         assert sorted(configured["scheduler"].milestones) == [10, 15]
         assert (configured["interval"], cfg.trainer.max_steps) == ("step", 20)
         # Without the experiment, the paper's; typed on the command line, the user's.
-        assert list(compose_train().scheduler.milestones) == [32000, 48000]
-        assert list(compose_train(["experiment=smoke", "scheduler.milestones=[3,4]"]).scheduler.milestones) == [3, 4]
+        assert list(compose_config().scheduler.milestones) == [32000, 48000]
+        assert list(compose_config(["experiment=smoke", "scheduler.milestones=[3,4]"]).scheduler.milestones) == [3, 4]
     else:
         assert isinstance(configured["scheduler"], torch.optim.lr_scheduler.ReduceLROnPlateau)
         assert "milestones" not in cfg.scheduler and configured["interval"] == "epoch"
@@ -228,7 +228,7 @@ def test_every_part_of_a_run_is_in_the_config(tmp_path):
     from resnet_cifar.training.callbacks import FinishAtMaxSteps, StopOnNonFiniteLoss, TrainingClock
     from resnet_cifar.training.checkpoints import AtomicCheckpointIO
 
-    cfg = compose_train(["trainer.accelerator=cpu"], tmp_path)
+    cfg = compose_config(["trainer.accelerator=cpu"], output_dir=tmp_path)
     trainer = build_trainer(cfg)
     kinds = {type(callback) for callback in trainer.callbacks}
     assert {FinishAtMaxSteps, StopOnNonFiniteLoss, TrainingClock} <= kinds
@@ -241,5 +241,7 @@ def test_every_part_of_a_run_is_in_the_config(tmp_path):
         == cfg.callbacks.finish_at_max_steps.last_checkpoint
         == cfg.paths.last_checkpoint
     )
-    removed = build_trainer(compose_train(["trainer.accelerator=cpu", "~callbacks.stop_on_non_finite_loss"], tmp_path))
+    removed = build_trainer(
+        compose_config(["trainer.accelerator=cpu", "~callbacks.stop_on_non_finite_loss"], output_dir=tmp_path)
+    )
     assert StopOnNonFiniteLoss not in {type(callback) for callback in removed.callbacks}

@@ -12,10 +12,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hydra.core.hydra_config import HydraConfig
 
-from conftest import CONF, REPO, TINY_IMAGE_FOLDER_RUN, RunCli, assert_ok, compose_train, read_json
+from commands import REPO, assert_ok, run_cli
 from fake_cifar import write_image_folder
+from resnet_cifar import CONFIG_DIR
 from resnet_cifar.launch.study_names import exclude_shared_keys
+from resnet_cifar.train import compose_config
+from run_outputs import read_json
+from tiny_runs import TINY_IMAGE_FOLDER_RUN
 
 SITE = {
     "data": {"root": "/datasets/cifar10"},
@@ -42,15 +47,17 @@ def searchpath(tmp_path: Path) -> str:
 
 
 def test_site_settings_reach_the_run_launchers_and_trackers(searchpath: str) -> None:
-    cfg = compose_train([searchpath, "hydra/launcher=slurm", "logger=mlflow"])
+    cfg = compose_config([searchpath, "hydra/launcher=slurm", "logger=mlflow"])
+    launcher = HydraConfig.get().launcher
     assert cfg.data.root == "/datasets/cifar10"
-    assert (cfg.hydra.launcher.partition, cfg.hydra.launcher.account) == ("gpu", "lab")
+    assert (launcher.partition, launcher.account) == ("gpu", "lab")
     assert cfg.logger.mlflow.tracking_uri == "http://127.0.0.1:5000"
-    assert compose_train([searchpath, "hydra/launcher=ray"]).hydra.launcher.ray.init.address == "ray://head:10001"
+    compose_config([searchpath, "hydra/launcher=ray"])
+    assert HydraConfig.get().launcher.ray.init.address == "ray://head:10001"
 
 
 def test_the_command_line_wins_over_the_site_settings(searchpath: str) -> None:
-    cfg = compose_train(
+    cfg = compose_config(
         [
             searchpath,
             "hydra/launcher=slurm",
@@ -60,7 +67,7 @@ def test_the_command_line_wins_over_the_site_settings(searchpath: str) -> None:
             "logger.mlflow.tracking_uri=sqlite:///x.db",
         ]
     )
-    assert (cfg.data.root, cfg.hydra.launcher.partition, cfg.logger.mlflow.tracking_uri) == (
+    assert (cfg.data.root, HydraConfig.get().launcher.partition, cfg.logger.mlflow.tracking_uri) == (
         "here",
         "debug",
         "sqlite:///x.db",
@@ -69,20 +76,23 @@ def test_the_command_line_wins_over_the_site_settings(searchpath: str) -> None:
 
 def test_site_settings_win_over_an_experiments_values(searchpath: str) -> None:
     # Site settings come last: experiment=smoke sets data=synthetic, the site its data root.
-    assert compose_train([searchpath, "experiment=smoke"]).data.root == "/datasets/cifar10"
+    assert compose_config([searchpath, "experiment=smoke"]).data.root == "/datasets/cifar10"
 
 
 def test_without_a_site_file_the_defaults_hold() -> None:
-    cfg = compose_train(["hydra/launcher=slurm"])
-    assert cfg.data.root == "data" and cfg.hydra.launcher.partition is None and cfg.hydra.launcher.account is None
-    assert compose_train(["hydra/launcher=ray"]).hydra.launcher.ray.init.address is None  # a cluster on this machine
+    cfg = compose_config(["hydra/launcher=slurm"])
+    launcher = HydraConfig.get().launcher
+    assert cfg.data.root == "data" and launcher.partition is None and launcher.account is None
+    compose_config(["hydra/launcher=ray"])
+    assert HydraConfig.get().launcher.ray.init.address is None  # a cluster on this machine
 
 
 def test_the_example_composes_and_sets_every_site_key() -> None:
-    cfg = compose_train(["local=example", "hydra/launcher=slurm"])
-    example = yaml.safe_load((CONF / "local" / "example.yaml").read_text())
-    assert set(example["site"]) == set(compose_train(["local=example"]).site)  # the example shows every key
-    assert (cfg.hydra.launcher.partition, cfg.hydra.launcher.account) == (
+    compose_config(["local=example", "hydra/launcher=slurm"])
+    launcher = HydraConfig.get().launcher
+    example = yaml.safe_load((CONFIG_DIR / "local" / "example.yaml").read_text())
+    assert set(example["site"]) == set(compose_config(["local=example"]).site)  # the example shows every key
+    assert (launcher.partition, launcher.account) == (
         example["site"]["slurm_partition"],
         example["site"]["slurm_account"],
     )
@@ -108,7 +118,7 @@ def test_git_ignores_the_site_file() -> None:
 
 
 @pytest.mark.slow
-def test_a_sweep_and_evaluate_read_the_sites_data_root(run_cli: RunCli, tmp_path: Path) -> None:
+def test_a_sweep_and_evaluate_read_the_sites_data_root(tmp_path: Path) -> None:
     """No data.root on any command line: a sweep's job finds its data through the site file given
     with --config-dir (its DDP processes compose from the same folders: tests/launch/test_ddp.py);
     its checkpoint, taken to a site whose data lies elsewhere, is evaluated there.

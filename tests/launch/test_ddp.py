@@ -15,11 +15,14 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, TINY_SYNTHETIC_RUN, assert_ok, describe, processes_of, read_json, run_command
+from commands import REPO, assert_ok, describe, processes_of, run_command
 from resnet_cifar.launch.ddp import DDPProcessFailed
 from resnet_cifar.launch.study_names import exclude_shared_keys
+from resnet_cifar.train import compose_config
+from run_outputs import read_json
+from tiny_runs import TINY_SYNTHETIC_RUN
 
-# The tiny runs of conftest as 2-process CPU jobs; a checkpoint (and divergence check) every 2 steps.
+# The tiny runs of tiny_runs.py as 2-process CPU jobs; a checkpoint (and divergence check) every 2 steps.
 DDP_SWEEP = (
     *(arg for arg in TINY_SYNTHETIC_RUN if not arg.startswith("model.depth=")),
     "trainer=ddp",
@@ -231,11 +234,10 @@ def test_a_job_leaves_environment_and_threads_as_it_found_them(monkeypatch) -> N
 def test_ddp_processes_compose_from_the_added_config_dirs(tmp_path: Path) -> None:
     """A folder that the command line added (--config-dir, hydra.searchpath: a site's
     conf/local/default.yaml) is added to each DDP process's command too, in the job's directory."""
-    from conftest import compose_train
     from resnet_cifar.launch.ddp import child_command
 
     site = tmp_path / "site"
-    compose_train([f"hydra.searchpath=[file://{site}]", "model.depth=8"], tmp_path / "run")
+    compose_config([f"hydra.searchpath=[file://{site}]", "model.depth=8"], output_dir=tmp_path / "run")
     command, _ = child_command(1)
     assert command[:3] == [sys.executable, "-m", "resnet_cifar.train"] and "model.depth=8" in command
     assert f"hydra.searchpath=['file://{site}']" in command

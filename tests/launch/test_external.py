@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY_SYNTHETIC_RUN, command_environment, describe
+from commands import command_environment, describe
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.launch.external import SlurmTasks, launched_run_name, tasks_per_node
 from resnet_cifar.launch.preemption import SCONTROL_FIELDS, requeue_refusal
+from tiny_runs import TINY_SYNTHETIC_RUN
 
 TINY_DDP = (
     *TINY_SYNTHETIC_RUN,

@@ -7,10 +7,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-from conftest import TINY_SYNTHETIC_RUN, RunCli, assert_ok, compose_train, describe, read_json, run_command
+from commands import assert_ok, describe, run_cli, run_command
 from resnet_cifar.launch import gpu_pinning
+from resnet_cifar.train import compose_config
+from run_outputs import read_json
+from tiny_runs import TINY_SYNTHETIC_RUN
 
 TINY_SWEEP = (*TINY_SYNTHETIC_RUN, "trainer.max_steps=4", "scheduler.milestones=[2,3]", "~callbacks.progress_bar")
 
@@ -25,7 +29,7 @@ def event_file_pids(job: Path) -> set[str]:
 
 
 @pytest.mark.slow
-def test_parallel_launcher_runs_jobs_in_their_own_processes(run_cli: RunCli, tmp_path: Path) -> None:
+def test_parallel_launcher_runs_jobs_in_their_own_processes(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     completed = run_cli(
         "train",
@@ -48,7 +52,7 @@ def test_parallel_launcher_runs_jobs_in_their_own_processes(run_cli: RunCli, tmp
 
 
 @pytest.mark.slow
-def test_submitit_local_launcher(run_cli: RunCli, tmp_path: Path) -> None:
+def test_submitit_local_launcher(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     completed = run_cli(
         "train",
@@ -68,7 +72,8 @@ def test_submitit_local_launcher(run_cli: RunCli, tmp_path: Path) -> None:
 
 
 def launcher_config(*overrides: str) -> OmegaConf:
-    return compose_train(overrides).hydra
+    compose_config(overrides)
+    return HydraConfig.get()
 
 
 def test_slurm_launcher_follows_the_trainer() -> None:

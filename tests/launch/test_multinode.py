@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY_SYNTHETIC_RUN, command_environment
+from commands import command_environment
+from tiny_runs import TINY_SYNTHETIC_RUN
 
 
 def free_port() -> int:

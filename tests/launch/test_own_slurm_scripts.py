@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, TINY_SYNTHETIC_RUN, describe
+from commands import REPO, describe
 from launch.test_external import (
     FALSE_ADVICE,
     PROBE,
@@ -24,6 +24,7 @@ from launch.test_external import (
     run,
     the_one_run_dir,
 )
+from tiny_runs import TINY_SYNTHETIC_RUN
 
 pytestmark = pytest.mark.slurm
 SBATCH_SCRIPT = REPO / "scripts" / "slurm" / "train.sbatch"

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TINY_SYNTHETIC_RUN, RunCli, assert_ok, describe
+from commands import assert_ok, describe, run_cli
 from resnet_cifar.launch.preemption import STOP_SIGNALS, SaveAndStopOnSignal, requeue, submitit_requeue_handler
+from tiny_runs import TINY_SYNTHETIC_RUN
 
 STEPS = (
     "trainer.max_steps=8",
@@ -33,7 +34,7 @@ def test_submitits_requeue_handler_is_recognised() -> None:
 
 
 @pytest.mark.slow
-def test_sigterm_to_a_ddp_job_saves_its_step_and_resumes(run_cli: RunCli, tmp_path: Path, monkeypatch) -> None:
+def test_sigterm_to_a_ddp_job_saves_its_step_and_resumes(tmp_path: Path, monkeypatch) -> None:
     """SIGTERM to the job's process, which passes it on to its 2 DDP processes: they agree on it at
     the next check (a step here), save, and stop; the rerun resumes from that step (that a resume
     is bit for bit is proven in tests/test_reliability.py; a single process is tested on SLURM)."""

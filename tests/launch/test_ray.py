@@ -17,18 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (
-    REPO,
-    TESTS,
-    TINY_SYNTHETIC_RUN,
-    assert_ok,
-    command_environment,
-    describe,
-    processes_of,
-    run_command,
-)
+from commands import REPO, TESTS, assert_ok, command_environment, describe, processes_of, run_command
 from launch.test_slurm import train_sweep
 from resnet_cifar.launch.study_names import exclude_shared_keys
+from tiny_runs import TINY_SYNTHETIC_RUN
 
 pytestmark = pytest.mark.ray
 TINY = (

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, TINY_SYNTHETIC_RUN, assert_ok, command_environment, describe, processes_of, run_command
+from commands import REPO, assert_ok, command_environment, describe, processes_of, run_command
 from resnet_cifar.launch.study_names import exclude_shared_keys
+from tiny_runs import TINY_SYNTHETIC_RUN
 
 pytestmark = pytest.mark.slurm
 # The site's own setting: this cluster's node has few CPUs.

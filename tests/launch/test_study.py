@@ -10,13 +10,15 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import REPO, TINY_SYNTHETIC_RUN, assert_ok, describe, read_json, run_command
-from conftest import report_row as row
+from commands import REPO, assert_ok, describe, run_command
 from resnet_cifar.report.responses import layer_response_stds
 from resnet_cifar.report.runs import read_run
+from run_outputs import read_json
+from run_outputs import report_row as row
+from tiny_runs import TINY_SYNTHETIC_RUN
 
 MULTIRUN_SH = REPO / "multirun.sh"
-# The tiny runs of conftest for every depth of DEPTHS (multirun.sh sets model.depth itself).
+# The tiny runs of tiny_runs.py for every depth of DEPTHS (multirun.sh sets model.depth itself).
 TINY_STUDY = tuple(arg for arg in TINY_SYNTHETIC_RUN if not arg.startswith("model.depth="))
 
 

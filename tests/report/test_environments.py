@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import torch
 
-from conftest import report_row as row
 from crafted_checkpoints import files_of, payload, victims
 from resnet_cifar.report import ReportError, write_report
 from resnet_cifar.trusted_targets import ENVIRONMENT_VARIABLE
+from run_outputs import report_row as row
 
 CONFIG = """\
 seed: {seed}

@@ -11,12 +11,12 @@ import pytest
 from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
 
-from conftest import RunCli, assert_ok, run_cli
-from conftest import report_row as row
+from commands import assert_ok, run_cli
 from resnet_cifar.models import cifar_resnet
 from resnet_cifar.report import write_report
 from resnet_cifar.report.runs import read_run
 from resnet_cifar.report.tables import PAPER_TEST_ERR
+from run_outputs import report_row as row
 
 CONFIG = """\
 model:
@@ -199,7 +199,7 @@ def test_only_failed_runs_still_give_a_report(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("make", ["missing", "empty", "file"])
-def test_no_runs_is_one_error_line(run_cli: RunCli, tmp_path: Path, make: str) -> None:
+def test_no_runs_is_one_error_line(tmp_path: Path, make: str) -> None:
     target = tmp_path / "target"
     if make == "empty":
         target.mkdir()

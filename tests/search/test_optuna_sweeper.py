@@ -22,7 +22,9 @@ import yaml
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from conftest import TINY_SYNTHETIC_RUN, RunCli, assert_ok, command_environment, describe, read_json, run_command
+from commands import assert_ok, command_environment, describe, run_command
+from run_outputs import read_json
+from tiny_runs import TINY_SYNTHETIC_RUN
 
 # Validation after every second step; a search of two such trials takes about 20 s.
 TRIAL = (*TINY_SYNTHETIC_RUN, "trainer.max_steps=6", "trainer.val_check_interval=2", "~callbacks.input_preview")
@@ -60,7 +62,7 @@ def results(sweep_dir: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def search(run_cli: RunCli, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def search(tmp_path_factory: pytest.TempPathFactory) -> Path:
     sweep_dir = tmp_path_factory.mktemp("search") / "sweep"
     assert_ok(run_command(search_command(sweep_dir, "hydra.sweeper.n_trials=2"), sweep_dir.parent / "cwd"))
     return sweep_dir
@@ -134,7 +136,7 @@ def reported(sweep_dir: Path, number: int) -> bool:
 
 
 @pytest.mark.slow
-def test_sigterm_then_rerun_finishes_the_study_keeping_trials(run_cli: RunCli, tmp_path: Path) -> None:
+def test_sigterm_then_rerun_finishes_the_study_keeping_trials(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     # Long enough trials (40 steps) that trial 1 is still training when the signal comes.
     command = search_command(

@@ -11,10 +11,10 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from conftest import TINY_SYNTHETIC_RUN, run_training
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.report import write_report
 from resnet_cifar.search.pruned import PRUNED_FILE, RunPruned
+from tiny_runs import TINY_SYNTHETIC_RUN, run_training
 
 # Validation after steps 2, 4 and 6.
 TRIAL_RUN = (*TINY_SYNTHETIC_RUN, "hparams_search=lr_wd", "trainer.max_steps=6", "trainer.val_check_interval=2")

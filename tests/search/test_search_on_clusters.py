@@ -11,7 +11,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import TESTS, TINY_SYNTHETIC_RUN, assert_ok, read_json, run_command
+from commands import TESTS, assert_ok, run_command
+from run_outputs import read_json
+from tiny_runs import TINY_SYNTHETIC_RUN
 
 TRIAL = (
     *TINY_SYNTHETIC_RUN,

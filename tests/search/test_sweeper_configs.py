@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import optuna
 import pytest
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 
-from conftest import CONF, compose_train
+from resnet_cifar import CONFIG_DIR
+from resnet_cifar.train import compose_config
 
-SAMPLERS = sorted(path.stem for path in (CONF / "hydra" / "sweeper" / "sampler").glob("*.yaml"))
-PRUNERS = sorted(path.stem for path in (CONF / "hydra" / "sweeper" / "pruner").glob("*.yaml"))
+SAMPLERS = sorted(path.stem for path in (CONFIG_DIR / "hydra" / "sweeper" / "sampler").glob("*.yaml"))
+PRUNERS = sorted(path.stem for path in (CONFIG_DIR / "hydra" / "sweeper" / "pruner").glob("*.yaml"))
 
 
 def test_the_shipped_samplers_and_pruners() -> None:
@@ -19,19 +21,19 @@ def test_the_shipped_samplers_and_pruners() -> None:
 
 @pytest.mark.parametrize("sampler", SAMPLERS)
 def test_each_sampler_builds(sampler: str) -> None:
-    cfg = compose_train(["hparams_search=lr_wd", f"hydra/sweeper/sampler={sampler}"])
-    assert isinstance(instantiate(cfg.hydra.sweeper.sampler), optuna.samplers.BaseSampler)
+    compose_config(["hparams_search=lr_wd", f"hydra/sweeper/sampler={sampler}"])
+    assert isinstance(instantiate(HydraConfig.get().sweeper.sampler), optuna.samplers.BaseSampler)
 
 
 @pytest.mark.parametrize("pruner", PRUNERS)
 def test_each_pruner_builds(pruner: str) -> None:
-    cfg = compose_train(["hparams_search=lr_wd", f"hydra/sweeper/pruner={pruner}"])
-    assert isinstance(instantiate(cfg.hydra.sweeper.pruner), optuna.pruners.BasePruner)
+    compose_config(["hparams_search=lr_wd", f"hydra/sweeper/pruner={pruner}"])
+    assert isinstance(instantiate(HydraConfig.get().sweeper.pruner), optuna.pruners.BasePruner)
 
 
 def test_lr_wd_searches_on_val_error_without_pruning() -> None:
-    cfg = compose_train(["hparams_search=lr_wd"])
-    sweeper = cfg.hydra.sweeper
+    cfg = compose_config(["hparams_search=lr_wd"])
+    sweeper = HydraConfig.get().sweeper
     assert sweeper._target_ == "hydra_plugins.resnet_cifar.optuna_sweeper.OptunaSweeper"
     assert (sweeper.direction, sweeper.n_trials, sweeper.n_jobs, sweeper.storage) == ("minimize", 20, 1, None)
     assert dict(sweeper.params) == {

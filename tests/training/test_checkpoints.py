@@ -8,12 +8,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import TINY_SYNTHETIC_RUN, run_training
 from crafted_checkpoints import files_of, payload, victims
 from resnet_cifar.errors import CheckpointError, UntrustedConfig
 from resnet_cifar.train import compose_config
 from resnet_cifar.training.checkpoints import AtomicCheckpointIO, check_same_model, read_checkpoint
 from resnet_cifar.trusted_targets import ENVIRONMENT_VARIABLE
+from tiny_runs import TINY_SYNTHETIC_RUN, run_training
 
 MODEL = {"depth": 20, "shortcut": "A", "residual": True, "num_classes": 10}
 RUN = (*TINY_SYNTHETIC_RUN, "trainer.max_steps=2")

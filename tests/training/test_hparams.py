@@ -1,6 +1,6 @@
 """TensorBoard's HPARAMS: the recipe's keys and every overridden key, flat, as numbers or text."""
 
-from conftest import compose_train
+from resnet_cifar.train import compose_config
 from resnet_cifar.training.hparams import RECIPE_KEYS, run_hparams
 
 OVERRIDES = [
@@ -15,7 +15,7 @@ OVERRIDES = [
 
 
 def test_recipe_keys_then_every_override_with_its_value() -> None:
-    hparams = run_hparams(compose_train(OVERRIDES), OVERRIDES)
+    hparams = run_hparams(compose_config(OVERRIDES), OVERRIDES)
     assert list(hparams) == [*RECIPE_KEYS, "model", "experiment", "callbacks.input_preview", "tags.note"]
     assert hparams["model"] == "plain" and hparams["experiment"] == "smoke"  # groups: the option chosen
     assert hparams["model.residual"] == "false"  # as typed on the command line, not 0.0
@@ -27,6 +27,6 @@ def test_recipe_keys_then_every_override_with_its_value() -> None:
 
 
 def test_without_overrides_the_short_set_alone() -> None:
-    hparams = run_hparams(compose_train(), [])
+    hparams = run_hparams(compose_config(), [])
     assert list(hparams) == list(RECIPE_KEYS)
     assert hparams["trainer.devices"] == 1 and hparams["trainer.precision"] == "32-true"

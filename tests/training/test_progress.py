@@ -16,10 +16,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from conftest import TINY_SYNTHETIC_RUN, assert_ok, command_environment, describe, run_training
+from commands import assert_ok, command_environment, describe
 from resnet_cifar.cli import usage_error_in
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.training.progress import StepProgressBar
+from tiny_runs import TINY_SYNTHETIC_RUN, run_training
 
 STEPS = 6
 # One progress line: step/max_steps, epoch, loss, lr, images/s, elapsed, left.

@@ -16,10 +16,11 @@ import pytest
 import torch
 from lightning.pytorch.demos.boring_classes import BoringModel
 
-from conftest import TINY_SYNTHETIC_RUN, assert_ok, describe, run_command
+from commands import assert_ok, describe, run_command
 from resnet_cifar.models import cifar_resnet
 from resnet_cifar.training import quiet
 from resnet_cifar.training.quiet import NetworkSummary, forward_flops_per_image, silence_known_noise
+from tiny_runs import TINY_SYNTHETIC_RUN
 
 # What must not be printed, and what it comes from.
 NOISE = {

@@ -11,10 +11,11 @@ import lightning as L
 import pytest
 import torch
 
-from conftest import REPO, compose_train, run_command
+from commands import REPO, run_command
 from resnet_cifar.data import CIFARDataModule
 from resnet_cifar.data.batches import BatchPlan, EpochBatchSampler, ImageBatches, shard_bounds
 from resnet_cifar.models import cifar_resnet
+from resnet_cifar.train import compose_config
 from resnet_cifar.training.compiling import CompileFallbackWarning
 from small_fits import (
     assert_same_state,
@@ -226,11 +227,11 @@ def test_speed_options_are_the_modules_model_is_the_network(tmp_path):
     from resnet_cifar.training.build import build_module
 
     module = build_module(
-        compose_train(["module.compile=true", "module.channels_last=false", "model.depth=8"], tmp_path)
+        compose_config(["module.compile=true", "module.channels_last=false", "model.depth=8"], output_dir=tmp_path)
     )
     assert module.hparams.compile and not module.hparams.channels_last
     assert [p.shape for p in module.net.parameters()] == [p.shape for p in cifar_resnet(8, "A", True, 10).parameters()]
-    default = compose_train([], tmp_path)
+    default = compose_config([], output_dir=tmp_path)
     assert "compile" not in default.model and default.module.compile is False and default.module.channels_last is True
     assert default.module.compile_mode is None
 

@@ -29,19 +29,11 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from conftest import (
-    TINY_SYNTHETIC_RUN,
-    RunCli,
-    assert_ok,
-    captured_log,
-    describe,
-    read_json,
-    run_command,
-    run_training,
-    summaries,
-)
+from commands import assert_ok, describe, run_cli, run_command
 from resnet_cifar.cli import usage_error_in
 from resnet_cifar.training.trackers import run_group
+from run_outputs import read_json, summaries
+from tiny_runs import TINY_SYNTHETIC_RUN, captured_log, run_training
 
 STEPS = 4
 TRACKED_RUN = (
@@ -69,7 +61,7 @@ class Sweep:
         return f"sqlite:///{self.cwd}/outputs/mlflow.db"
 
 
-def sweep(run_cli: RunCli, root: Path, *overrides: str) -> Sweep:
+def sweep(root: Path, *overrides: str) -> Sweep:
     """A tiny sweep into ``root/sweep``, started from the empty folder ``root/cwd``."""
     result = Sweep(root / "sweep", root / "cwd")
     assert_ok(run_cli("train", "-m", *TRACKED_RUN, *overrides, f"hydra.sweep.dir={result.dir}", cwd=result.cwd))
@@ -112,11 +104,10 @@ def same_values(logged: dict[str, str], shown: dict[str, Any]) -> bool:
 
 
 @pytest.fixture(scope="module")
-def mlflow_sweep(run_cli: RunCli, tmp_path_factory: pytest.TempPathFactory) -> Sweep:
+def mlflow_sweep(tmp_path_factory: pytest.TempPathFactory) -> Sweep:
     """Both jobs start at once (the parallel launcher) and so create the new SQLite store and the
     sweep's experiment together; one of them is a DDP job of 2 processes."""
     return sweep(
-        run_cli,
         tmp_path_factory.mktemp("mlflow"),
         "logger=[tensorboard,mlflow,csv]",
         "trainer=cpu,ddp",
@@ -421,10 +412,10 @@ def test_runs_without_mlflow_or_wandb_do_not_import_them(tmp_path: Path) -> None
     alone (in a fresh interpreter, where nothing imported them before)."""
     script = (
         "import sys\n"
-        "from conftest import compose_train\n"
+        "from resnet_cifar.train import compose_config\n"
         "import resnet_cifar.evaluate, resnet_cifar.train\n"
         "from resnet_cifar.training.build import build_trainer\n"
-        f"build_trainer(compose_train(['trainer.accelerator=cpu'], __import__('pathlib').Path({str(tmp_path)!r})))\n"
+        f"build_trainer(compose_config(['trainer.accelerator=cpu'], output_dir={str(tmp_path)!r}))\n"
         "print(sorted(name for name in ('mlflow', 'wandb') if name in sys.modules))\n"
     )
     completed = assert_ok(run_command([sys.executable, "-c", script], tmp_path))

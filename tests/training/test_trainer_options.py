@@ -12,9 +12,10 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import TINY_SYNTHETIC_RUN, captured_log, read_json, run_training
 from resnet_cifar.data import CIFARDataModule
 from resnet_cifar.training.module import ImageClassifier
+from run_outputs import read_json
+from tiny_runs import TINY_SYNTHETIC_RUN, captured_log, run_training
 
 PROBE = ("+callbacks.probe._target_=probes.RecordBatchHooks",)
 CLIP = 1e-3

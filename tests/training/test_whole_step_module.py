@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TINY_SYNTHETIC_RUN, captured_log, logged_input_grids, run_training
 from resnet_cifar.evaluate import evaluate
+from run_outputs import logged_input_grids
 from small_fits import assert_same_state
+from tiny_runs import TINY_SYNTHETIC_RUN, captured_log, run_training
 
 WHOLE_STEP = ("module=whole_step",)
 
