@@ -51,15 +51,6 @@ def test_offsets_and_flips_follow_the_classic_distribution():
     assert chi_square_uniform(params.top * 9 + params.left, 81) < 124.8  # 80 df, p = 0.001
     flips = params.flip.double().mean().item()
     assert abs(flips - 0.5) < 3.3 * (0.25 / count) ** 0.5
-
-
-def test_torchvision_draws_pass_the_same_checks():
-    """The same statistics on torchvision's own parameter draws, so the test could tell them apart."""
-    torch.manual_seed(2)
-    from torchvision.transforms import RandomCrop
-
-    padded = torch.zeros(3, 40, 40)
-    tops = torch.tensor([RandomCrop.get_params(padded, (32, 32))[0] for _ in range(20_000)])
-    assert chi_square_uniform(tops, 9) < CHI2_8DF_P001
-    skewed = torch.cat([tops, torch.zeros(2_000, dtype=torch.long)])
+    # The check can fail: the same offsets with a tenth as many zeros again do not pass it.
+    skewed = torch.cat([params.top, torch.zeros(count // 10, dtype=torch.long)])
     assert chi_square_uniform(skewed, 9) > CHI2_8DF_P001
