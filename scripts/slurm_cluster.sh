@@ -4,7 +4,7 @@
 #
 #   scripts/slurm_cluster.sh start    # install Debian's slurm-wlm and munge if missing, start it
 #   scripts/slurm_cluster.sh status   # sinfo
-#   scripts/slurm_cluster.sh stop     # stop slurmd, slurmctld and munged
+#   scripts/slurm_cluster.sh stop     # cancel its jobs, stop what start started, remove its files
 #
 # Needs root (it writes /etc/slurm/slurm.conf and starts the daemons as root). One node, this
 # machine, with all its CPUs and memory, in one partition `debug`; no accounting database.
@@ -13,11 +13,17 @@
 # more CPUs than the machine has (the tests use 4 on 2 cores, so that a job waiting for its time
 # limit does not hold the others back). Exits non-zero when the node is not idle within 60 s,
 # printing the daemons' logs.
+#
+# `stop` cancels the cluster's jobs (their processes would outlive slurmd), ends slurmd and
+# slurmctld, and munged where `start` started it (a munged that already ran stays), each with
+# SIGTERM and then SIGKILL if it still runs 10 s later; then it removes the slurm.conf it wrote
+# and its files in $SLURM_CLUSTER_DIR. The packages it installed stay installed.
 set -euo pipefail
 if [[ $EUID -ne 0 ]]; then
   command -v sudo >/dev/null || { echo "error: $0 needs root (it installs packages and starts SLURM's daemons); run it as root" >&2; exit 1; }
   exec sudo --preserve-env=SLURM_CLUSTER_DIR,SLURM_CLUSTER_CPUS "$0" "$@"
 fi
+source "$(dirname "$0")/processes.sh"
 STATE=${SLURM_CLUSTER_DIR:-/var/tmp/resnet-cifar-slurm}
 CONF=/etc/slurm/slurm.conf
 MARK="# written by resnet-cifar scripts/slurm_cluster.sh"
@@ -74,8 +80,13 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
 }
 
+# A process's pid and start time: which process it is (a pid alone may since name another).
+identity() {
+  echo "$1 $(ps -o lstart= -p "$1" 2>/dev/null)"
+}
+
 start_munge() {
-  if pgrep -x munged >/dev/null; then return; fi
+  if pgrep -x munged >/dev/null; then return; fi  # the machine's own munged, which stop leaves alone
   mkdir -p /run/munge /var/log/munge /var/lib/munge
   [[ -s /etc/munge/munge.key ]] || mungekey --create --keyfile /etc/munge/munge.key 2>/dev/null \
     || dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none
@@ -86,6 +97,9 @@ start_munge() {
   else
     /usr/sbin/munged --force
   fi
+  local pid
+  pid=$(pgrep -x -n munged || true)
+  if [[ -n $pid ]]; then identity "$pid" >"$STATE/munged.started"; fi
 }
 
 wait_idle() {
@@ -103,17 +117,39 @@ wait_idle() {
   return 1
 }
 
-stop() {
-  for daemon in slurmd slurmctld; do
-    local pidfile="$STATE/$daemon.pid"
-    if [[ -s $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-      kill "$(cat "$pidfile")"
-    fi
-  done
-  for _ in $(seq 20); do
-    [[ -s $STATE/slurmctld.pid ]] && kill -0 "$(cat "$STATE/slurmctld.pid")" 2>/dev/null || break
+# The daemon whose pid file is $STATE/$1.pid, if it runs.
+daemon_pid() {
+  local pid
+  pid=$(cat "$STATE/$1.pid" 2>/dev/null || true)
+  if [[ -n $pid && $(ps -o comm= -p "$pid" 2>/dev/null) == "$1" ]]; then echo "$pid"; fi
+}
+
+# The running jobs' processes (slurmstepd and what it started) are not slurmd's children and
+# would run on without it: cancel every job and wait until the controller has seen them end.
+cancel_jobs() {
+  local jobs
+  [[ -z $(daemon_pid slurmctld) ]] && return
+  jobs=$(squeue --noheader --format=%A 2>/dev/null || true)
+  [[ -z $jobs ]] && return
+  scancel $jobs 2>/dev/null || true
+  for _ in $(seq 60); do
+    [[ -z $(squeue --noheader --format=%A 2>/dev/null || true) ]] && return
     sleep 0.5
   done
+}
+
+stop() {
+  cancel_jobs
+  end_processes 10 $(daemon_pid slurmd) $(daemon_pid slurmctld)
+  local started
+  started=$(cat "$STATE/munged.started" 2>/dev/null || true)
+  if [[ -n $started && $(identity "${started%% *}") == "$started" ]]; then
+    end_processes 10 "${started%% *}"
+  fi
+  if [[ -f $CONF ]] && grep -qF "$MARK" "$CONF"; then rm -f "$CONF"; fi
+  rm -rf "$STATE/ctld" "$STATE/d"
+  rm -f "$STATE"/{slurmctld,slurmd}.{pid,log} "$STATE/munged.started"
+  rmdir "$STATE" 2>/dev/null || true
 }
 
 case "${1:-}" in
