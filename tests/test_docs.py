@@ -1,5 +1,5 @@
-"""The README, docs/ and bench/ speak to users: no words of the development process, links that
-resolve, paths that exist, and commands that name only config keys and options that exist.
+"""The README and docs/ stay true for their users: links that resolve, quoted paths and test names
+that exist, and commands that name only config keys and options that exist.
 
 Every `python -m resnet_cifar.train ...`, `python -m resnet_cifar.evaluate ...` and
 `./multirun.sh ...` line quoted in a code block is composed with Hydra's compose API (not run):
@@ -22,19 +22,6 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 
 REPO = Path(__file__).resolve().parent.parent
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-BENCH = sorted(p for p in (REPO / "bench").iterdir() if p.is_file() and p.suffix in {".py", ".sh", ".md"})
-
-# Phrases of how the project is developed, not of how it is used.
-FORBIDDEN = {
-    r"\bissues?\s*#?\d": "an issue number",
-    r"\bsessions?\b": "a development session",
-    r"\brun\(\s*command\s*=": "the device tool of the developers",
-    r"\bcarry\s*=": "the device tool of the developers",
-    r"/work/": "a path outside the repository",
-    r"\.\./shared\b": "a path outside the repository",
-    r"(?<![\w.-])shared/(data|wheels|hooks)\b": "a folder outside the repository",
-    r"\bitem \d+ of\b": "a development checklist",
-}
 
 FENCE = re.compile(r"^(\s*)(```|~~~)(.*)$")
 LINK = re.compile(r"!?\[(?:[^\]\[]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
@@ -72,20 +59,6 @@ def heading_anchors(text: str) -> set[str]:
             anchors.add(slug if not seen[slug] else f"{slug}-{seen[slug]}")
             seen[slug] += 1
     return anchors
-
-
-# --- words of the development process -----------------------------------------------------------
-
-
-@pytest.mark.parametrize("path", PAGES + BENCH, ids=rel)
-def test_no_phrase_of_the_development_process(path):
-    found = [
-        f"{rel(path)}:{number}: {what} ({match.group(0)!r}): {line.strip()[:120]}"
-        for number, line in enumerate(path.read_text().splitlines(), 1)
-        for pattern, what in FORBIDDEN.items()
-        if (match := re.search(pattern, line, re.IGNORECASE))
-    ]
-    assert not found, "the project's files speak to its users only:\n" + "\n".join(found)
 
 
 # --- links and paths -----------------------------------------------------------------------------
