@@ -6,7 +6,7 @@
 #   VARIANTS="resnet plain" ./multirun.sh trainer=gpu      # plus the plain nets of Fig. 6
 #   ./multirun.sh hydra/launcher=parallel hydra.launcher.n_jobs=8 trainer=gpu   # 8 jobs at once
 #   ./multirun.sh hydra/launcher=slurm hydra.launcher.partition=gpu trainer=gpu # on SLURM
-#   ./multirun.sh hydra/launcher=ray hydra.launcher.ray.init.address=auto trainer=gpu  # on a Ray cluster
+#   ./multirun.sh hydra/launcher=ray_cluster hydra.launcher.ray.init.address=auto trainer=gpu  # on a Ray cluster
 #
 # Extra arguments go to Hydra. The sweep goes to outputs/study/<date_time> unless
 # hydra.sweep.dir=... is given; launched again with the same hydra.sweep.dir, finished jobs are

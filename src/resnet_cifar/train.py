@@ -11,6 +11,7 @@ The same from Python (a notebook, a script, a test)::
 
 import json
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from resnet_cifar.errors import ConfigError
 from resnet_cifar.files import write_json_atomically
 from resnet_cifar.launch.ddp import ddp_job, run_ddp_processes
 from resnet_cifar.provenance import run_environment, short_form
+from resnet_cifar.renamed_configs import current_names
 from resnet_cifar.resolvers import register_resolvers
 from resnet_cifar.search import chosen_on_test_set
 from resnet_cifar.search.pruned import RunPruned, raise_if_pruned
@@ -150,7 +152,7 @@ def compose_config(overrides: Sequence[str] = (), output_dir: str | Path | None 
     """
     register_resolvers()
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3", job_name="train"):
-        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
+        cfg = compose("train", overrides=current_names(overrides), return_hydra_config=True)
     with read_write(cfg.hydra.runtime):
         cfg.hydra.runtime.output_dir = str(Path(output_dir or cfg.hydra.run.dir).absolute())
     HydraConfig.instance().set_config(cfg)
@@ -258,7 +260,7 @@ register_resolvers()
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 @exit_on_usage_error
-def main(cfg: DictConfig) -> float | None:
+def train_command(cfg: DictConfig) -> float | None:
     """Train; return ``optimized_metric`` (the validation error by default) for Hydra's sweepers.
     A trial that the search's pruner stopped returns nothing: the study knows it was pruned."""
     try:
@@ -266,6 +268,13 @@ def main(cfg: DictConfig) -> float | None:
     except RunPruned as pruned:
         log.info("%s", pruned)
         return None
+
+
+def main() -> None:
+    """``python -m resnet_cifar.train`` and ``resnet-cifar-train``: a config name that was renamed
+    still works, with a line naming the new one (resnet_cifar.renamed_configs)."""
+    sys.argv[1:] = current_names(sys.argv[1:])
+    train_command()
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ def test_site_settings_reach_the_run_launchers_and_trackers(searchpath: str) -> 
     assert cfg.data.root == "/datasets/cifar10"
     assert (launcher.partition, launcher.account) == ("gpu", "lab")
     assert cfg.logger.mlflow.tracking_uri == "http://127.0.0.1:5000"
-    compose_config([searchpath, "hydra/launcher=ray"])
+    compose_config([searchpath, "hydra/launcher=ray_cluster"])
     assert HydraConfig.get().launcher.ray.init.address == "ray://head:10001"
 
 
@@ -83,7 +83,7 @@ def test_without_a_site_file_the_defaults_hold() -> None:
     cfg = compose_config(["hydra/launcher=slurm"])
     launcher = HydraConfig.get().launcher
     assert cfg.data.root == "data" and launcher.partition is None and launcher.account is None
-    compose_config(["hydra/launcher=ray"])
+    compose_config(["hydra/launcher=ray_cluster"])
     assert HydraConfig.get().launcher.ray.init.address is None  # a cluster on this machine
 
 

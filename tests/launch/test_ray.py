@@ -1,4 +1,4 @@
-"""hydra/launcher=ray on a real two-node Ray cluster (scripts/ray_cluster.sh; marker `ray`): the
+"""hydra/launcher=ray_cluster on a real two-node Ray cluster (scripts/ray_cluster.sh; marker `ray`): the
 study with its report and a preempted job that resumes, failing jobs that fail alone (a task
 process killed, an exception, a NaN, DDP ranks dying), 2-process DDP jobs one of which loses its
 node and resumes on the other, and requests no node can meet.
@@ -41,7 +41,7 @@ def ray_site(address: str, cpus: int = 1, **env: str) -> tuple[str, ...]:
     get the environment of the cluster, not of the sweep's command)."""
     env_vars = {"PYTHONPATH": str(TESTS), **env}
     return (
-        "hydra/launcher=ray",
+        "hydra/launcher=ray_cluster",
         f"hydra.launcher.ray.init.address={address}",
         f"hydra.launcher.ray.remote.num_cpus={cpus}",
         "hydra.launcher.poll_s=0.5",

@@ -58,7 +58,7 @@ def test_slurm_jobs_are_trials_of_one_sqlite_study(slurm_cluster: None, tmp_path
 def test_ray_tasks_are_trials_of_one_sqlite_study(ray_cluster: str, tmp_path: Path) -> None:
     search_two_at_once(
         tmp_path / "sweep",
-        "hydra/launcher=ray",
+        "hydra/launcher=ray_cluster",
         f"hydra.launcher.ray.init.address={ray_cluster}",
         "hydra.launcher.ray.remote.num_cpus=1",
         "hydra.launcher.poll_s=0.5",

@@ -1,2 +1,2 @@
 """How runs are started: DDP jobs and their processes (ddp), preemption and time limits
-(preemption), the SLURM launcher (slurm), GPU pinning, job and study names."""
+(preemption), the SLURM and Ray launchers (slurm, ray), GPU pinning, job and study names."""

@@ -3,12 +3,10 @@ job starts, of a job that no live node of the cluster can hold."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
 from resnet_cifar.launch.cluster_jobs import refuse
-
-if TYPE_CHECKING:
-    from resnet_cifar.launch.ray import RayJob
 
 # Ray's resource names -> the key that asks for them.
 REQUEST_KEYS = {
@@ -37,11 +35,12 @@ def fits(request: dict[str, float], node: dict[str, float]) -> bool:
     return all(node.get(key, 0) >= amount for key, amount in request.items())
 
 
-def refuse_unplaceable(jobs: list[RayJob], nodes: list[dict[str, Any]]) -> None:
-    """Refuse the sweep, before any job starts, when a job asks for more than every live node has."""
+def refuse_unplaceable(jobs: Sequence[tuple[str, dict[str, Any]]], nodes: list[dict[str, Any]]) -> None:
+    """Refuse the sweep, before any job starts, when a job (its name and its Ray options) asks for
+    more than every live node has."""
     alive = [node["Resources"] for node in nodes if node["Alive"]]
-    for job in jobs:
-        request = resource_request(job.options)
+    for name, options in jobs:
+        request = resource_request(options)
         if any(fits(request, node) for node in alive):
             continue
         # The largest node: the one that has the most of what the job asks for, GPUs first.
@@ -54,7 +53,7 @@ def refuse_unplaceable(jobs: list[RayJob], nodes: list[dict[str, Any]]) -> None:
         change = ", ".join(REQUEST_KEYS.get(key, "hydra.launcher.ray.remote.resources") for key in short)
         shown = {"CPU", "GPU", *request}
         refuse(
-            f"job {job.name} asks Ray for {describe_resources(request)} on one node, but the cluster's largest node "
+            f"job {name} asks Ray for {describe_resources(request)} on one node, but the cluster's largest node "
             f"has {describe_resources({key: largest.get(key, 0) for key in shown})} ({len(alive)} nodes alive). "
             f"Change {change}, or add a node that has them "
             "(a cluster that adds nodes on demand: hydra.launcher.autoscaling=true)"

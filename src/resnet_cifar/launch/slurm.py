@@ -13,8 +13,8 @@ What it adds to submitit's launcher:
   waiting needs), and a job that fails or dies, on any of its tasks, is reported failed while the
   others run on: the sweep ends with Hydra's report of the failed jobs once all have ended.
 
-Hydra loads launchers only from the ``hydra_plugins`` namespace: src/hydra_plugins/resnet_cifar
-registers :class:`SlurmLauncher` there.
+The plugin that Hydra finds, hydra_plugins.resnet_cifar.slurm_launcher, imports this module only
+when a sweep uses it; submitit sends the :class:`SlurmLauncher` built there to each job.
 """
 
 import json

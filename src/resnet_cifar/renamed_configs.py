@@ -1,0 +1,56 @@
+"""Config names that changed, still understood on the command line (and by ``compose_config``)
+for a while, each with one ``warning:`` line that names the new one.
+
+The project's Ray launcher was ``hydra/launcher=ray``: the name of hydra-ray-launcher's own
+config. Hydra validates a config file against a plugin's stored schema of the same name (a
+deprecated automatic match), so the project's config was refused, or the other plugin's lost.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+
+# Groups renamed as a whole: each option keeps its name.
+RENAMED_GROUPS: dict[str, str] = {}
+# Options renamed within their group: (group, old option) -> new option.
+RENAMED_OPTIONS = {
+    ("hydra/launcher", "ray"): "ray_cluster",
+}
+
+
+def current_name(argument: str) -> str:
+    """``argument`` (a command-line override) with a renamed group or option under its new name;
+    anything else, Hydra's options and what Hydra cannot parse included, as it is."""
+    if argument.startswith("-"):
+        return argument
+    try:
+        (override,) = OverridesParser.create().parse_overrides([argument])
+    except HydraException:
+        return argument  # Hydra's own error will say what is wrong with it
+    group = override.key_or_group
+    prefix = argument[: argument.index(group)]  # "", "+", "++" or "~"
+    if group in RENAMED_GROUPS:
+        return prefix + RENAMED_GROUPS[group] + argument[len(prefix) + len(group) :]
+    value = None if override.is_delete() or override.is_sweep_override() else override.value()
+    if isinstance(value, str) and (group, value) in RENAMED_OPTIONS:
+        return f"{prefix}{group}={RENAMED_OPTIONS[group, value]}"
+    return argument
+
+
+def current_names(arguments: Sequence[str]) -> list[str]:
+    """``arguments`` with :func:`current_name` of each; a ``warning:`` line on stderr for each renamed one."""
+    renamed = []
+    for argument in arguments:
+        current = current_name(argument)
+        if current != argument:
+            print(
+                f"warning: {argument} is now {current}; the old name will stop working in a future release",
+                file=sys.stderr,
+                flush=True,
+            )
+        renamed.append(current)
+    return renamed
