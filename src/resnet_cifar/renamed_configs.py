@@ -1,9 +1,11 @@
 """Config names that changed, still understood on the command line (and by ``compose_config``)
 for a while, each with one ``warning:`` line that names the new one.
 
-The project's Ray launcher was ``hydra/launcher=ray``: the name of hydra-ray-launcher's own
-config. Hydra validates a config file against a plugin's stored schema of the same name (a
-deprecated automatic match), so the project's config was refused, or the other plugin's lost.
+The project's Ray launcher and Optuna sweeper were ``hydra/launcher=ray`` and
+``hydra/sweeper=optuna`` (with ``hydra/sweeper/sampler`` and ``hydra/sweeper/pruner``): the names
+of hydra-ray-launcher's and hydra-optuna-sweeper's own configs. Hydra validates a config file
+against a plugin's stored schema of the same name (a deprecated automatic match), so where those
+plugins are installed the project's configs were refused, or the other plugin's were lost.
 """
 
 from __future__ import annotations
@@ -15,10 +17,14 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 
 # Groups renamed as a whole: each option keeps its name.
-RENAMED_GROUPS: dict[str, str] = {}
+RENAMED_GROUPS = {
+    "hydra/sweeper/sampler": "hydra/sweeper/optuna_sampler",
+    "hydra/sweeper/pruner": "hydra/sweeper/optuna_pruner",
+}
 # Options renamed within their group: (group, old option) -> new option.
 RENAMED_OPTIONS = {
     ("hydra/launcher", "ray"): "ray_cluster",
+    ("hydra/sweeper", "optuna"): "optuna_study",
 }
 
 

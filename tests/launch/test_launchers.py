@@ -1,5 +1,6 @@
 """The launchers: several jobs at once on one machine, the submitit (SLURM) path run locally,
-the SLURM and Ray configs, and round-robin GPU pinning."""
+the SLURM and Ray configs, and round-robin GPU pinning. That the plugins cost nothing to other
+Hydra apps is in test_hydra_plugins.py."""
 
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 with Optuna's own API. Interrupted and continued, trials at once through the parallel launcher,
 a pruned trial, a failed trial, never choosing on the test set, and Optuna missing.
 
-The sweeper is src/hydra_plugins/resnet_cifar/optuna_sweeper.py; its tests are not in a
+The sweeper is src/resnet_cifar/search/sweeper.py (its Hydra plugin
+src/hydra_plugins/resnet_cifar/optuna_study_sweeper.py); its tests are not in a
 tests/hydra_plugins folder, which every command under test would import (the tests' folder is on
 their PYTHONPATH, and Hydra imports every module of that namespace looking for plugins)."""
 
@@ -19,46 +20,11 @@ import optuna
 import pytest
 import sqlalchemy
 import yaml
-from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from commands import assert_ok, command_environment, describe, run_command
 from run_outputs import read_json
-from tiny_runs import TINY_SYNTHETIC_RUN
-
-# Validation after every second step; a search of two such trials takes about 20 s.
-TRIAL = (*TINY_SYNTHETIC_RUN, "trainer.max_steps=6", "trainer.val_check_interval=2", "~callbacks.input_preview")
-LR_WD = {
-    "optimizer.lr": FloatDistribution(0.01, 0.5, log=True),
-    "optimizer.weight_decay": FloatDistribution(1e-5, 1e-3, log=True),
-}
-
-
-def search_command(sweep_dir: Path, *overrides: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "resnet_cifar.train",
-        "-m",
-        "hparams_search=lr_wd",
-        *TRIAL,
-        f"hydra.sweep.dir={sweep_dir}",
-        *overrides,
-    ]
-
-
-def load_study(sweep_dir: Path) -> optuna.Study:
-    return optuna.load_study(study_name="lr_wd", storage=f"sqlite:///{sweep_dir / 'optuna.db'}")
-
-
-def trial_dirs(sweep_dir: Path) -> list[Path]:
-    return sorted(
-        (path for path in sweep_dir.iterdir() if path.is_dir()), key=lambda path: int(path.name.split("_")[0])
-    )
-
-
-def results(sweep_dir: Path) -> dict:
-    return yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+from search.searches import LR_WD, TRIAL, load_study, results, search_command, trial_dirs
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +37,8 @@ def search(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_study_is_in_sqlite_in_the_sweep_folder(search: Path) -> None:
     study = load_study(search)
     assert [trial.state for trial in study.trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
+    assert study.metric_names == ["val_err"]  # optuna-dashboard's name of the objective
     for trial, run_dir in zip(study.trials, trial_dirs(search)):
-        assert run_dir.name == f"{trial.number}_optimizer.lr={trial.params['optimizer.lr']!r}," + (
-            f"optimizer.weight_decay={trial.params['optimizer.weight_decay']!r}"
-        )
         assert trial.user_attrs["run_dir"] == str(run_dir)
         metrics = read_json(run_dir / "metrics.json")
         assert trial.value == pytest.approx(metrics["val_err"])
@@ -82,6 +46,17 @@ def test_the_study_is_in_sqlite_in_the_sweep_folder(search: Path) -> None:
         assert trial.intermediate_values[6] == pytest.approx(metrics["val_err"])
         config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
         assert config["optimizer"]["lr"] == trial.params["optimizer.lr"]
+
+
+def test_trial_folders_are_named_by_number_and_rounded_values(search: Path) -> None:
+    # e.g. 0_optimizer.lr=0.0856,optimizer.weight_decay=0.000269
+    for trial, run_dir in zip(load_study(search).trials, trial_dirs(search)):
+        number, values = run_dir.name.split("_", 1)
+        named = dict(part.split("=") for part in values.split(","))
+        assert int(number) == trial.number and list(named) == ["optimizer.lr", "optimizer.weight_decay"]
+        for key, text in named.items():
+            assert float(text) == pytest.approx(trial.params[key], rel=5e-3), run_dir.name  # rounded ...
+            assert len(text.split("e")[0].replace(".", "").lstrip("0")) <= 3, run_dir.name  # ... to 3 digits
 
 
 def test_best_params_are_those_of_the_lowest_validation_error(search: Path) -> None:
@@ -212,7 +187,7 @@ def test_a_trial_worse_than_the_median_is_pruned(tmp_path: Path) -> None:
         search_command(
             sweep_dir,
             "hydra.sweeper.n_trials=2",
-            "hydra/sweeper/pruner=median",
+            "hydra/sweeper/optuna_pruner=median",
             "hydra.sweeper.pruner.n_startup_trials=1",
         ),
         tmp_path,

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
+from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
@@ -44,3 +45,22 @@ class DeferredLauncher(Launcher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.launcher is not None, "Hydra sets a launcher up before it launches jobs"
         return self.launcher.launch(job_overrides, initial_job_idx)
+
+
+class DeferredSweeper(Sweeper):
+    """A sweeper whose ``IMPLEMENTATION`` (``module:Class``, a Hydra sweeper) is built from the
+    config's keys when Hydra sets it up."""
+
+    IMPLEMENTATION: ClassVar[str]
+
+    def __init__(self, **params: Any) -> None:
+        self.params = params
+        self.sweeper: Sweeper | None = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.sweeper = build(self.IMPLEMENTATION, self.params)
+        self.sweeper.setup(hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def sweep(self, arguments: list[str]) -> Any:
+        assert self.sweeper is not None, "Hydra sets a sweeper up before it sweeps"
+        return self.sweeper.sweep(arguments)

@@ -1,15 +1,16 @@
 """The hyper-parameter search (``-m hparams_search=...``): Optuna behind Hydra's sweeper interface.
 
+- :mod:`.sweeper`: the search itself, on Optuna's ask-and-tell interface (``hydra/sweeper=optuna_study``,
+  whose Hydra plugin, hydra_plugins.resnet_cifar.optuna_study_sweeper, imports it when a search runs);
 - :mod:`.space`: Hydra's sweep syntax (``tag(log, interval(0.01, 0.5))``) as Optuna distributions,
-  and a trial's values as overrides;
+  a trial's values as overrides and as its folder's name, and a trial read back from the study
+  checked against the space;
 - :mod:`.study`: where the study is stored, and what the search leaves behind
   (``optimization_results.yaml``);
+- :mod:`.trials`: a trial's job, and what the study is told when it ends;
 - :mod:`.reporting`: the Lightning callback with which each trial reports its validation curve
   to the study, and stops when the pruner says so;
 - :mod:`.pruned`: how a pruned trial's folder says so (read by the report too).
-
-The search itself, on Optuna's ask-and-tell interface, is the Hydra sweeper plugin
-``hydra_plugins.resnet_cifar.optuna_sweeper`` (Hydra loads plugins from that namespace only).
 
 Optuna is an extra (``pip install -e '.[search]'``): only this package and the sweeper import it,
 and only inside a search, so a run that does not search never loads it.

@@ -1,13 +1,17 @@
 """A trial's side of the search: its validation curve goes to the study, and it stops when the
-study's pruner says so.
+pruner says so.
 
 The sweeper starts each trial as an ordinary training run with ``trial.number``,
 ``trial.study_name`` and ``trial.storage`` set (conf/hparams_search/lr_wd.yaml passes them to
-this callback). After every validation the run's global rank 0 writes the monitored value at
-the current step into the study, through the storage every job shares (a trial on another
-node of a cluster included), and asks the study's pruner whether the trial goes on. A pruned
-trial is marked pruned in the study, writes ``pruned.json`` into its folder, and ends with
-:class:`~resnet_cifar.search.pruned.RunPruned` on all its processes (a DDP job's ranks agree on it).
+this callback, with the pruner of the command's own config, ``hydra.sweeper.pruner``). After
+every validation the run's global rank 0 writes the monitored value at the current step into the
+study, through the storage every job shares (a trial on another node of a cluster included), and
+asks the pruner whether the trial goes on. A pruned trial is marked pruned in the study, writes
+``pruned.json`` into its folder, and ends with :class:`~resnet_cifar.search.pruned.RunPruned` on
+all its processes (a DDP job's ranks agree on it).
+
+The study's storage is data: the run takes the other trials' curves from it (the pruner compares
+with them), never a setting.
 """
 
 from __future__ import annotations
@@ -21,42 +25,15 @@ import lightning as L
 
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.search.pruned import RunPruned, describe_pruned, write_pruned
-from resnet_cifar.search.study import PRUNER_ATTR, RUN_DIR_ATTR, open_storage, trial_id
-from resnet_cifar.trusted_targets import TrustedTargets, has_interpolation, walk
+from resnet_cifar.search.study import RUN_DIR_ATTR, open_storage, trial_id
 
 log = logging.getLogger(__name__)
-# The pruner is read from the study (the sweeper stores its config there): only Optuna's own
-# pruners are built from it, whoever wrote the database.
-ALLOWED_PRUNERS = "optuna.pruners."
-
-
-def build_pruner(config: dict[str, Any] | None) -> Any:
-    """The pruner of ``config`` (a Hydra ``_target_`` config stored in the study); none: never prune."""
-    import optuna
-    from hydra.utils import instantiate
-
-    if not config:
-        return optuna.pruners.NopPruner()
-    check_pruner_targets(config)
-    return instantiate(config)
-
-
-def check_pruner_targets(config: Any) -> None:
-    """Refuse a pruner config naming anything but a pruner that optuna.pruners defines (a name below
-    it by text, such as ``optuna.pruners._percentile.np.load``, may be what it imported), or
-    holding an interpolation, which building it would resolve."""
-    optunas = TrustedTargets(frozenset(), (ALLOWED_PRUNERS.rstrip("."),))
-    for key, value in walk(config):
-        if has_interpolation(value):
-            raise ConfigError(f"the study's pruner config holds an interpolation at {key}, which is not resolved")
-        if key.rsplit(".", 1)[-1] == "_target_" and optunas.refusal(value) is not None:
-            raise ConfigError(f"the study's pruner {value} is not one of Optuna's ({ALLOWED_PRUNERS}*)")
 
 
 class ReportToStudy(L.Callback):
     """Report ``monitor`` after each validation to trial ``trial`` of ``study_name`` in
-    ``storage``, and stop the run when the study's pruner prunes the trial. Does nothing when
-    ``trial`` is None (a run that is not a trial of a search)."""
+    ``storage``, and stop the run when ``pruner`` (an Optuna pruner; None: never) prunes the
+    trial. Does nothing when ``trial`` is None (a run that is not a trial of a search)."""
 
     def __init__(
         self,
@@ -65,8 +42,10 @@ class ReportToStudy(L.Callback):
         storage: str | None,
         run_dir: str | Path,
         monitor: str = "val/err",
+        pruner: Any = None,
     ) -> None:
         self.trial = trial
+        self.pruner = pruner
         self.study_name = study_name
         self.storage_url = storage
         self.run_dir = Path(run_dir)
@@ -92,8 +71,7 @@ class ReportToStudy(L.Callback):
 
         self._storage = open_storage(self.storage_url)
         self._trial_id = trial_id(self._storage, self.study_name, int(self.trial))
-        attrs = self._storage.get_study_user_attrs(self._storage.get_study_id_from_name(self.study_name))
-        pruner = build_pruner(attrs.get(PRUNER_ATTR))
+        pruner = self.pruner if self.pruner is not None else optuna.pruners.NopPruner()
         self._study = optuna.load_study(study_name=self.study_name, storage=self._storage, pruner=pruner)
         if self._storage.get_trial(self._trial_id).state.is_finished():
             log.warning(
