@@ -225,3 +225,24 @@ class WaitAtStep(L.Callback):
             (self.output_dir / "waiting_at_step").write_text(str(trainer.global_step))
         while not release.exists():
             time.sleep(0.2)
+
+
+class WaitForEachOther(L.Callback):
+    """Holds each run at the start of training until ``parties`` runs (processes) have reached
+    it, each leaving a file named after its process id in ``folder``: runs that all finish were
+    all training at once, whatever the speed of the machine. A run that waits ``timeout_s`` in
+    vain fails, saying that the runs did not overlap."""
+
+    def __init__(self, folder: str, parties: int = 2, timeout_s: float = 120) -> None:
+        self.folder = Path(folder)
+        self.parties = parties
+        self.timeout_s = timeout_s
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / str(os.getpid())).touch()
+        deadline = time.monotonic() + self.timeout_s
+        while len(list(self.folder.iterdir())) < self.parties:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no other run started training within {self.timeout_s} s: the runs did not overlap")
+            time.sleep(0.1)

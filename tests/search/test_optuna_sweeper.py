@@ -152,7 +152,7 @@ def test_sigterm_then_rerun_finishes_the_study_keeping_trials(tmp_path: Path) ->
 
 @pytest.mark.slow
 def test_parallel_launcher_runs_two_trials_at_once(tmp_path: Path) -> None:
-    sweep_dir = tmp_path / "sweep"
+    sweep_dir, met = tmp_path / "sweep", tmp_path / "met"
     completed = run_command(
         search_command(
             sweep_dir,
@@ -160,18 +160,20 @@ def test_parallel_launcher_runs_two_trials_at_once(tmp_path: Path) -> None:
             "hydra.launcher.n_jobs=2",
             "hydra.sweeper.n_jobs=2",
             "hydra.sweeper.n_trials=2",
-            "trainer.max_steps=12",
+            # Each trial waits at the start of training until the other has started: a trial
+            # finishes only if the two ran at once (one after the other, the first would fail).
+            "+callbacks.wait_for_each_other._target_=probes.WaitForEachOther",
+            f"+callbacks.wait_for_each_other.folder={met}",
         ),
         tmp_path,
     )
     assert_ok(completed)
     trials = load_study(sweep_dir).trials
-    assert [trial.state for trial in trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
-    assert all(sorted(trial.intermediate_values) == [2, 4, 6, 8, 10, 12] for trial in trials)
-    runs = [read_json(run_dir / "metrics.json") for run_dir in trial_dirs(sweep_dir)]
-    assert max(run["started_at"] for run in runs) < min(run["finished_at"] for run in runs)  # they overlapped
+    assert [trial.state for trial in trials] == [TrialState.COMPLETE, TrialState.COMPLETE], completed.output[-4000:]
+    assert all(sorted(trial.intermediate_values) == [2, 4, 6] for trial in trials)
+    assert len(list(met.iterdir())) == 2  # in two worker processes, which met
     pids = [{p.name.split(".")[-2] for p in run_dir.glob("events.out.tfevents.*")} for run_dir in trial_dirs(sweep_dir)]
-    assert pids[0] != pids[1]  # in two worker processes
+    assert pids[0] != pids[1] and pids[0] | pids[1] == {p.name for p in met.iterdir()}
 
 
 def test_a_trial_worse_than_the_median_is_pruned(tmp_path: Path) -> None:
