@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A two-node Ray cluster on this machine, for the tests that run real Ray jobs (pytest marker
-# `ray`) and for trying hydra/launcher=ray before using a real cluster: a head node and a worker
-# node, each a `ray start` of its own with RAY_CLUSTER_CPUS declared CPUs (default 2).
+# `ray`) and for trying hydra/launcher=ray_cluster before using a real cluster: a head node and a
+# worker node, each a `ray start` of its own with RAY_CLUSTER_CPUS declared CPUs (default 2).
 #
 #   scripts/ray_cluster.sh start        # start the nodes that are not running; print the cluster
 #   scripts/ray_cluster.sh status       # ray status
