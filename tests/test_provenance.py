@@ -5,13 +5,22 @@ from __future__ import annotations
 import platform
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 import yaml
 
 import resnet_cifar.provenance as provenance
-from resnet_cifar.provenance import SHORT_FORM_KEYS, code_commit, commit_label, cudnn_version, device_label
+from resnet_cifar.provenance import (
+    SHORT_FORM_KEYS,
+    code_commit,
+    commit_label,
+    cudnn_version,
+    device_label,
+    run_environment,
+)
+from small_fits import bare_trainer
 from tiny_runs import TINY_SYNTHETIC_RUN, run_training
 
 FULL_RECORD = {
@@ -20,6 +29,7 @@ FULL_RECORD = {
     "tree_modified",
     "python",
     "torch",
+    "torch_built_with_cuda",
     "lightning",
     "hydra",
     "cuda",
@@ -50,7 +60,9 @@ def test_metrics_json_records_the_software_device_and_code(run_dir: Path) -> Non
     assert set(environment) == FULL_RECORD
     assert (environment["python"], environment["torch"]) == (platform.python_version(), torch.__version__)
     assert (environment["lightning"], environment["hydra"]) == (lightning.__version__, hydra.__version__)
-    assert environment["cuda"] == torch.version.cuda
+    # A CPU run: no CUDA or cuDNN ran, whatever torch was built with.
+    assert (environment["cuda"], environment["cudnn"]) == (None, None)
+    assert environment["torch_built_with_cuda"] == torch.version.cuda
     assert (environment["device_type"], environment["devices"], environment["precision"]) == ("cpu", 1, "32-true")
     assert environment["device"] and environment["resnet_cifar"] not in ("", None)
     # The tests run from the project's checkout: a commit of it (HEAD then, or since), and whether
@@ -101,6 +113,33 @@ def test_labels_of_the_short_form() -> None:
     assert commit_label({"commit": None}) == "unknown"
     assert device_label({"device": "NVIDIA H100 80GB HBM3", "devices": 4}) == "4 x NVIDIA H100 80GB HBM3"
     assert device_label({"device": "NVIDIA H100 80GB HBM3", "devices": 1}) == "NVIDIA H100 80GB HBM3"
+
+
+@pytest.fixture
+def cuda_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch as a CUDA 13.0 build with cuDNN 9.24.0 at hand, as on a machine with a GPU or not."""
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    monkeypatch.setattr(torch.backends.cudnn, "is_available", lambda: True)
+    monkeypatch.setattr(torch.backends.cudnn, "version", lambda: 92400)
+
+
+def test_a_cpu_run_records_no_cuda_or_cudnn(cuda_build: None, tmp_path: Path) -> None:
+    environment = run_environment(bare_trainer(tmp_path))
+    assert (environment["cuda"], environment["cudnn"]) == (None, None)
+    assert environment["torch_built_with_cuda"] == "13.0"
+
+
+def test_a_gpu_run_records_the_cuda_and_cudnn_it_ran(cuda_build: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "NVIDIA H100 80GB HBM3")
+    # What run_environment reads of a Trainer on one GPU.
+    gpu = SimpleNamespace(root_device=torch.device("cuda", 0))
+    trainer = SimpleNamespace(strategy=gpu, world_size=1, precision="bf16-mixed")
+    environment = run_environment(trainer)
+    assert (environment["cuda"], environment["cudnn"]) == ("13.0", "9.24.0")
+    assert environment["torch_built_with_cuda"] == "13.0"
+    assert (environment["device"], environment["device_type"]) == ("NVIDIA H100 80GB HBM3", "cuda")
+    monkeypatch.setattr(torch.backends.cudnn, "enabled", False)  # cuDNN turned off: none of it ran
+    assert run_environment(trainer)["cudnn"] is None
 
 
 @pytest.mark.parametrize(("number", "text"), [(91002, "9.10.2"), (90100, "9.1.0"), (8902, "8.9.2"), (None, None)])

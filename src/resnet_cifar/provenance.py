@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import lightning as L
+    import torch
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 GIT_TIMEOUT_S = 10
@@ -63,7 +64,8 @@ def cpu_model() -> str:
 
 
 def cudnn_version() -> str | None:
-    """cuDNN's version as text (``9.10.2``), from torch's number (91002; 8902 for 8.9.2)."""
+    """The version (``9.10.2``) of the cuDNN that torch loads, from torch's number (91002; 8902 for
+    8.9.2); None where torch has none."""
     import torch
 
     number = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
@@ -71,6 +73,17 @@ def cudnn_version() -> str | None:
         return None
     major, rest = (number // 10000, number % 10000) if number >= 90000 else (number // 1000, number % 1000)
     return f"{major}.{rest // 100}.{rest % 100}"
+
+
+def device_libraries(device: torch.device) -> tuple[str | None, str | None]:
+    """The CUDA and cuDNN versions that computed on ``device``: torch's CUDA runtime and the cuDNN it
+    loaded (None where cuDNN is turned off) on a CUDA device; (None, None) on the CPU or MPS, where
+    neither ran, even though a CUDA build of torch has both at hand on any machine."""
+    import torch
+
+    if device.type != "cuda":
+        return None, None
+    return torch.version.cuda, cudnn_version() if torch.backends.cudnn.enabled else None
 
 
 def device_name(trainer: L.Trainer) -> str:
@@ -86,9 +99,10 @@ def device_name(trainer: L.Trainer) -> str:
 
 
 def run_environment(trainer: L.Trainer) -> dict[str, Any]:
-    """The full record of metrics.json: the software, the device (the model, and the number of
-    devices the run used: its processes over all nodes), the precision the trainer uses, and the
-    code's version and commit."""
+    """The full record of metrics.json: the software, the CUDA and cuDNN that ran on the device
+    (None on the CPU) beside the CUDA version torch was built with, the device (the model, and the
+    number of devices the run used: its processes over all nodes), the precision the trainer uses,
+    and the code's version and commit."""
     import hydra
     import lightning
     import torch
@@ -96,18 +110,21 @@ def run_environment(trainer: L.Trainer) -> dict[str, Any]:
     import resnet_cifar
 
     commit, modified = code_commit()
+    device = trainer.strategy.root_device
+    cuda, cudnn = device_libraries(device)
     return {
         "resnet_cifar": resnet_cifar.__version__,
         "commit": commit,
         "tree_modified": modified,
         "python": platform.python_version(),
         "torch": torch.__version__,
+        "torch_built_with_cuda": torch.version.cuda,
         "lightning": lightning.__version__,
         "hydra": hydra.__version__,
-        "cuda": torch.version.cuda,
-        "cudnn": cudnn_version(),
+        "cuda": cuda,
+        "cudnn": cudnn,
         "device": device_name(trainer),
-        "device_type": trainer.strategy.root_device.type,
+        "device_type": device.type,
         "devices": trainer.world_size,
         "precision": str(trainer.precision),
         "torch_threads": torch.get_num_threads(),
