@@ -96,7 +96,22 @@ def test_the_report_lists_the_environment_of_the_study(report: str) -> None:
     assert "Not recorded by 2 of 8 runs." in section
     assert "| torch | 2.5.1 (1 run), 2.6.0 (5 runs) |" in section
     assert "| Lightning | 2.6.0 |" in section and "| CUDA | 12.4 |" in section
-    assert "| precision | bf16-mixed |" in section
+    assert "| torch built with CUDA | 12.4 |" in section and "| precision | bf16-mixed |" in section
+
+
+def test_cpu_runs_that_recorded_torchs_build_as_cuda_are_not_mixed(tmp_path: Path) -> None:
+    """Runs recorded before `torch_built_with_cuda` have torch's build under `cuda` and `cudnn`, on
+    the CPU too: beside a CPU run recorded since, neither shows a CUDA or cuDNN that ran."""
+    before = {**H100, "device": "AMD EPYC 7B13", "device_type": "cpu", "precision": "32-true"}
+    before.pop("torch_built_with_cuda", None)
+    since = {**before, "cuda": None, "cudnn": None, "torch_built_with_cuda": "12.4"}
+    write_run(tmp_path, "before", 20, 0, before)
+    write_run(tmp_path, "since", 20, 1, since)
+    text = write_report(tmp_path, responses=False).read_text()
+    assert len(row(text, "resnet", 20)) == 7  # no environment column: nothing mixed
+    section = text.split("\n## Environment\n")[1]
+    assert "| CUDA | none |" in section and "| cuDNN | none |" in section
+    assert "| torch built with CUDA | 12.4 |" in section
 
 
 def test_runs_without_a_record_give_an_unmarked_table(tmp_path: Path) -> None:

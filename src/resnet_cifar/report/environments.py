@@ -28,8 +28,18 @@ COMPARED = (
     ("devices", "devices"),
 )
 # Listed in the report's environment but not compared: precision makes a recipe of its own
-# (recipes.py), and the platform and threads change speed, not what is computed.
-LISTED = (*COMPARED, ("precision", "precision"), ("torch_threads", "torch threads"), ("platform", "platform"))
+# (recipes.py), the platform and threads change speed, not what is computed, and the CUDA that
+# torch was built with computes nothing on the CPU (on a GPU it is the `cuda` compared above).
+LISTED = (
+    *COMPARED,
+    ("torch_built_with_cuda", "torch built with CUDA"),
+    ("precision", "precision"),
+    ("torch_threads", "torch threads"),
+    ("platform", "platform"),
+)
+# Runs recorded before `torch_built_with_cuda` existed have torch's build under `cuda` and
+# `cudnn`, on the CPU too: what ran on their device is read from their device type.
+DEVICE_LIBRARIES = ("cuda", "cudnn")
 
 
 def cell(text: str) -> str:
@@ -40,6 +50,10 @@ def cell(text: str) -> str:
 def value(environment: Environment, key: str) -> str:
     if key == "commit":
         return commit_label(environment)
+    if key in DEVICE_LIBRARIES and environment.get("device_type") not in (None, "cuda"):
+        return "none"
+    if key == "torch_built_with_cuda" and key not in environment:
+        key = "cuda"
     found = environment.get(key)
     return "none" if found is None else str(found)
 
