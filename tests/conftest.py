@@ -29,9 +29,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def no_trusted_targets_from_outside(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Targets are trusted only as the test says: not through this environment's variable."""
-    from resnet_cifar.trusted_targets import ENVIRONMENT_VARIABLE
+def no_networks_allowed_from_outside(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Networks are allowed only as the test says: not through this environment's variable."""
+    from resnet_cifar.allowed_networks import ENVIRONMENT_VARIABLE
 
     monkeypatch.delenv(ENVIRONMENT_VARIABLE, raising=False)
 

@@ -1,6 +1,6 @@
-"""Checkpoints that a stranger could send: a real checkpoint's contents with code the user did not
-choose planted at one config key, and the files that such code would create, truncate, overwrite
-or unpickle."""
+"""Files that a stranger could send, made from a real run: checkpoints with code or foreign paths
+planted in them, and a victim folder outside the run whose files such code would create,
+truncate, overwrite or unpickle, so that a test can check nothing there changed."""
 
 from __future__ import annotations
 
@@ -13,28 +13,6 @@ from typing import Any
 
 import torch
 
-# Every key of a checkpoint's configs that something is built from: the run config's (evaluate
-# builds the data module, the module with its network, the trainer with its plugins; callbacks and
-# loggers are the run's) and the module's hyper-parameters (load_from_checkpoint, the optimizer
-# and the scheduler of configure_optimizers).
-KEYS = (
-    "model",
-    "module",
-    "module.net",
-    "data",
-    "trainer",
-    "trainer.plugins[0]",
-    "callbacks.model_checkpoint",
-    "logger.tensorboard",
-    "optimizer",
-    "module.optimizer",
-    "scheduler",
-    "module.scheduler",
-    "hyper_parameters.net",
-    "hyper_parameters.optimizer",
-    "hyper_parameters.scheduler",
-)
-HPARAM_KEYS = tuple(key for key in KEYS if key.startswith("hyper_parameters."))
 PAYLOADS = ("creates", "truncates", "overwrites", "unpickles")
 
 
@@ -50,10 +28,13 @@ class RunsOnUnpickling:
 
 def victims(folder: Path) -> Path:
     """``folder`` with the files a payload would touch: notes.txt (to truncate or overwrite),
-    other.txt (copied over it) and side.pt (a pickle that creates unpickled.txt when loaded)."""
+    other.txt (copied over it), side.pt (a pickle that creates unpickled.txt when loaded) and a
+    subfolder keep/ with a file of its own (for a deletion)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "notes.txt").write_text("a user's notes\n")
     (folder / "other.txt").write_text("someone else's text\n")
+    (folder / "keep").mkdir(exist_ok=True)
+    (folder / "keep" / "work.txt").write_text("work that must not be deleted\n")
     torch.save(RunsOnUnpickling(folder / "unpickled.txt"), folder / "side.pt")
     return folder
 
@@ -73,17 +54,20 @@ def payload(kind: str, folder: Path) -> dict[str, Any]:
 
 
 def plant(checkpoint: dict[str, Any], key: str, node: Any) -> dict[str, Any]:
-    """A copy of ``checkpoint`` with ``node`` at ``key``: a key of the run config
-    (``trainer.plugins[0]``), or ``hyper_parameters.<name>``."""
+    """A copy of ``checkpoint`` with ``node`` at the dotted ``key`` of the checkpoint itself
+    (``hyper_parameters.net._target_``, ``hyper_parameters.run_config.trainer.plugins[0]``),
+    creating the containers on the way."""
     crafted = copy.deepcopy(checkpoint)
-    if key.startswith("hyper_parameters."):
-        parent, parts = crafted["hyper_parameters"], [key.removeprefix("hyper_parameters.")]
-    else:
-        parent = crafted["hyper_parameters"]["run_config"]
-        parts = [int(part) if part.isdigit() else part for part in re.split(r"\.|\[(\d+)\]", key) if part]
-    for part in parts[:-1]:
+    parts = [int(part) if part.isdigit() else part for part in re.split(r"\.|\[(\d+)\]", key) if part]
+    parent = crafted
+    for part, following in zip(parts[:-1], parts[1:]):
+        if isinstance(parent, dict) and part not in parent:
+            parent[part] = [] if isinstance(following, int) else {}
         parent = parent[part]
-    parent[parts[-1]] = node
+    if isinstance(parent, list) and parts[-1] == len(parent):
+        parent.append(node)
+    else:
+        parent[parts[-1]] = node
     return crafted
 
 
@@ -93,12 +77,28 @@ def write_crafted(source: Path, destination: Path, key: str, node: Any) -> Path:
     return destination
 
 
+def alias_bomb(levels: int = 30) -> str:
+    """A few hundred bytes of YAML whose aliases, expanded, hold 9 * 9**levels strings."""
+    lines = ["l0: &l0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"l{n}: &l{n} [{', '.join([f'*l{n - 1}'] * 9)}]" for n in range(1, levels + 1)]
+    return "\n".join(lines) + "\n"
+
+
+def in_the_layout_before(checkpoint: dict[str, Any], run_config: dict[str, Any]) -> dict[str, Any]:
+    """``checkpoint`` as the previous release wrote it: the whole composed run config in its
+    hyper-parameters (``run_config``), no data module arguments and no mean image."""
+    older = copy.deepcopy(checkpoint)
+    older["hyper_parameters"]["run_config"] = copy.deepcopy(run_config)
+    for key in ("datamodule_hyper_parameters", "datamodule_hparams_name", "CIFARDataModule"):
+        older.pop(key, None)
+    return older
+
+
 def files_of(folder: Path) -> dict[str, str]:
-    """Relative path -> SHA-256 of every file below ``folder``."""
+    """Relative path -> SHA-256 of every file below ``folder`` (folders too, as "folder")."""
     return {
-        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        str(path.relative_to(folder)): "folder" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
         for path in sorted(folder.rglob("*"))
-        if path.is_file()
     }
 
 
@@ -108,7 +108,7 @@ def users_network_module(folder: Path, name: str, monkeypatch: Any, imports: str
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}.py").write_text(
         f"{imports}from resnet_cifar.models import cifar_resnet\n\n\n"
-        "def wide(depth, shortcut, residual, num_classes):\n"
+        "def wide(depth: int, shortcut: str, residual: bool, num_classes: int):\n"
         "    return cifar_resnet(depth, shortcut, residual, num_classes)\n"
     )
     monkeypatch.syspath_prepend(str(folder))

@@ -54,7 +54,7 @@ class KillOnce(L.Callback):
         self.marker = Path(os.environ["KILL_MARKER"])
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
-        seed = pl_module.hparams.run_config["seed"]
+        seed = trainer.datamodule.hparams.seed
         if seed == self.seed and trainer.global_step == self.at_step and not self.marker.exists():
             self.marker.touch()
             os.kill(os.getpid(), signal.SIGKILL)
@@ -78,7 +78,7 @@ class Fault(L.Callback):
         trainer.callbacks.insert(0, self)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
-        how = self.faults.get((pl_module.hparams.run_config["seed"], trainer.global_rank))
+        how = self.faults.get((trainer.datamodule.hparams.seed, trainer.global_rank))
         if how is None or trainer.global_step != self.at_step:
             return
         if how == "raise":

@@ -22,10 +22,10 @@ import pytest
 import torch
 
 from commands import describe, run_cli
-from crafted_checkpoints import files_of
+from crafted_checkpoints import files_of, victims
 from fake_cifar import write_image_folder
 from resnet_cifar.cli import exit_on_usage_error, usage_error_in
-from resnet_cifar.evaluate import evaluate
+from resnet_cifar.evaluate import compose_evaluation, evaluate
 from tiny_runs import TINY_IMAGE_FOLDER_RUN, TINY_SYNTHETIC_RUN, run_training
 
 USAGE_ERROR = 2
@@ -63,7 +63,7 @@ def refusal(tmp_path: Path, *overrides: str, run_dir: Path | None = None) -> str
 
 def evaluation_refusal(checkpoint: Path | str, *overrides: str) -> str:
     """The message of ``evaluate ckpt_path=<checkpoint> <overrides>`` in this process, which must be refused."""
-    return refused(lambda: evaluate(str(checkpoint), [f"ckpt_path={checkpoint}", *overrides]))
+    return refused(lambda: evaluate(compose_evaluation([f"ckpt_path={checkpoint}", *overrides])))
 
 
 def assert_no_results(run_dir: Path) -> None:
@@ -294,6 +294,24 @@ def test_failed_resume_keeps_a_finished_runs_results(failed_resume) -> None:
 def test_failed_resume_keeps_a_finished_runs_config(failed_resume) -> None:
     _, before, after = failed_resume
     assert after[".hydra/config.yaml"] == before[".hydra/config.yaml"]
+
+
+def test_a_run_folder_holding_links_is_refused_and_nothing_outside_changes(tmp_path: Path, finished_run: Path) -> None:
+    """A run folder from elsewhere, rerun in: nothing is read or written through its links (the log
+    that Hydra opens first replaces its link with a file of its own)."""
+    folder = victims(tmp_path / "victims")
+    run_dir = tmp_path / "theirs"
+    shutil.copytree(finished_run, run_dir)
+    for name, target in (("train.log", folder / "notes.txt"), ("metrics.json", folder / "other.txt")):
+        (run_dir / name).unlink(missing_ok=True)  # the run was trained in-process: it has no train.log
+        (run_dir / name).symlink_to(target)
+    shutil.rmtree(run_dir / ".hydra")
+    (run_dir / ".hydra").symlink_to(folder, target_is_directory=True)
+    before = files_of(folder)
+    completed = run_cli("train", *TWO_STEPS, f"hydra.run.dir={run_dir}", cwd=tmp_path / "cwd")
+    assert_usage_error(completed, f"{run_dir} holds symbolic links (.hydra -> {folder}", "metrics.json -> ")
+    assert files_of(folder) == before
+    assert not (run_dir / "train.log").is_symlink() and not list(run_dir.glob("checkpoints/*-v1.ckpt"))
 
 
 # --- output that cannot be written ---

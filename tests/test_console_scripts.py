@@ -1,5 +1,5 @@
-"""The installed commands resnet-cifar-train, resnet-cifar-evaluate and resnet-cifar-report do
-what `python -m resnet_cifar.train` and the others do (fresh processes: the commands are under test)."""
+"""The installed commands resnet-cifar-train, -evaluate, -report and -export do what
+`python -m resnet_cifar.train` and the others do (fresh processes: the commands are under test)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ SCRIPTS = {
     "resnet-cifar-train": "resnet_cifar.train:main",
     "resnet-cifar-evaluate": "resnet_cifar.evaluate:main",
     "resnet-cifar-report": "resnet_cifar.report.__main__:main",
+    "resnet-cifar-export": "resnet_cifar.export:main",
 }
 
 
@@ -26,13 +27,13 @@ def script(name: str) -> Path:
     return Path(sys.executable).parent / name
 
 
-def test_the_package_declares_the_three_commands() -> None:
+def test_the_package_declares_the_four_commands() -> None:
     declared = {ep.name: ep.value for ep in entry_points(group="console_scripts") if ep.name in SCRIPTS}
     assert declared == SCRIPTS
 
 
 @pytest.mark.slow
-def test_train_evaluate_and_report_commands_run_as_modules(tmp_path: Path) -> None:
+def test_train_evaluate_report_and_export_commands_run_as_modules(tmp_path: Path) -> None:
     run_dir = tmp_path / "runs" / "one"
     assert_ok(run_command([script("resnet-cifar-train"), *TINY_SYNTHETIC_RUN, f"hydra.run.dir={run_dir}"], tmp_path))
     assert read_json(run_dir / "metrics.json")["steps"] == 20
@@ -45,3 +46,11 @@ def test_train_evaluate_and_report_commands_run_as_modules(tmp_path: Path) -> No
 
     report = assert_ok(run_command([script("resnet-cifar-report"), tmp_path / "runs", "--no-responses"], tmp_path))
     assert report.stdout.strip() == f"report: {tmp_path / 'runs' / 'report.md'}"
+
+    exported = assert_ok(run_command([script("resnet-cifar-export"), checkpoint, tmp_path / "exported"], tmp_path))
+    assert exported.stdout.strip() == f"exported: {tmp_path / 'exported'}"
+    assert sorted(path.name for path in (tmp_path / "exported").iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+    ]

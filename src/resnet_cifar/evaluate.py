@@ -1,86 +1,136 @@
-"""Test a checkpoint on the test set; print and save its error and loss.
+"""Test a trained network on the test set; print and save its error and loss.
 
     python -m resnet_cifar.evaluate ckpt_path=outputs/runs/.../checkpoints/last.ckpt [data.root=...]
+    python -m resnet_cifar.evaluate ckpt_path=resnet20-cifar10/     # a folder of resnet-cifar-export
 
-The results go to ``<checkpoint>.eval.json`` beside the checkpoint (``last.eval.json``).
+The checkpoint gives the network (its settings and weights) and the data settings it was trained
+with; everything else (the Trainer, its precision and device, the module) comes from this
+command's own config, this site's settings and the command line, never from the file. Data
+settings given here (``data.root=...``, or ``data.root`` in this site's settings) replace the
+checkpoint's; a data folder that only the checkpoint names is read, never written to.
+
+The results go to ``<checkpoint>.eval.json`` beside the checkpoint (``last.eval.json``), or
+``<folder>.eval.json`` beside an exported folder.
 """
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import hydra
-from hydra import compose
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import MissingConfigException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from resnet_cifar import CONFIG_DIR
+from resnet_cifar.allowed_networks import AllowedNetworks, build_network
 from resnet_cifar.cli import exit_on_usage_error
+from resnet_cifar.composing import compose_command, compose_option
+from resnet_cifar.data import CIFARDataModule
+from resnet_cifar.errors import CheckpointError
 from resnet_cifar.files import write_json_atomically
 from resnet_cifar.provenance import run_environment
 from resnet_cifar.resolvers import register_resolvers
-from resnet_cifar.training.build import build_datamodule, build_module, build_trainer, metric
-from resnet_cifar.training.checkpoints import (
-    check_checkpoint_targets,
-    check_same_model,
-    checkpoint_config,
-    read_checkpoint,
-)
+from resnet_cifar.training.build import build_module, build_trainer, metric
+from resnet_cifar.training.checkpoints import Trained, data_arguments, network_settings, read_trained
 from resnet_cifar.training.quiet import silence_known_noise
-from resnet_cifar.trusted_targets import TrustedTargets
 
 log = logging.getLogger(__name__)
 
 # Evaluation runs in one process and logs nowhere, whatever the training run did.
 SINGLE_PROCESS = {"trainer": {"devices": 1, "num_nodes": 1, "strategy": "auto"}, "logger": None, "callbacks": None}
-# A checkpoint's config does not decide to download into its data.root: this site's settings or
-# the command line may (data.download=true).
-NO_DOWNLOAD = {"data": {"download": False}}
+# What the data module does on this machine is this command's choice, not the file's.
+COMMANDS_OWN_DATA = ("download", "cache")
 
 
-def site_settings() -> dict[str, Any]:
-    """This site's settings (conf/local/default.yaml, or the ``local=...`` chosen), if there are any:
-    a checkpoint trained elsewhere is evaluated with this site's data.root."""
+def compose_evaluation(overrides: Sequence[str]) -> DictConfig:
+    """conf/evaluate.yaml composed with ``overrides`` (``ckpt_path=...`` among them), as
+    ``python -m resnet_cifar.evaluate`` composes it, for :func:`evaluate` called from Python."""
+    return compose_command("evaluate", overrides)
+
+
+def keys_set_here(group: str) -> set[str]:
+    """The keys of ``group`` (data, model) that this site's settings or the command line set;
+    ``{"*"}`` where the command line chose the group's option (``data=cifar100``)."""
+    keys: set[str] = set()
     choice = HydraConfig.get().runtime.choices.get("local")
-    if not choice:
-        return {}
+    if choice:
+        keys |= set((compose_option(f"local/{choice}").get(group) or {}).keys())
+    for override in HydraConfig.get().overrides.task:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key == group:
+            return {"*"}
+        if key.startswith(f"{group}."):
+            keys.add(key.split(".")[1])
+    return keys
+
+
+def check_model_settings(trained: Trained, cfg: DictConfig) -> None:
+    """Refuse model settings given here that the checkpoint's network does not have: evaluate takes
+    the network from the checkpoint, and would otherwise test another one than the user asked for."""
+    keys = keys_set_here("model")
+    own = OmegaConf.to_container(cfg.model, resolve=True)
+    recorded = network_settings(trained)
+    differing = [key for key in (own if "*" in keys else keys) if own.get(key) != recorded.get(key)]
+    if differing:
+        raise CheckpointError(
+            f"{trained.source} holds model ({', '.join(f'{key}={recorded.get(key)}' for key in differing)}) but "
+            f"this command sets model ({', '.join(f'{key}={own.get(key)}' for key in differing)}); evaluate takes the "
+            "network from the checkpoint: leave out these model settings"
+        )
+
+
+def evaluation_data(trained: Trained, cfg: DictConfig) -> dict[str, Any]:
+    """The data module's arguments: the command's, with the checkpoint's recorded settings on top
+    where neither this site's settings nor the command line set them."""
+    own = {key: value for key, value in OmegaConf.to_container(cfg.data, resolve=True).items() if key != "_target_"}
+    set_here = keys_set_here("data")
+    if "*" in set_here:
+        return own
+    recorded = {
+        key: value
+        for key, value in data_arguments(trained).items()
+        if key not in set_here and key not in COMMANDS_OWN_DATA
+    }
+    if "root" in recorded:  # a folder that a file names is read, never written to
+        recorded["cache"] = False
+    return own | recorded
+
+
+def results_path(ckpt_path: str | Path) -> Path:
+    path = Path(ckpt_path)
+    return path.with_name(path.name + ".eval.json") if path.is_dir() else path.with_suffix(".eval.json")
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Test the network at ``cfg.ckpt_path`` (a checkpoint or an exported folder) on the data it
+    was trained with, with the command's own Trainer and module; write and return its results.
+    The file's network must be one of the project's or one allowed (``trusted_targets``,
+    RESNET_CIFAR_TRUSTED_TARGETS, the network of ``model=...``): anything else raises
+    :class:`~resnet_cifar.errors.UntrustedConfig` before anything is built."""
+    ckpt_path = str(cfg.ckpt_path)
+    trained = read_trained(ckpt_path)
+    check_model_settings(trained, cfg)
+    network = build_network(trained.network, AllowedNetworks.of_command(cfg), trained.source)
     try:
-        site = compose(config_name=f"local/{choice}")
-    except MissingConfigException:  # the optional file does not exist
-        return {}
-    return OmegaConf.to_container(site)
-
-
-def evaluation_config(saved: dict[str, Any], overrides: list[str], site: dict[str, Any] | None = None) -> DictConfig:
-    """The checkpoint's run config, with this site's settings and then the command line's overrides on top."""
-    user = [override for override in overrides if not override.startswith("ckpt_path=")]
-    return OmegaConf.merge(saved, NO_DOWNLOAD, site or {}, OmegaConf.from_dotlist(user), SINGLE_PROCESS)
-
-
-def evaluate(
-    ckpt_path: str, overrides: list[str], site: dict[str, Any] | None = None, trusted: TrustedTargets | None = None
-) -> dict[str, Any]:
-    """Test the checkpoint at ``ckpt_path`` with its run config, ``site``'s settings and ``overrides``
-    on top; write and return its results. The checkpoint's configs may name only targets that
-    ``trusted`` allows (by default the project's, torch's and Lightning's, and
-    RESNET_CIFAR_TRUSTED_TARGETS): anything else raises UntrustedConfig before anything is built."""
-    checkpoint = read_checkpoint(ckpt_path)
-    check_checkpoint_targets(checkpoint, ckpt_path, trusted or TrustedTargets.default())
-    cfg = evaluation_config(checkpoint_config(checkpoint, ckpt_path), overrides, site)
-    check_same_model(checkpoint, ckpt_path, OmegaConf.to_container(cfg.model, resolve=True))
-    module = build_module(cfg)
-    module.load_state_dict(checkpoint["state_dict"])
-    trainer = build_trainer(cfg)
-    results = trainer.test(module, datamodule=build_datamodule(cfg), verbose=False)[0]
+        network.load_state_dict(trained.network_weights)
+    except RuntimeError as error:
+        reason = " ".join(str(error).split())[:500]
+        raise CheckpointError(f"{trained.source}: its weights do not fit its network's settings ({reason})") from None
+    data = evaluation_data(trained, cfg)
+    with open_dict(cfg):
+        own = OmegaConf.merge(cfg, SINGLE_PROCESS)
+    module = build_module(own, net=network, num_classes=data["num_classes"])
+    trainer = build_trainer(own)
+    results = trainer.test(module, datamodule=CIFARDataModule(**data), verbose=False)[0]
     evaluation = {
         "ckpt_path": str(Path(ckpt_path).resolve()),
-        "step": checkpoint.get("global_step"),
+        "step": trained.step,
         "test_err": metric(results, "test/err"),
         "test_loss": metric(results, "test/loss"),
         "environment": run_environment(trainer),  # what this evaluation ran on, as metrics.json's
     }
-    output = Path(ckpt_path).with_suffix(".eval.json")
+    output = results_path(ckpt_path)
     write_json_atomically(output, evaluation)
     print(f"test error {evaluation['test_err']:.2f} %  test loss {evaluation['test_loss']:.4f}  ({output})")
     return evaluation
@@ -93,8 +143,7 @@ register_resolvers()
 @exit_on_usage_error
 def main(cfg: DictConfig) -> None:
     silence_known_noise()
-    overrides = list(HydraConfig.get().overrides.task)
-    evaluate(cfg.ckpt_path, overrides, site_settings(), TrustedTargets.of_command(cfg))
+    evaluate(cfg)
 
 
 if __name__ == "__main__":

@@ -18,16 +18,16 @@ from typing import Any
 
 import hydra
 import lightning as L
-from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from resnet_cifar import CONFIG_DIR
 from resnet_cifar.cli import exit_on_usage_error
+from resnet_cifar.composing import compose_command
 from resnet_cifar.errors import ConfigError
-from resnet_cifar.files import write_json_atomically
+from resnet_cifar.files import refuse_links_in, write_json_atomically
 from resnet_cifar.launch.ddp import ddp_job, run_ddp_processes
 from resnet_cifar.provenance import run_environment, short_form
 from resnet_cifar.renamed_configs import current_names
@@ -36,7 +36,7 @@ from resnet_cifar.search import chosen_on_test_set
 from resnet_cifar.search.pruned import RunPruned, raise_if_pruned
 from resnet_cifar.training.build import METRICS_FILE, build_datamodule, build_module, build_trainer, metric
 from resnet_cifar.training.callbacks import FinishAtMaxSteps, TrainingClock, utc_now
-from resnet_cifar.training.checkpoints import check_checkpoint_targets, check_same_model, read_checkpoint
+from resnet_cifar.training.checkpoints import check_same_network, read_trained
 from resnet_cifar.training.hparams import run_hparams
 from resnet_cifar.training.lightning_compat import relaunches_the_command
 from resnet_cifar.training.quiet import silence_known_noise
@@ -46,7 +46,6 @@ from resnet_cifar.training.trackers import (
     log_hyperparameters,
     log_results,
 )
-from resnet_cifar.trusted_targets import TrustedTargets
 
 log = logging.getLogger(__name__)
 # The numbers of metrics.json, any of which ``optimized_metric`` may name.
@@ -150,15 +149,7 @@ def compose_config(overrides: Sequence[str] = (), output_dir: str | Path | None 
     Hydra's settings of the run (its output directory, its overrides) become the process's
     current Hydra config, as in a command: compose the next run's config after this one trained.
     """
-    register_resolvers()
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3", job_name="train"):
-        cfg = compose("train", overrides=current_names(overrides), return_hydra_config=True)
-    with read_write(cfg.hydra.runtime):
-        cfg.hydra.runtime.output_dir = str(Path(output_dir or cfg.hydra.run.dir).absolute())
-    HydraConfig.instance().set_config(cfg)
-    with read_write(cfg), open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
+    return compose_command("train", current_names(overrides), output_dir)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -177,15 +168,15 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
     check_optimized_metric(cfg)
     check_trackers_installed(cfg.get("logger"))
     output_dir = Path(cfg.paths.output_dir)
+    refuse_links_in(output_dir)  # a run folder from elsewhere: nothing is read or written through a link
     resume_from = checkpoint_to_resume(cfg)
     checkpoint_step = None
     if resume_from:
-        checkpoint = read_checkpoint(resume_from)
-        # Only this command's config is built, but a checkpoint naming code the user did not
-        # choose is refused wherever it is opened.
-        check_checkpoint_targets(checkpoint, resume_from, TrustedTargets.of_command(cfg))
-        checkpoint_step = checkpoint.get("global_step", 0)
-        check_same_model(checkpoint, resume_from, OmegaConf.to_container(cfg.model, resolve=True))
+        # Everything is built from this command's config; the checkpoint gives weights and training
+        # state only, so it must hold the same network.
+        trained = read_trained(resume_from)
+        check_same_network(trained, OmegaConf.to_container(cfg.model, resolve=True))
+        checkpoint_step = trained.step or 0
         finished = finished_run_metrics(output_dir, checkpoint_step, cfg.trainer.max_steps)
         if finished is not None:
             return finished

@@ -3,60 +3,13 @@ and reads run folders from elsewhere as data."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-import torch
 
-from crafted_checkpoints import files_of, payload, victims
-from resnet_cifar.report import ReportError, write_report
-from resnet_cifar.trusted_targets import ENVIRONMENT_VARIABLE
+from fake_runs import H100, write_run
+from resnet_cifar.report import write_report
 from run_outputs import report_row as row
-
-CONFIG = """\
-seed: {seed}
-model: {{depth: {depth}, shortcut: A, residual: true, num_classes: 10}}
-data:
-  dataset: {dataset}
-  batch_size: 128
-  val_size: 5000
-  padding: 4
-optimizer: {{lr: 0.1, momentum: 0.9, weight_decay: 0.0001}}
-scheduler: {{milestones: [32000, 48000], gamma: 0.1}}
-trainer: {{max_steps: 64000, precision: 32-true}}
-"""
-H100 = {
-    "resnet_cifar": "0.1.0",
-    "commit": "4612349a1b2c3d4e5f60718293a4b5c6d7e8f901",
-    "tree_modified": False,
-    "python": "3.11.7",
-    "torch": "2.6.0",
-    "lightning": "2.6.0",
-    "hydra": "1.3.2",
-    "cuda": "12.4",
-    "cudnn": "9.1.0",
-    "device": "NVIDIA H100 80GB HBM3",
-    "device_type": "cuda",
-    "devices": 1,
-    "precision": "bf16-mixed",
-    "torch_threads": 16,
-    "platform": "Linux-6.8-x86_64",
-}
-
-
-def write_run(
-    root: Path, name: str, depth: int, seed: int, environment: dict[str, Any] | None, dataset: str = "cifar10"
-) -> Path:
-    run = root / name
-    (run / ".hydra").mkdir(parents=True)
-    (run / ".hydra" / "config.yaml").write_text(CONFIG.format(seed=seed, depth=depth, dataset=dataset))
-    metrics = {"test_err": 8.0 + seed / 10, "val_err": 9.0, "train_err": 1.0, "steps": 64000}
-    if environment is not None:
-        metrics["environment"] = environment
-    (run / "metrics.json").write_text(json.dumps(metrics))
-    return run
 
 
 @pytest.fixture(scope="module")
@@ -128,18 +81,3 @@ def test_a_run_folder_is_read_without_running_its_resolvers(tmp_path: Path, monk
     (run / ".hydra" / "config.yaml").write_text(config)
     text = write_report(tmp_path, responses=False).read_text()
     assert "hunter2" not in text and "data.dataset not recorded" in text
-
-
-def test_fig_7_refuses_checkpoints_naming_other_code(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.delenv(ENVIRONMENT_VARIABLE, raising=False)
-    folder = victims(tmp_path / "victims")
-    root = tmp_path / "study"
-    run = write_run(root, "a", 20, 0, H100, dataset="synthetic")
-    (run / "checkpoints").mkdir()
-    model = {"_target_": "resnet_cifar.models.cifar_resnet", "depth": 20, "shortcut": "A", "residual": True}
-    run_config = {"model": {**model, "num_classes": 10}, "module": {}, "data": payload("creates", folder)}
-    torch.save({"state_dict": {}, "hyper_parameters": {"run_config": run_config}}, run / "checkpoints" / "last.ckpt")
-    before, study_before = files_of(folder), files_of(root)
-    with pytest.raises(ReportError, match=r"names data\._target_='builtins\.open'.*--no-responses"):
-        write_report(root)
-    assert files_of(folder) == before and files_of(root) == study_before  # no report.md, no figure

@@ -101,8 +101,8 @@ def test_plateau_steps_once_per_epoch_on_the_val_error(plateau: Path) -> None:
 
 def test_load_from_checkpoint_tests_as_the_run_did(plateau: Path) -> None:
     module = ImageClassifier.load_from_checkpoint(plateau / "checkpoints" / "last.ckpt")
-    data = module.hparams.run_config["data"]
-    datamodule = CIFARDataModule(**{key: value for key, value in data.items() if key != "_target_"})
+    data = torch.load(plateau / "checkpoints" / "last.ckpt", weights_only=True)["datamodule_hyper_parameters"]
+    datamodule = CIFARDataModule(**data)
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
     results = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     assert results["test/err"] == pytest.approx(read_json(plateau / "metrics.json")["test_err"], abs=1e-4)

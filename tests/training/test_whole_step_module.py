@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet_cifar.evaluate import evaluate
+from resnet_cifar.evaluate import compose_evaluation, evaluate
 from run_outputs import logged_input_grids
 from small_fits import assert_same_state
 from tiny_runs import TINY_SYNTHETIC_RUN, captured_log, run_training
@@ -58,4 +58,4 @@ def test_whole_step_checkpoint_serves_every_other_reader(tmp_path: Path) -> None
     checkpoint = whole_step / "checkpoints" / "last.ckpt"
     continued = run_training(resumed, *TINY_SYNTHETIC_RUN, "seed=0", "trainer.max_steps=10", f"ckpt_path={checkpoint}")
     assert (continued["steps"], continued["resumed_from"]) == (10, 6)
-    assert evaluate(str(checkpoint), [])["test_err"] == metrics["test_err"]
+    assert evaluate(compose_evaluation([f"ckpt_path={checkpoint}"]))["test_err"] == metrics["test_err"]

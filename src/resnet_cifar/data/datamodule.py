@@ -61,7 +61,8 @@ class CIFARDataModule(L.LightningDataModule):
 
     ``batch_size`` and ``eval_batch_size`` are global: each of N processes takes 1/N of every
     batch. ``seed`` drives shuffling and augmentation; ``split_seed`` the held-out split, so the
-    split stays fixed across training seeds.
+    split stays fixed across training seeds. ``cache`` writes the decoded images into ``root``
+    for the next run (``cache=False``: nothing is written there).
     """
 
     def __init__(
@@ -69,6 +70,7 @@ class CIFARDataModule(L.LightningDataModule):
         dataset: str = "cifar10",
         root: str = "data",
         download: bool = False,
+        cache: bool = True,
         num_classes: int = 10,
         batch_size: int = 128,
         eval_batch_size: int = 1000,
@@ -79,11 +81,16 @@ class CIFARDataModule(L.LightningDataModule):
         synthetic_sizes: tuple[int, int] = (2000, 500),
     ) -> None:
         super().__init__()
+        # The settings travel in checkpoints (datamodule_hyper_parameters): evaluating a checkpoint
+        # uses the data it was trained on. The trackers get the run's own short set instead.
+        self.save_hyperparameters(logger=False)
+        self.hparams["synthetic_sizes"] = tuple(synthetic_sizes)  # plain, not OmegaConf's list
         if dataset not in DATASETS:
             raise ConfigError(f"data.dataset={dataset!r} is not known; use one of {', '.join(DATASETS)}")
         self.dataset = dataset
         self.root = root
         self.download = download
+        self.cache = cache
         self.num_classes = num_classes
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
@@ -98,6 +105,14 @@ class CIFARDataModule(L.LightningDataModule):
         # Set by a consumer that augments training batches itself (see RawTrainBatch).
         self.defer_train_augmentation = False
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The training split's mean image, saved in checkpoints: an exported network subtracts it
+        from its inputs without needing the data. Resuming computes it from the data again."""
+        return {} if self.mean_image is None else {"mean_image": self.mean_image}
+
+    def load_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Nothing is restored: the mean image is always the data's own (see state_dict)."""
+
     def check_world_size(self, world_size: int) -> None:
         """Fail before any work starts if the global batches do not split over the processes."""
         per_device_batch_size(self.batch_size, world_size)
@@ -107,7 +122,7 @@ class CIFARDataModule(L.LightningDataModule):
         if self.dataset == "synthetic":
             num_train, num_test = self.synthetic_sizes
             return synthetic_cifar(num_train, num_test, self.num_classes, seed=self.split_seed)
-        return load_cifar(self.root, self.dataset, download=self.download)
+        return load_cifar(self.root, self.dataset, download=self.download, cache=self.cache)
 
     def prepare_data(self) -> None:
         # Runs on one process per node: download and decode there, so the others read the cache.

@@ -43,8 +43,11 @@ class CifarArrays:
     classes: tuple[str, ...]
 
 
-def load_cifar(root: str | os.PathLike, name: str = "cifar10", download: bool = False) -> CifarArrays:
-    """Load CIFAR ``name`` from ``root``; decoded files are cached as ``<root>/<name>-uint8.pt``.
+def load_cifar(
+    root: str | os.PathLike, name: str = "cifar10", download: bool = False, cache: bool = True
+) -> CifarArrays:
+    """Load CIFAR ``name`` from ``root``; decoded files are cached as ``<root>/<name>-uint8.pt``
+    (``cache=False`` reads a cache file but writes none: nothing is written into ``root``).
 
     Decoding 60k images takes seconds, loading the cache a fraction of that, so every run after
     the first starts from the cache. Delete the cache file to rebuild it from the source files.
@@ -52,16 +55,17 @@ def load_cifar(root: str | os.PathLike, name: str = "cifar10", download: bool = 
     if name not in DATASETS:
         raise DataError(f"unknown data set name {name!r}; valid names are {', '.join(DATASETS)}")
     root = Path(root).expanduser()
-    cache = root / f"{name}-uint8.pt"
-    if cache.is_file():
-        return _read_cache(cache)
+    cache_file = root / f"{name}-uint8.pt"
+    if cache_file.is_file():
+        return _read_cache(cache_file)
     if (root / "train").is_dir() or (root / "test").is_dir():
         arrays = _read_image_folder(root)
     elif (root / DATASETS[name].base_folder).is_dir() or download:
         arrays = _read_torchvision(root, name, download)
     else:
         raise DataError(_no_data_message(root, name))
-    _write_cache(arrays, cache)
+    if cache:
+        _write_cache(arrays, cache_file)
     return arrays
 
 

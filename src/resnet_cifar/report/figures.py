@@ -6,7 +6,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from resnet_cifar.report.plotting import pyplot
+from resnet_cifar.report.plotting import pyplot, save_figure
 from resnet_cifar.report.recipes import Recipe, recipe_labels
 from resnet_cifar.report.runs import Run
 from resnet_cifar.report.tables import Group
@@ -65,9 +65,7 @@ def plot_training_curves(root: Path, runs: list[Run]) -> str | None:
     axes[0][0].set_ylabel("error (%)   thin: train, bold: val")
     fig.suptitle("Training on CIFAR-10 (mean over seeds)")
     fig.tight_layout()
-    fig.savefig(root / CURVES_FILE, dpi=120)
-    plt.close(fig)
-    return CURVES_FILE
+    return save_figure(fig, root / CURVES_FILE)
 
 
 def plot_error_vs_depth(root: Path, groups: list[Group]) -> str | None:
@@ -103,6 +101,4 @@ def plot_error_vs_depth(root: Path, groups: list[Group]) -> str | None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(root / DEPTH_FILE, dpi=120)
-    plt.close(fig)
-    return DEPTH_FILE
+    return save_figure(fig, root / DEPTH_FILE)

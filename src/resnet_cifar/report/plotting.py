@@ -1,6 +1,10 @@
 """matplotlib for files and TensorBoard only: no display is needed, or opened."""
 
+from pathlib import Path
 from types import ModuleType
+from typing import Any
+
+from resnet_cifar.files import atomic_write
 
 
 def pyplot() -> ModuleType:
@@ -11,3 +15,12 @@ def pyplot() -> ModuleType:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_figure(fig: Any, path: Path) -> str:
+    """Write ``fig`` as the PNG ``path`` whole (a symbolic link there is replaced, not written
+    through), close it, and return the file's name."""
+    with atomic_write(path) as temporary:
+        fig.savefig(temporary, dpi=120, format="png")
+    pyplot().close(fig)
+    return path.name

@@ -12,8 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-
 
 @dataclass(frozen=True, order=True)
 class Difference:
@@ -55,16 +53,24 @@ PAPER_PRECISION = ("32-true", "32", 32)
 WARMUP_DEPTH = 110  # the paper warms up ResNet-110 only (lr 0.01 until the training error < 80 %)
 
 
-def lookup(cfg: DictConfig, key: str) -> Any:
-    """The value at ``key`` (containers as plain ones), or NOT_RECORDED."""
-    try:
-        value = OmegaConf.select(cfg, key, default=NOT_RECORDED, throw_on_missing=True)
-        return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
-    except Exception:  # e.g. ${hydra:...}, which does not resolve outside of its run
-        return NOT_RECORDED
+def one_line(text: str, limit: int = 120) -> str:
+    """A run's value as the report states it: one line, cut to ``limit`` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def recipe_of(cfg: DictConfig, depth: int) -> Recipe:
+def lookup(config: dict[str, Any], key: str) -> Any:
+    """The value at the dotted ``key`` of a run's config (plain, its references resolved by
+    :func:`resnet_cifar.typed_settings.resolve_references` with NOT_RECORDED), or NOT_RECORDED."""
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return NOT_RECORDED
+        node = node[part]
+    return node
+
+
+def recipe_of(cfg: dict[str, Any], depth: int) -> Recipe:
     """How the run of ``cfg`` (a network of ``depth`` layers) was trained unlike the paper."""
     differences = []
     for key, paper, describe in PAPER_RECIPE:
@@ -72,10 +78,10 @@ def recipe_of(cfg: DictConfig, depth: int) -> Recipe:
         if value is NOT_RECORDED:
             differences.append(Difference(f"{key} not recorded"))
         elif value != paper:
-            differences.append(Difference(describe(value)))
+            differences.append(Difference(one_line(describe(value))))
     precision = lookup(cfg, "trainer.precision")
     if precision is not NOT_RECORDED and precision not in PAPER_PRECISION:
-        differences.append(Difference(f"{precision} precision (paper fp32)", breaks_comparison=False))
+        differences.append(Difference(one_line(f"{precision} precision (paper fp32)"), breaks_comparison=False))
     warmup = lookup(cfg, "callbacks.lr_warmup") not in (None, NOT_RECORDED)
     if warmup != (depth == WARMUP_DEPTH):
         differences.append(

@@ -8,11 +8,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from resnet_cifar.errors import UntrustedConfig
-from resnet_cifar.report.plotting import pyplot
+from resnet_cifar.received_files import UnreadableFile
+from resnet_cifar.report.plotting import pyplot, save_figure
 from resnet_cifar.report.recipes import Recipe, recipe_labels
-from resnet_cifar.report.runs import ReportError, Run, relative
-from resnet_cifar.trusted_targets import load_without_resolvers
+from resnet_cifar.report.runs import Run, read_only_data, relative
 
 RESPONSES_FILE = "layer_responses.png"
 RESPONSE_IMAGES = 256  # validation images through each final network for Fig. 7
@@ -29,23 +28,16 @@ def response_layers(net: Any) -> list[Any]:
     ]
 
 
-def validation_images(data_config: dict[str, Any], run_path: Path, cache: dict) -> Any:
+def validation_images(data: dict[str, Any], run_path: Path, cache: dict) -> Any:
     """The first RESPONSE_IMAGES validation images of the run's data (test images if it has no
-    validation split), normalised as in training. Data modules are cached per data config."""
-    from hydra.utils import instantiate
+    validation split), normalised as in training. Data modules are cached per data settings.
+    The run's data folder is read, never written to."""
+    from resnet_cifar.data import CIFARDataModule
 
-    config = dict(data_config)
-    root = Path(str(config.get("root", "data")))
-    if config.get("dataset") != "synthetic" and not root.is_absolute() and not root.exists():
-        try:  # relative to where the run was started
-            cwd = load_without_resolvers(run_path / ".hydra" / "hydra.yaml").hydra.runtime.cwd
-            config["root"] = str(Path(cwd) / root)
-        except Exception:
-            pass
-    config["download"] = False
-    key = json.dumps(config, sort_keys=True, default=str)
+    data = read_only_data(data, run_path)
+    key = json.dumps(data, sort_keys=True, default=str)
     if key not in cache:
-        datamodule = instantiate(config)
+        datamodule = CIFARDataModule(**data)
         datamodule.setup("validate")
         images = datamodule.val_set.images if len(datamodule.val_set) else datamodule.test_set.images
         cache[key] = datamodule.normalize(images[:RESPONSE_IMAGES].clone())
@@ -54,25 +46,21 @@ def validation_images(data_config: dict[str, Any], run_path: Path, cache: dict) 
 
 def layer_response_stds(run: Run, data_cache: dict) -> list[float]:
     """Std of each 3x3 layer's output after BN, before the addition and ReLU (paper Fig. 7),
-    of the run's final network (checkpoints/last.ckpt) on validation images."""
+    of the run's final network (checkpoints/last.ckpt) on validation images. The checkpoint is
+    read as data: its network must be one of the project's or one allowed by
+    RESNET_CIFAR_TRUSTED_TARGETS, built from its typed settings."""
     import torch
 
-    from resnet_cifar.models import cifar_resnet
-    from resnet_cifar.training.checkpoints import checkpoint_config, read_checkpoint
-    from resnet_cifar.trusted_targets import TrustedTargets, check_file_config
+    from resnet_cifar.allowed_networks import AllowedNetworks, build_network
+    from resnet_cifar.training.checkpoints import data_arguments, read_trained
 
-    path = run.path / "checkpoints" / "last.ckpt"
-    checkpoint = read_checkpoint(path)
-    config = checkpoint_config(checkpoint, path)
-    # Of the run's config only the data config is built here (the network is built from its
-    # settings, not its target): a run's own callbacks or logger do not keep it out of the figure.
-    check_file_config(config["data"], f"checkpoint {path}", TrustedTargets.default(), key="data")
-    model = config["model"]
-    net = cifar_resnet(model["depth"], model["shortcut"], model["residual"], model["num_classes"])
-    weights = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
-    net.load_state_dict(weights)
+    if (run.path / "checkpoints").is_symlink():
+        raise UnreadableFile("checkpoints/ is a symbolic link, which is not followed")
+    trained = read_trained(run.path / "checkpoints" / "last.ckpt")
+    net = build_network(trained.network, AllowedNetworks.default(), trained.source)
+    net.load_state_dict(trained.network_weights)
     net.eval()
-    images = validation_images(config["data"], run.path, data_cache)
+    images = validation_images(data_arguments(trained), run.path, data_cache)
     stds: list[float] = []
     hooks = [
         layer.register_forward_hook(lambda module, inputs, output: stds.append(output.float().std().item()))
@@ -95,11 +83,7 @@ def read_responses(root: Path, runs: list[Run]) -> list[str]:
             continue
         try:
             run.responses = layer_response_stds(run, cache)
-        except UntrustedConfig as error:  # not a broken run: a file to look at before anything is built
-            raise ReportError(
-                f"{error}; or leave out Fig. 7, which loads the runs' checkpoints, with --no-responses"
-            ) from None
-        except Exception as error:  # a missing checkpoint or data root: the rest of the report stands
+        except Exception as error:  # a missing checkpoint or data root, a network not allowed: the rest stands
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             problems.append(f"{relative(run.path, root)}: {reason}")
     return problems
@@ -134,6 +118,4 @@ def plot_layer_responses(root: Path, runs: list[Run]) -> str | None:
         ax.legend(fontsize=8, ncol=2)
     by_layer.set_title("Std of 3x3 layer responses (after BN, before addition/ReLU), final weights")
     fig.tight_layout()
-    fig.savefig(root / RESPONSES_FILE, dpi=120)
-    plt.close(fig)
-    return RESPONSES_FILE
+    return save_figure(fig, root / RESPONSES_FILE)

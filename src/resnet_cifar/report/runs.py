@@ -6,16 +6,16 @@ Every directory with a ``.hydra/config.yaml`` is a run. A finished run has a com
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from resnet_cifar.report.recipes import Recipe, recipe_of
+from resnet_cifar.received_files import UnreadableFile, read_json, read_yaml, walk_folder
+from resnet_cifar.report.recipes import NOT_RECORDED, Recipe, lookup, recipe_of
 from resnet_cifar.search.pruned import describe_pruned, read_pruned
-from resnet_cifar.trusted_targets import load_without_resolvers
+from resnet_cifar.typed_settings import resolve_references, shown
 
 CURVE_TAGS = ("train/err", "val/err")
 
@@ -53,28 +53,45 @@ def variant_name(residual: bool, shortcut: str) -> str:
 
 
 def find_run_dirs(root: Path) -> list[Path]:
-    return sorted(config.parent.parent for config in root.rglob(".hydra/config.yaml"))
+    """The folders below ``root`` with a ``.hydra/config.yaml``; no linked folder is entered."""
+    return sorted(
+        folder
+        for folder, folders, _ in walk_folder(root)
+        if ".hydra" in folders and not (folder / ".hydra").is_symlink() and (folder / ".hydra" / "config.yaml").exists()
+    )
 
 
-def read_config(run: Run) -> None:
+def typed(config: dict[str, Any], key: str, kind: type, default: Any = NOT_RECORDED) -> Any:
+    """The value at ``key`` of a run's config if it is a ``kind`` (a bool is no int), ``default``
+    where it is not recorded and a default is given; else UnreadableFile."""
+    value = lookup(config, key)
+    if value is NOT_RECORDED and default is not NOT_RECORDED:
+        return default
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        found = "not recorded" if value is NOT_RECORDED else f"{shown(value)}, not {kind.__name__}"
+        raise UnreadableFile(f"{key} is {found}")
+    return value
+
+
+def read_config(run: Run) -> dict[str, Any] | None:
+    """Read the run's .hydra/config.yaml as data (bounded, no aliases, no resolver run: a value
+    that would call one reads as not recorded, so nothing of this machine reaches the report)."""
     try:
-        # Read without running its resolvers: ${oc.env:...} in a run folder from elsewhere would
-        # put this machine's environment into the report.
-        cfg = load_without_resolvers(run.path / ".hydra" / "config.yaml")
-        model = cfg.model
-        run.depth = int(model.depth)
-        run.shortcut = str(model.get("shortcut", "A"))
-        run.residual = bool(model.get("residual", True))
-        run.seed = cfg.get("seed")
-        try:
-            run.num_classes = int(model.num_classes)
-        except Exception:  # an interpolation (${data.num_classes}) that does not resolve here
-            run.num_classes = int(cfg.data.get("num_classes", 10))
-    except Exception as error:
-        run.problem = f".hydra/config.yaml cannot be read ({type(error).__name__}: {error})"
-        return
+        config = resolve_references(read_yaml(run.path / ".hydra" / "config.yaml"), unresolved=NOT_RECORDED)
+        if not isinstance(config, dict):
+            raise UnreadableFile("it is not a mapping")
+        run.depth = typed(config, "model.depth", int)
+        run.shortcut = typed(config, "model.shortcut", str, default="A")
+        run.residual = typed(config, "model.residual", bool, default=True)
+        run.num_classes = typed(config, "model.num_classes", int)
+        seed = lookup(config, "seed")
+        run.seed = seed if isinstance(seed, (int, str)) else None
+    except UnreadableFile as error:
+        run.problem = f".hydra/config.yaml cannot be read ({error})"
+        return None
     run.variant = variant_name(run.residual, run.shortcut)
-    run.recipe = recipe_of(cfg, run.depth)
+    run.recipe = recipe_of(config, run.depth)
+    return config
 
 
 def read_metrics(run: Run) -> None:
@@ -83,13 +100,13 @@ def read_metrics(run: Run) -> None:
     if pruned is not None:
         run.problem = describe_pruned(pruned)
         return
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         run.problem = "no metrics.json: the run failed or has not finished"
         return
     try:
-        metrics = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        run.problem = f"metrics.json cannot be parsed ({error}): half-written or corrupt"
+        metrics = read_json(path)
+    except UnreadableFile as error:
+        run.problem = f"metrics.json cannot be read ({error})"
         return
     test_err = metrics.get("test_err") if isinstance(metrics, dict) else None
     if isinstance(test_err, bool) or not isinstance(test_err, (int, float)) or not math.isfinite(test_err):
@@ -105,7 +122,7 @@ def read_curves(run: Run) -> None:
 
     A resumed run repeats some steps across its event files; the latest value of a step wins.
     """
-    files = sorted(run.path.glob("events.out.tfevents.*"))
+    files = sorted(path for path in run.path.glob("events.out.tfevents.*") if not path.is_symlink())
     if not files:
         return
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
@@ -155,6 +172,20 @@ def read_runs(root: Path) -> list[Run]:
             "pass the directory of a sweep, e.g. outputs/multirun/<date>"
         )
     return runs
+
+
+def read_only_data(data: dict[str, Any], run_path: Path) -> dict[str, Any]:
+    """A run's recorded data settings for reading its data again: nothing downloaded or cached
+    into its data folder, and a relative data folder taken from where the run was started."""
+    data = {**data, "download": False, "cache": False}
+    root = Path(str(data.get("root", "data")))
+    if data.get("dataset") != "synthetic" and not root.is_absolute() and not root.exists():
+        try:
+            hydra = read_yaml(run_path / ".hydra" / "hydra.yaml")
+            data["root"] = str(Path(str(hydra["hydra"]["runtime"]["cwd"])) / root)
+        except (UnreadableFile, KeyError, TypeError):
+            pass
+    return data
 
 
 def relative(path: Path, root: Path) -> str:

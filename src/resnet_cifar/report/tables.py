@@ -8,7 +8,7 @@ from functools import cache
 from pathlib import Path
 
 from resnet_cifar.files import atomic_write
-from resnet_cifar.report.environments import Environment, environment_section, mixed, row_cell
+from resnet_cifar.report.environments import Environment, cell, environment_section, mixed, row_cell
 from resnet_cifar.report.recipes import Recipe, comparable, describe_recipe, recipe_labels
 from resnet_cifar.report.runs import Run, relative
 
@@ -163,7 +163,7 @@ def write_markdown(
         lines += [""]
     if failed:
         lines += ["## Failed or unfinished runs", "", "| run | why |", "| --- | --- |"]
-        lines += [f"| {relative(run.path, root)} | {run.problem} |" for run in failed]
+        lines += [f"| {cell(relative(run.path, root))} | {cell(run.problem)} |" for run in failed]
         lines += [""]
     path = root / REPORT_FILE
     with atomic_write(path) as temporary:

@@ -6,11 +6,11 @@ Nothing here imports Optuna: the train command and the report use it.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from resnet_cifar.files import write_json_atomically
+from resnet_cifar.received_files import UnreadableFile, read_json
 
 PRUNED_FILE = "pruned.json"
 
@@ -26,8 +26,8 @@ def write_pruned(run_dir: str | Path, record: dict[str, Any]) -> None:
 def read_pruned(run_dir: str | Path) -> dict[str, Any] | None:
     """The run's pruned.json, or None when the search did not prune it (or the file is unreadable)."""
     try:
-        record = json.loads((Path(run_dir) / PRUNED_FILE).read_text())
-    except (OSError, ValueError):
+        record = read_json(Path(run_dir) / PRUNED_FILE)
+    except UnreadableFile:
         return None
     return record if isinstance(record, dict) else None
 

@@ -5,7 +5,7 @@ from typing import Any
 import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ProgressBar
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from resnet_cifar.data import CIFARDataModule
 from resnet_cifar.training.module import ImageClassifier
@@ -17,9 +17,9 @@ def build_datamodule(cfg: DictConfig) -> CIFARDataModule:
     return instantiate(cfg.data)
 
 
-def build_module(cfg: DictConfig) -> ImageClassifier:
-    """The configured LightningModule (conf/module/), carrying the whole run config."""
-    return instantiate(cfg.module, run_config=OmegaConf.to_container(cfg, resolve=True))
+def build_module(cfg: DictConfig, **arguments: Any) -> ImageClassifier:
+    """The configured LightningModule (conf/module/); ``arguments`` replace the config's."""
+    return instantiate(cfg.module, **arguments)
 
 
 def build_trainer(cfg: DictConfig, **overrides: Any) -> L.Trainer:

@@ -1,23 +1,43 @@
-"""Reading checkpoints safely: no code from the file runs, and it must fit the configuration."""
+"""One reader for trained networks: a Lightning checkpoint or an exported folder, read as data.
 
+Whoever opens a checkpoint (evaluate, ``ImageClassifier.load_from_checkpoint``, a resume, the
+report, the export) reads it here, the same way. The file is loaded with ``weights_only=True``
+(tensors and plain containers), and of its contents only these cross:
+
+- the weights;
+- the network's settings (``_target_`` and its arguments), built only where the network is allowed
+  (:mod:`resnet_cifar.allowed_networks`) and its arguments fit its signature;
+- the data settings it was trained with, as the data module's typed arguments;
+- the module's other arguments, the optimizer and the scheduler as settings that the loader
+  checks against the module's signature and maps to torch.optim (:mod:`.optim_settings`);
+- the step it was saved at, and the training split's mean image.
+
+Where Lightning would take a module's arguments from, and how they become typed settings, is
+:mod:`.lightning_arguments`.
+"""
+
+from __future__ import annotations
+
+import io
 import pickle
 import re
-from collections.abc import Iterable
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import torch
-from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from resnet_cifar.errors import CheckpointError, unpickler_reason
-from resnet_cifar.files import atomic_write
-from resnet_cifar.trusted_targets import TrustedTargets, check_file_config
-
-MODEL_KEYS = ("depth", "shortcut", "residual", "num_classes")
-
+from resnet_cifar.models.pretrained import PAPER_ARCHITECTURE, is_exported, read_exported
+from resnet_cifar.training.lightning_arguments import lightning_arguments
+from resnet_cifar.typed_settings import BadSetting, keyword_arguments, plain_value
 
 # What torch's weights-only unpickler says when it meets a Python object it will not build.
 OBJECT_REFUSED = re.compile(r"GLOBAL|unrecognized function|Can only create new object|must be imported")
+NETWORK_PREFIX = "net."
+DATAMODULE_ARGUMENTS = "datamodule_hyper_parameters"
+DATAMODULE_STATE = "CIFARDataModule"
 
 
 def missing_checkpoint(path: str | Path) -> CheckpointError:
@@ -49,7 +69,7 @@ def read_checkpoint(path: str | Path, contents: IO[bytes] | None = None) -> dict
             f"checkpoint {path} cannot be read ({type(error).__name__}: {error}); "
             "it is truncated or not a PyTorch checkpoint: use another checkpoint of the run"
         ) from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise CheckpointError(f"checkpoint {path} is not a Lightning checkpoint (it has no state_dict)")
     return checkpoint
 
@@ -69,60 +89,126 @@ def checkpoint_contents(path: str | Path | IO[bytes]) -> bytes:
     return Path(path).read_bytes()
 
 
-def checkpoint_config(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
-    """The composed run config that a resnet-cifar checkpoint carries."""
-    config = checkpoint.get("hyper_parameters", {}).get("run_config")
-    if not isinstance(config, dict) or "model" not in config:
-        raise CheckpointError(f"checkpoint {path} was not written by resnet-cifar's train (it has no run config)")
-    if "module" not in config:  # its steps were counted by a manual loop that resumes at step 0 now
+@dataclass
+class Trained:
+    """What crosses from a checkpoint or an exported network, as data (see the module's docstring)."""
+
+    source: str  # "checkpoint PATH", "exported network DIR": how messages name the file
+    state_dict: dict[str, torch.Tensor]  # the module's (the network's weights under "net.")
+    network: dict[str, Any]  # _target_ and the network's arguments, not yet allowed
+    data: dict[str, Any]  # the data module's arguments (plain values), possibly empty
+    module: dict[str, Any]  # the module's other arguments (plain values, not yet checked)
+    step: int | None = None
+    mean_image: torch.Tensor | None = None
+
+    @property
+    def network_weights(self) -> dict[str, torch.Tensor]:
+        return {
+            key.removeprefix(NETWORK_PREFIX): value
+            for key, value in self.state_dict.items()
+            if key.startswith(NETWORK_PREFIX)
+        }
+
+
+def read_trained(path: str | Path | IO[bytes], hparams_file: str | Path | None = None, name: str = "") -> Trained:
+    """The trained network at ``path``: a checkpoint, or a folder written by ``resnet-cifar-export``."""
+    if not hasattr(path, "read") and is_exported(path):
+        return trained_from_exported(path)
+    if not hasattr(path, "read") and Path(path).is_dir():
         raise CheckpointError(
-            f"checkpoint {path} was written by a resnet-cifar older than its module/ configs and cannot be "
+            f"{path} is a folder but not an exported network (it has no config.json); pass a checkpoint "
+            "file or a folder written by resnet-cifar-export"
+        )
+    contents = checkpoint_contents(path)
+    name = name or str(getattr(path, "name", path))
+    return trained_from_checkpoint(read_checkpoint(name, io.BytesIO(contents)), name, hparams_file)
+
+
+def trained_from_exported(folder: str | Path) -> Trained:
+    exported = read_exported(folder)
+    target = (
+        "resnet_cifar.models.cifar_resnet" if exported.architecture == PAPER_ARCHITECTURE else exported.architecture
+    )
+    weights = {
+        NETWORK_PREFIX + key.removeprefix("network."): value
+        for key, value in exported.weights.items()
+        if key != "mean_image"
+    }
+    return Trained(
+        source=f"exported network {folder}",
+        state_dict=weights,
+        network={"_target_": target, **exported.settings},
+        data=exported.data,
+        module={},
+        mean_image=exported.weights.get("mean_image"),
+    )
+
+
+def trained_from_checkpoint(checkpoint: dict[str, Any], path: str, hparams_file: str | Path | None = None) -> Trained:
+    source = f"checkpoint {path}"
+    arguments = lightning_arguments(checkpoint, hparams_file)
+    run_config = arguments.get("run_config")  # the whole run config, which checkpoints carried before
+    if isinstance(run_config, Mapping) and "module" not in run_config:
+        # Its steps were counted by a manual loop that resumes at step 0 now.
+        raise CheckpointError(
+            f"{source} was written by a resnet-cifar older than its module/ configs and cannot be "
             "resumed or evaluated by this version; train again, or use the version that wrote it"
         )
-    return config
-
-
-def check_checkpoint_targets(
-    checkpoint: dict[str, Any], path: str | Path, trusted: TrustedTargets, given: Iterable[str] = ()
-) -> None:
-    """Refuse a checkpoint whose configs (its run config, the module's and the data module's
-    hyper-parameters) name a target that ``trusted`` does not allow or hold an interpolation,
-    before anything is built from them. Hyper-parameters named in ``given`` are replaced by the
-    caller's or not built, and are not read."""
-    source = f"checkpoint {path}"
-    hparams = checkpoint.get("hyper_parameters") or {}
-    if not isinstance(hparams, dict):
-        hparams = {"": hparams}
-    # The run config first, by the keys a user knows (model._target_, trainer.plugins[0]._target_).
-    if "run_config" not in given:
-        check_file_config(hparams.get("run_config"), source, trusted)
-    for name, value in hparams.items():
-        if name != "run_config" and name not in given:
-            check_file_config(value, source, trusted, key=f"hyper_parameters.{name}".rstrip("."))
-    check_file_config(checkpoint.get("datamodule_hyper_parameters"), source, trusted, "datamodule_hyper_parameters")
-
-
-def check_same_model(checkpoint: dict[str, Any], path: str | Path, model_config: dict[str, Any]) -> None:
-    """Refuse a checkpoint of another depth, shortcut or variant than ``model_config``."""
-    saved = checkpoint_config(checkpoint, path)["model"]
-    differences = [key for key in MODEL_KEYS if saved.get(key) != model_config.get(key)]
-    if differences:
-        describe = lambda model: ", ".join(f"{key}={model.get(key)}" for key in MODEL_KEYS)  # noqa: E731
+    network = arguments.get("net")
+    if not isinstance(network, Mapping):
+        network = run_config.get("model") if isinstance(run_config, Mapping) else None
+    if not isinstance(network, Mapping):
         raise CheckpointError(
-            f"checkpoint {path} holds model ({describe(saved)}) but this run is configured for "
+            f"{source} records no network settings (net): it was not written by resnet-cifar's train; "
+            "build the network yourself and load its state_dict"
+        )
+    data = checkpoint.get(DATAMODULE_ARGUMENTS)
+    if not isinstance(data, Mapping) and isinstance(run_config, Mapping):
+        data = run_config.get("data")
+    state = checkpoint.get(DATAMODULE_STATE)
+    mean_image = state.get("mean_image") if isinstance(state, Mapping) else None
+    step = checkpoint.get("global_step")
+    return Trained(
+        source=source,
+        state_dict={
+            key: value
+            for key, value in checkpoint["state_dict"].items()
+            if isinstance(key, str) and isinstance(value, torch.Tensor)
+        },
+        network=dict(network),
+        data={key: value for key, value in (data or {}).items() if key != "_target_"},
+        module={key: value for key, value in arguments.items() if key not in ("net", "run_config")},
+        step=step if isinstance(step, int) and not isinstance(step, bool) else None,
+        mean_image=mean_image if isinstance(mean_image, torch.Tensor) else None,
+    )
+
+
+def data_arguments(trained: Trained) -> dict[str, Any]:
+    """The data module's arguments that ``trained`` records, checked against its signature."""
+    from resnet_cifar.data import CIFARDataModule
+
+    try:
+        return keyword_arguments(CIFARDataModule.__init__, trained.data, "data setting")
+    except BadSetting as bad:
+        raise CheckpointError(f"{trained.source}: {bad}") from None
+
+
+def network_settings(trained: Trained) -> dict[str, Any]:
+    """The network's settings as plain values (for comparing with a run's config)."""
+    try:
+        return {key: plain_value(value, f"network setting {key}") for key, value in trained.network.items()}
+    except BadSetting as bad:
+        raise CheckpointError(f"{trained.source}: {bad}") from None
+
+
+def check_same_network(trained: Trained, model_config: Mapping[str, Any]) -> None:
+    """Refuse a checkpoint of another network, depth, shortcut or variant than ``model_config``."""
+    saved = network_settings(trained)
+    keys = sorted(set(saved) | set(model_config), key=lambda key: (key != "_target_", key))
+    differences = [key for key in keys if saved.get(key) != model_config.get(key)]
+    if differences:
+        describe = lambda model: ", ".join(f"{key}={model.get(key)}" for key in differences)  # noqa: E731
+        raise CheckpointError(
+            f"{trained.source} holds model ({describe(saved)}) but this run is configured for "
             f"model ({describe(model_config)}); resume with the checkpoint's settings or start a new run"
         )
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Checkpoints written to a temporary file beside the target, then renamed over it.
-
-    A process killed during the write (or a full disk) leaves the previous checkpoint whole.
-    Lightning's own writer stages the file in the system's temporary folder, which is often on
-    another file system, where the final move is a copy that can be cut short.
-    """
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(path) as temporary:
-            torch.save(checkpoint, temporary)

@@ -12,10 +12,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from resnet_cifar.training.checkpoints import check_checkpoint_targets, checkpoint_contents, read_checkpoint
+from resnet_cifar.allowed_networks import AllowedNetworks
+from resnet_cifar.training.checkpoints import checkpoint_contents, read_checkpoint, trained_from_checkpoint
 from resnet_cifar.training.compiling import CompiledOrEager
+from resnet_cifar.training.lightning_arguments import lightning_version, module_arguments
 from resnet_cifar.training.metrics import top1_error
-from resnet_cifar.trusted_targets import TrustedTargets
 
 Config = Mapping[str, Any]
 # Lightning's scheduler settings for the paper's schedule: milestones counted in optimizer steps.
@@ -39,8 +40,7 @@ class ImageClassifier(L.LightningModule):
     that a checkpoint describes its network and recipe and
     ``ImageClassifier.load_from_checkpoint(path)`` rebuilds it. ``net`` may also be an
     ``nn.Module`` (then pass it again to ``load_from_checkpoint``). ``lr_scheduler`` holds
-    Lightning's scheduler settings (``interval``, ``frequency``, ``monitor``). ``run_config``, the
-    whole composed config, travels in checkpoints for ``resnet_cifar.evaluate`` and resuming.
+    Lightning's scheduler settings (``interval``, ``frequency``, ``monitor``).
 
     Speed options, neither of which changes what is computed (docs/speed.md): ``channels_last``
     stores weights and inputs in NHWC memory format; ``compile`` runs the network through
@@ -58,14 +58,13 @@ class ImageClassifier(L.LightningModule):
         channels_last: bool = True,
         compile: bool = False,
         compile_mode: str | None = None,
-        run_config: Config | None = None,
     ) -> None:
         super().__init__()
         given_module = isinstance(net, nn.Module)
         # Saved in checkpoints, not sent to the loggers: train.py gives every tracker the run's short
         # set of hyper-parameters instead of the whole config (training/hparams.py).
         self.save_hyperparameters(ignore=["net"] if given_module else None, logger=False)
-        for name in ("net", "optimizer", "scheduler", "lr_scheduler", "run_config"):
+        for name in ("net", "optimizer", "scheduler", "lr_scheduler"):
             if name in self.hparams:
                 self.hparams[name] = plain(self.hparams[name])
         self.net = net if given_module else instantiate(self.hparams.net)
@@ -86,28 +85,27 @@ class ImageClassifier(L.LightningModule):
         trusted_targets: Iterable[str] = (),
         **kwargs: Any,
     ) -> "ImageClassifier":
-        """Lightning's ``load_from_checkpoint``, once the file is checked: its network, optimizer and
-        scheduler configs, which this class builds, may name only the targets that a file may
-        (resnet_cifar.trusted_targets: the project's, torch.optim's, Lightning's), those of
-        ``trusted_targets`` (targets or module prefixes, e.g. ``["my_lab.nets"]``) and of
-        RESNET_CIFAR_TRUSTED_TARGETS. Anything else raises UntrustedConfig before anything is built.
-        Hyper-parameters passed as keyword arguments replace the file's and are not checked; the run
-        config (``run_config``, what evaluate builds from) is kept as it is and not built here."""
+        """Lightning's ``load_from_checkpoint``, with the file read as data
+        (:mod:`resnet_cifar.training.checkpoints`): the module is rebuilt from the weights, the
+        network's settings (its network one of the project's, or one you allow with
+        ``trusted_targets``, e.g. ``["my_lab.nets"]``, or RESNET_CIFAR_TRUSTED_TARGETS), the
+        optimizer and scheduler as torch.optim's, and the class's other typed arguments; nothing
+        else of the file is used, from whichever of Lightning's places (``hparams_file`` included)
+        it comes. Arguments passed as keywords replace the file's. ``weights_only=False`` unpickles
+        the file (only for a file you trust as you trust code); its settings are still read as data."""
         contents = checkpoint_contents(checkpoint_path)
-        name = getattr(checkpoint_path, "name", checkpoint_path)
-        if weights_only is False:  # the caller trusts the file with pickled objects: it is code to them
+        name = str(getattr(checkpoint_path, "name", checkpoint_path))
+        if weights_only is False:
             checkpoint = torch.load(io.BytesIO(contents), map_location="cpu", weights_only=False)
         else:
             checkpoint = read_checkpoint(name, io.BytesIO(contents))
-        if hparams_file is not None and Path(hparams_file).suffix.lower() in (".yaml", ".yml"):
-            # Lightning replaces the checkpoint's hyper-parameters with the file's.
-            checkpoint["hyper_parameters"] = OmegaConf.to_container(OmegaConf.load(hparams_file), resolve=False)
-        # The run config travels as data: only the network, optimizer and scheduler are built here.
-        given = [*kwargs, "run_config"]
-        check_checkpoint_targets(checkpoint, name, TrustedTargets.default(trusted_targets), given=given)
-        return super().load_from_checkpoint(
-            io.BytesIO(contents), map_location, hparams_file, strict, weights_only, **kwargs
-        )
+        trained = trained_from_checkpoint(checkpoint, name, hparams_file)
+        arguments = module_arguments(trained, cls, AllowedNetworks.default(trusted_targets), given=kwargs)
+        # Only what was read as data goes on to Lightning, which restores the module from it.
+        rebuilt = io.BytesIO()
+        torch.save({"state_dict": trained.state_dict, "hyper_parameters": arguments, **lightning_version()}, rebuilt)
+        rebuilt.seek(0)
+        return super().load_from_checkpoint(rebuilt, map_location, None, strict, True, **kwargs)
 
     def setup(self, stage: str) -> None:
         self.prepare_network(self.trainer.strategy.root_device)  # where training runs: compile for it
