@@ -126,10 +126,14 @@ def test_another_app_sweeps_on_ray_with_hydra_ray_launcher(ray_cluster: str, use
         "-m",
         "hydra/launcher=ray",
         f"hydra.launcher.ray.init.address={ray_cluster}",
+        # hydra-ray-launcher 1.2.2 passes object_store_memory to ray.init unless it is given, and Ray
+        # refuses it when joining a running cluster.
+        "+hydra.launcher.ray.init.object_store_memory=null",
         "+hydra.launcher.ray.remote.num_cpus=1",
         f"hydra.sweep.dir={sweep_dir}",
         "+x=1,2",
     ]
     completed = assert_ok(run_command(command, users_app.parent, timeout=300))
     assert "Ray Launcher is launching 2 jobs" in completed.output, describe(completed)
-    assert sorted(path.name for path in sweep_dir.iterdir() if path.is_dir()) == ["0", "1"]
+    for job, value in (("0", "+x=1"), ("1", "+x=2")):  # each job ran, in a Ray task
+        assert value in (sweep_dir / job / ".hydra" / "overrides.yaml").read_text()
