@@ -30,7 +30,6 @@ def stock_sweeper(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(target)
 
 
-@pytest.mark.slow
 def test_the_search_runs_beside_hydra_optuna_sweeper(stock_sweeper: str, tmp_path: Path) -> None:
     info = [sys.executable, "-m", "resnet_cifar.train", "--info", "plugins"]
     plugins = assert_ok(run_command(info, tmp_path, PYTHONPATH=stock_sweeper))

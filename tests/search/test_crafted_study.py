@@ -11,7 +11,6 @@ import hashlib
 from pathlib import Path
 
 import optuna
-import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
@@ -38,7 +37,6 @@ def add_trial(study: optuna.Study, state: TrialState, params: dict, value: float
     return study.trials[-1].number
 
 
-@pytest.mark.slow
 def test_a_crafted_study_runs_only_this_commands_space_and_pruner(tmp_path: Path) -> None:
     sweep_dir, victim = tmp_path / "sweep", tmp_path / "victim"
     assert_ok(run_command(search_command(sweep_dir, "hydra.sweeper.n_trials=1"), tmp_path / "cwd"))
