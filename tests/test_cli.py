@@ -24,7 +24,8 @@ import torch
 from commands import describe, run_cli
 from crafted_checkpoints import files_of, victims
 from fake_cifar import write_image_folder
-from resnet_cifar.cli import exit_on_usage_error, usage_error_in
+from resnet_cifar.cli import exit_on_usage_error
+from resnet_cifar.errors import ConfigError, UsageError
 from resnet_cifar.evaluate import compose_evaluation, evaluate
 from tiny_runs import TINY_IMAGE_FOLDER_RUN, TINY_SYNTHETIC_RUN, run_training
 
@@ -40,6 +41,7 @@ def assert_usage_error(completed: subprocess.CompletedProcess, *phrases: str) ->
     assert "Traceback" not in completed.output, describe(completed)
     errors = [line for line in completed.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1, describe(completed)
+    assert errors[0] not in completed.stdout, "printed once, on stderr: " + describe(completed)
     for phrase in phrases:
         assert phrase in errors[0], f"{phrase!r} not in {errors[0]!r}"
     return errors[0]
@@ -47,12 +49,11 @@ def assert_usage_error(completed: subprocess.CompletedProcess, *phrases: str) ->
 
 def refused(call: Callable[[], Any]) -> str:
     """What the command would print after ``error: `` for the exception that ``call`` raises;
-    fails unless it raises a usage error (which the command prints without a traceback)."""
-    with pytest.raises(Exception) as raised:
+    fails unless it raises a usage error itself, as the Python API documents (the command prints
+    it without a traceback)."""
+    with pytest.raises(UsageError) as raised:
         call()
-    error = usage_error_in(raised.value)
-    assert error is not None, f"not a usage error: {raised.value!r}"
-    return str(error)
+    return str(raised.value)
 
 
 def refusal(tmp_path: Path, *overrides: str, run_dir: Path | None = None) -> str:
@@ -105,9 +106,11 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_train_usage_error_is_one_line_exit_2_no_output(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    completed = run_cli("train", *TWO_STEPS, "ckpt_path=/nope.ckpt", f"hydra.run.dir={run_dir}", cwd=tmp_path / "cwd")
-    assert_usage_error(completed, "/nope.ckpt", "does not exist", "last.ckpt")
-    assert {path.name for path in run_dir.rglob("*")} <= {"train.log"}, "only the command's log may be written"
+    completed = run_cli("train", *TWO_STEPS, "model.depth=21", f"hydra.run.dir={run_dir}", cwd=tmp_path / "cwd")
+    line = assert_usage_error(completed, "depth=21", "6n+2")
+    assert {path.name for path in run_dir.rglob("*")} == {"train.log"}, "only the command's log may be written"
+    logged = [entry for entry in (run_dir / "train.log").read_text().splitlines() if "error: " in entry]
+    assert len(logged) == 1 and logged[0].endswith(line), "the run's log says why it holds no results"
 
 
 def test_unknown_config_key_gets_hydras_message(tmp_path: Path) -> None:
@@ -175,6 +178,23 @@ def test_what_a_run_cannot_do_is_refused_before_training(
     for phrase in phrases:
         assert phrase in message, message
     assert_no_results(tmp_path / "run")
+
+
+def test_the_python_api_raises_the_projects_own_error(tmp_path: Path, finished_run: Path) -> None:
+    """train() and evaluate() raise the UsageError itself, with the command's message: not Hydra's
+    InstantiationException around one raised while building, nor Lightning's exception (whose
+    trace stays attached as the cause)."""
+    with pytest.raises(ConfigError, match=r"^depth=21 is not of the form 6n\+2"):
+        run_training(tmp_path / "run", *TWO_STEPS, "model.depth=21")
+    clip = "trainer.gradient_clip_algorithm=sideways"
+    checkpoint = f"ckpt_path={finished_run / 'checkpoints' / 'last.ckpt'}"
+    for call in (
+        lambda: run_training(tmp_path / "run", *TWO_STEPS, clip),
+        lambda: evaluate(compose_evaluation([checkpoint, clip])),
+    ):
+        with pytest.raises(UsageError, match="^`gradient_clip_algorithm` sideways is invalid") as raised:
+            call()
+        assert raised.value.__cause__ is not None, "Lightning's trace, for whoever debugs"
 
 
 # --- data ---

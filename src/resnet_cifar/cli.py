@@ -2,6 +2,7 @@
 
 import errno
 import functools
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
@@ -41,14 +42,50 @@ def usage_error_in(exception: BaseException) -> UsageError | None:
     return None
 
 
+def raises_usage_errors(function: Task) -> Task:
+    """The Python API's side (``train``, ``evaluate``): where :func:`usage_error_in` finds a
+    UsageError behind a failure, that error is raised in its place, with the message the command
+    would print (not Hydra's InstantiationException around it, nor Lightning's own exception)."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except Exception as exception:
+            error = usage_error_in(exception)
+            if error is None or error is exception:
+                raise
+            if error.__traceback__ is not None:  # raised inside, then wrapped: as it was raised
+                raise error from error.__cause__
+            raise error from exception  # made here from Lightning's or the system's, which is its cause
+
+    return wrapper  # type: ignore[return-value]
+
+
+def error_line(error: UsageError) -> str:
+    return f"error: {error}"
+
+
+def log_to_run_files(message: str) -> None:
+    """``message`` as an ERROR record in the files of the root logger's handlers (Hydra's job
+    logging: the run's train.log), not on its console: the command prints it there itself."""
+    root = logging.getLogger()
+    record = logging.getLogger(__name__).makeRecord(__name__, logging.ERROR, __file__, 0, message, None, None)
+    for handler in root.handlers:
+        if isinstance(handler, logging.FileHandler) and record.levelno >= handler.level:
+            handler.handle(record)
+
+
 def exit_with_usage_error(error: UsageError) -> NoReturn:
     """Print ``error: <message>`` and exit with status 2."""
-    print(f"error: {error}", file=sys.stderr, flush=True)
+    print(error_line(error), file=sys.stderr, flush=True)
     raise SystemExit(USAGE_ERROR_EXIT_CODE) from None
 
 
 def exit_on_usage_error(task: Task) -> Task:
-    """Print a UsageError as ``error: <message>`` and exit with status 2; other errors propagate."""
+    """Print a UsageError as ``error: <message>`` and exit with status 2; other errors propagate.
+    The line goes to the run's log file too (train.log), so that the run folder says why it
+    holds no results."""
 
     @functools.wraps(task)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -58,6 +95,7 @@ def exit_on_usage_error(task: Task) -> Task:
             usage_error = usage_error_in(exception)
             if usage_error is None:
                 raise
+            log_to_run_files(error_line(usage_error))
             exit_with_usage_error(usage_error)
 
     return wrapper  # type: ignore[return-value]

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from resnet_cifar import CONFIG_DIR
 from resnet_cifar.allowed_networks import AllowedNetworks, build_network
-from resnet_cifar.cli import exit_on_usage_error
+from resnet_cifar.cli import exit_on_usage_error, raises_usage_errors
 from resnet_cifar.composing import compose_command, compose_option
 from resnet_cifar.data import CIFARDataModule
 from resnet_cifar.errors import CheckpointError
@@ -102,12 +102,15 @@ def results_path(ckpt_path: str | Path) -> Path:
     return path.with_name(path.name + ".eval.json") if path.is_dir() else path.with_suffix(".eval.json")
 
 
+@raises_usage_errors
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test the network at ``cfg.ckpt_path`` (a checkpoint or an exported folder) on the data it
     was trained with, with the command's own Trainer and module; write and return its results.
     The file's network must be one of the project's or one allowed (``trusted_targets``,
     RESNET_CIFAR_TRUSTED_TARGETS, the network of ``model=...``): anything else raises
-    :class:`~resnet_cifar.errors.UntrustedConfig` before anything is built."""
+    :class:`~resnet_cifar.errors.UntrustedConfig` before anything is built. A bad setting raises
+    :class:`~resnet_cifar.errors.UsageError` (or a subclass), with the message that the command
+    prints after ``error:``."""
     ckpt_path = str(cfg.ckpt_path)
     trained = read_trained(ckpt_path)
     check_model_settings(trained, cfg)

@@ -24,7 +24,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from resnet_cifar import CONFIG_DIR
-from resnet_cifar.cli import exit_on_usage_error
+from resnet_cifar.cli import exit_on_usage_error, raises_usage_errors
 from resnet_cifar.composing import compose_command
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.files import refuse_links_in, write_json_atomically
@@ -152,12 +152,15 @@ def compose_config(overrides: Sequence[str] = (), output_dir: str | Path | None 
     return compose_command("train", current_names(overrides), output_dir)
 
 
+@raises_usage_errors
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train, test and write metrics.json as the train command does; return metrics.json's values.
 
     ``cfg`` is a composed config: the command's, or :func:`compose_config`'s. A bad setting raises
-    :class:`resnet_cifar.errors.UsageError` before any work. The process is left as it was found
-    (environment variables, thread count, the trackers' open runs), so runs can follow each other.
+    :class:`resnet_cifar.errors.UsageError` (or a subclass) before any work, with the message that
+    the command prints after ``error:``; so does output that cannot be written. The process is left
+    as it was found (environment variables, thread count, the trackers' open runs), so runs can
+    follow each other.
     """
     silence_known_noise()
     with ddp_job(), finishing_trackers():
