@@ -180,6 +180,33 @@ def test_what_a_run_cannot_do_is_refused_before_training(
     assert_no_results(tmp_path / "run")
 
 
+def test_callbacks_that_need_a_logger_name_both_ways_out(tmp_path: Path) -> None:
+    message = refusal(tmp_path, "~logger.tensorboard")
+    assert message == (
+        "callbacks.lr_monitor (LearningRateMonitor) writes through a logger, and this run has no logger; keep one "
+        "(logger=tensorboard, the default, or e.g. logger=csv), or remove the callback too: '~callbacks.lr_monitor'"
+    )
+    assert not (tmp_path / "run").exists()
+    # Both ways out train; the callbacks that draw in TensorBoard (input_preview, tensorboard_layout)
+    # write nothing without it.
+    run_training(tmp_path / "csv", *TWO_STEPS, "logger=csv", "~logger.tensorboard")
+    assert "lr" in (tmp_path / "csv" / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert run_training(tmp_path / "none", *TWO_STEPS, "~logger.tensorboard", "~callbacks.lr_monitor")["steps"] == 2
+    for run in ("csv", "none"):
+        assert not list((tmp_path / run).glob("events.*")), "no TensorBoard file without TensorBoard"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is that of a machine without a GPU")
+def test_a_gpu_asked_for_on_a_machine_without_one(tmp_path: Path, finished_run: Path) -> None:
+    # The smoke experiment trains on the CPU; a setting on the command line comes last.
+    message = refusal(tmp_path, "trainer.accelerator=gpu")
+    assert message.startswith("trainer.accelerator=gpu (trainer=gpu) asks for a GPU, and this machine has none that ")
+    for phrase in ("torch can use", "trainer=cpu", "the default trainer (trainer.accelerator=auto)"):
+        assert phrase in message, message
+    assert not (tmp_path / "run").exists()
+    assert evaluation_refusal(finished_run / "checkpoints" / "last.ckpt", "trainer=gpu") == message
+
+
 def test_the_python_api_raises_the_projects_own_error(tmp_path: Path, finished_run: Path) -> None:
     """train() and evaluate() raise the UsageError itself, with the command's message: not Hydra's
     InstantiationException around one raised while building, nor Lightning's exception (whose
