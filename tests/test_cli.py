@@ -163,13 +163,13 @@ def test_batch_not_divisible_by_ddp_world_size_is_refused(tmp_path: Path) -> Non
         ),
         (("module=whole_step", "trainer.gradient_clip_val=1.0"), ("gradient clipping", "use module=classifier")),
         (
-            ("module=whole_step", "scheduler=plateau"),
-            ("module.lr_scheduler.interval=step", "use module=classifier"),
+            ("module=whole_step", "module.lr_scheduler.interval=epoch"),
+            ("step every 1 epoch", "module.lr_scheduler.interval=step", "use module=classifier"),
         ),
         (("trainer.gradient_clip_algorithm=sideways",), ("gradient_clip_algorithm", "sideways")),
         (("~callbacks.training_clock",), ("callbacks.training_clock is required", "metrics.json")),
     ],
-    ids=["ddp", "not-sgd", "clipping", "epoch-scheduler", "unknown-clip-algorithm", "required-callback"],
+    ids=["ddp", "not-sgd", "clipping", "epoch-interval", "unknown-clip-algorithm", "required-callback"],
 )
 def test_what_a_run_cannot_do_is_refused_before_training(
     tmp_path: Path, overrides: tuple[str, ...], phrases: tuple[str, ...]
@@ -178,6 +178,30 @@ def test_what_a_run_cannot_do_is_refused_before_training(
     for phrase in phrases:
         assert phrase in message, message
     assert_no_results(tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+    "overrides", [(), ("module.lr_scheduler.interval=step",)], ids=["as-configured", "stepped-every-step"]
+)
+def test_whole_step_with_plateau_names_ways_out_that_train(tmp_path: Path, overrides: tuple[str, ...]) -> None:
+    """ReduceLROnPlateau steps on val/err, which the whole step's per-step scheduling would ask for
+    before any validation: no module.lr_scheduler setting helps, so the message names what does."""
+    message = refusal(tmp_path, "module=whole_step", "module.compile=false", "scheduler=plateau", *overrides)
+    for phrase in (
+        "module=whole_step",
+        "ReduceLROnPlateau (scheduler=plateau)",
+        "module=classifier",
+        "scheduler=multistep",
+    ):
+        assert phrase in message, message
+    assert "module.lr_scheduler" not in message, "no setting of module.lr_scheduler makes it work"
+    assert_no_results(tmp_path / "run")
+    ways_out = (
+        ("module=classifier", "scheduler=plateau"),
+        ("module=whole_step", "module.compile=false", "scheduler=multistep"),
+    )
+    for number, way_out in enumerate(ways_out):
+        assert run_training(tmp_path / f"way_out_{number}", *TWO_STEPS, *way_out)["steps"] == 2
 
 
 def test_callbacks_that_need_a_logger_name_both_ways_out(tmp_path: Path) -> None:

@@ -22,9 +22,11 @@ from typing import Any
 
 import lightning as L
 import torch
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from resnet_cifar.data.datamodule import RawTrainBatch
 from resnet_cifar.errors import ConfigError
+from resnet_cifar.training.build import configured_class
 from resnet_cifar.training.compiling import CompiledOrEager
 from resnet_cifar.training.lightning_compat import skip_backward
 from resnet_cifar.training.module import ImageClassifier
@@ -40,6 +42,30 @@ def implements(owner: object, hook: str, base: type) -> bool:
     return getattr(function, "__func__", function) is not getattr(base, hook)
 
 
+def check_schedule(scheduler: dict[str, Any], schedule: dict[str, Any]) -> None:
+    """Refuse a scheduler that is not stepped after every optimizer step, as the whole step needs.
+
+    ReduceLROnPlateau (scheduler=plateau) steps on a validation metric, which stepping it after
+    every optimizer step would ask for before the first validation: no setting of
+    module.lr_scheduler makes it work here, so the way out is another scheduler or module.
+    """
+    found = configured_class(scheduler)
+    if found is not None and issubclass(found, ReduceLROnPlateau):
+        raise ConfigError(
+            f"module=whole_step steps the scheduler after every optimizer step, and {found.__name__} "
+            f"(scheduler=plateau) can only step after a validation, on {schedule.get('monitor', 'val/err')}; "
+            "use module=classifier, which steps it after each validation, or a scheduler counted in "
+            "optimizer steps (scheduler=multistep)"
+        )
+    interval, frequency = schedule.get("interval", "step"), schedule.get("frequency", 1)
+    if interval != "step" or frequency != 1:
+        raise ConfigError(
+            f"module=whole_step steps the scheduler after every optimizer step, and it is set to step every "
+            f"{frequency} {interval}; set module.lr_scheduler.interval=step and module.lr_scheduler.frequency=1 "
+            f"(the scheduler's own counts, such as StepLR's step_size, are then in optimizer steps), {USE_CLASSIFIER}"
+        )
+
+
 class WholeStepClassifier(ImageClassifier):
     """ImageClassifier training with the whole step compiled as one graph (``compile=false``: the
     same step function, uncompiled). Takes the same arguments, so either class loads the other's
@@ -52,13 +78,7 @@ class WholeStepClassifier(ImageClassifier):
         # The epoch's train/err so far: the sum of batch errors times batch sizes, and the images.
         self.epoch_error_sum = torch.zeros(())
         self.epoch_images = 0
-        schedule = self.hparams.lr_scheduler
-        if schedule.get("interval", "step") != "step" or schedule.get("frequency", 1) != 1:
-            raise ConfigError(
-                f"module=whole_step updates the learning rate inside every step, and the scheduler is "
-                f"stepped every {schedule.get('frequency', 1)} {schedule.get('interval')}; set "
-                f"module.lr_scheduler.interval=step, {USE_CLASSIFIER}"
-            )
+        check_schedule(self.hparams.scheduler, self.hparams.lr_scheduler)
 
     def check_trainer(self, trainer: L.Trainer) -> None:
         """Refuse, before any work, a trainer that the whole step cannot train with."""
