@@ -231,6 +231,13 @@ def test_a_gpu_asked_for_on_a_machine_without_one(tmp_path: Path, finished_run: 
     assert evaluation_refusal(finished_run / "checkpoints" / "last.ckpt", "trainer=gpu") == message
 
 
+@pytest.mark.parametrize("given", [(), ("ckpt_path=???",), ("ckpt_path=",)], ids=["left-out", "missing", "empty"])
+def test_evaluate_without_a_checkpoint_names_the_key_and_the_command(given: tuple[str, ...]) -> None:
+    message = refused(lambda: evaluate(compose_evaluation(given)))
+    assert message.startswith("ckpt_path is not set: evaluate tests a trained network"), message
+    assert "python -m resnet_cifar.evaluate ckpt_path=outputs/runs/<run>/checkpoints/last.ckpt" in message
+
+
 def test_the_python_api_raises_the_projects_own_error(tmp_path: Path, finished_run: Path) -> None:
     """train() and evaluate() raise the UsageError itself, with the command's message: not Hydra's
     InstantiationException around one raised while building, nor Lightning's exception (whose

@@ -27,7 +27,7 @@ from resnet_cifar.allowed_networks import AllowedNetworks, build_network
 from resnet_cifar.cli import exit_on_usage_error, raises_usage_errors
 from resnet_cifar.composing import compose_command, compose_option
 from resnet_cifar.data import CIFARDataModule
-from resnet_cifar.errors import CheckpointError
+from resnet_cifar.errors import CheckpointError, ConfigError
 from resnet_cifar.files import write_json_atomically
 from resnet_cifar.provenance import run_environment
 from resnet_cifar.resolvers import register_resolvers
@@ -102,6 +102,16 @@ def results_path(ckpt_path: str | Path) -> Path:
     return path.with_name(path.name + ".eval.json") if path.is_dir() else path.with_suffix(".eval.json")
 
 
+def checkpoint_to_test(cfg: DictConfig) -> str:
+    """``ckpt_path``, which this command cannot do without."""
+    if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
+        raise ConfigError(
+            "ckpt_path is not set: evaluate tests a trained network; name its checkpoint or exported folder, "
+            "e.g. python -m resnet_cifar.evaluate ckpt_path=outputs/runs/<run>/checkpoints/last.ckpt"
+        )
+    return str(cfg.ckpt_path)
+
+
 @raises_usage_errors
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test the network at ``cfg.ckpt_path`` (a checkpoint or an exported folder) on the data it
@@ -111,7 +121,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     :class:`~resnet_cifar.errors.UntrustedConfig` before anything is built. A bad setting raises
     :class:`~resnet_cifar.errors.UsageError` (or a subclass), with the message that the command
     prints after ``error:``."""
-    ckpt_path = str(cfg.ckpt_path)
+    ckpt_path = checkpoint_to_test(cfg)
     trained = read_trained(ckpt_path)
     check_model_settings(trained, cfg)
     network = build_network(trained.network, AllowedNetworks.of_command(cfg), trained.source)
