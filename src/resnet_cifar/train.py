@@ -87,15 +87,24 @@ def best_checkpoint_path(trainer: L.Trainer) -> str:
     return paths[0] if paths else ""
 
 
+def searchable_metrics(val_size: int) -> tuple[str, ...]:
+    """The numbers of metrics.json that a search may optimise: none of the test set's, and none of
+    the validation split's where there is none (``data.val_size=0``)."""
+    left_out = NEED_VALIDATION if val_size == 0 else ()
+    return tuple(name for name in NUMERIC_RESULTS if not chosen_on_test_set(name) and name not in left_out)
+
+
 def check_optimized_metric(cfg: DictConfig) -> None:
     """Refuse, before any work, an ``optimized_metric`` that the run cannot return."""
     name = cfg.optimized_metric
-    if name not in NUMERIC_RESULTS:
-        raise ConfigError(
-            f"optimized_metric={name} is not a number in metrics.json; choose one of {', '.join(NUMERIC_RESULTS)}"
-        )
     hydra = HydraConfig.get()
     searching = hydra.mode == RunMode.MULTIRUN and not str(hydra.sweeper.get("_target_", "")).endswith("BasicSweeper")
+    if name not in NUMERIC_RESULTS:
+        choices = searchable_metrics(cfg.data.val_size) if searching else NUMERIC_RESULTS
+        raise ConfigError(
+            f"optimized_metric={name} is not a number in metrics.json; "
+            f"{'a search may optimise' if searching else 'choose'} one of {', '.join(choices)}"
+        )
     if searching and chosen_on_test_set(name):
         raise ConfigError(
             f"optimized_metric={name} would choose the hyper-parameters on the test set; "

@@ -75,7 +75,11 @@ def test_best_params_are_those_of_the_lowest_validation_error(search: Path) -> N
             ("optimized_metric=test_err",),
             "error: optimized_metric=test_err would choose the hyper-parameters on the test set",
         ),
-        (("optimized_metric=accuracy",), "error: optimized_metric=accuracy is not a number in metrics.json"),
+        (
+            ("optimized_metric=accuracy",),
+            "error: optimized_metric=accuracy is not a number in metrics.json; a search may optimise one of val_err, "
+            "val_loss, train_err, train_loss, steps, wall_s, images_per_s",
+        ),
         (("data.val_size=0",), "error: optimized_metric=val_err needs a validation split, and data.val_size=0"),
     ],
 )

@@ -10,7 +10,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 
 from resnet_cifar import CONFIG_DIR
-from resnet_cifar.train import compose_config
+from resnet_cifar.errors import ConfigError
+from resnet_cifar.train import check_optimized_metric, compose_config
 
 SWEEPER = CONFIG_DIR / "hydra" / "sweeper"
 SAMPLERS = sorted(path.stem for path in (SWEEPER / "optuna_sampler").glob("*.yaml"))
@@ -66,3 +67,21 @@ def test_a_group_of_earlier_versions_works_with_one_warning(old: str, new: str, 
     ]
     compose_config(["hparams_search=lr_wd", new])
     assert by_old_name == HydraConfig.get().sweeper and capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    ("overrides", "offered"),
+    [
+        (("hydra.mode=MULTIRUN", "hparams_search=lr_wd"), "val_err, val_loss, train_err, train_loss, steps, wall_s"),
+        (("hydra.mode=MULTIRUN", "hparams_search=lr_wd", "data.val_size=0"), "train_err, train_loss, steps, wall_s"),
+        ((), "test_err, test_loss, test_err_best_val, val_err, val_loss, train_err, train_loss, steps, wall_s"),
+    ],
+    ids=["search", "search-without-validation", "single-run"],
+)
+def test_an_unknown_metric_is_answered_with_what_may_be_optimised(overrides: tuple[str, ...], offered: str) -> None:
+    """A search offers none of the test set's numbers (which it refuses), nor, without a validation
+    split, the validation's; a single run may return any number of metrics.json."""
+    with pytest.raises(ConfigError) as raised:
+        check_optimized_metric(compose_config([*overrides, "optimized_metric=nonsense"]))
+    assert str(raised.value).startswith("optimized_metric=nonsense is not a number in metrics.json; ")
+    assert str(raised.value).endswith(f"one of {offered}, images_per_s")
