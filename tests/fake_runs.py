@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+PAPERS_NETWORK = "{_target_: resnet_cifar.models.cifar_resnet, depth: %d, shortcut: A, residual: true, num_classes: 10}"
 CONFIG = """\
 seed: {seed}
-model: {{depth: {depth}, shortcut: A, residual: true, num_classes: 10}}
+model: {model}
 data:
   dataset: {dataset}
   batch_size: 128
@@ -39,13 +40,26 @@ H100 = {
 
 
 def write_run(
-    root: Path, name: str, depth: int, seed: int, environment: dict[str, Any] | None, dataset: str = "cifar10"
+    root: Path,
+    name: str,
+    depth: int,
+    seed: int,
+    environment: dict[str, Any] | None,
+    dataset: str = "cifar10",
+    model: str | None = None,
+    choice: str | None = None,
+    **metrics: Any,
 ) -> Path:
+    """A finished run of the paper's network of ``depth`` (or of ``model``, a config in YAML's flow
+    style, chosen as ``model=<choice>``); ``metrics`` add to or replace its metrics.json's."""
     run = root / name
     (run / ".hydra").mkdir(parents=True)
-    (run / ".hydra" / "config.yaml").write_text(CONFIG.format(seed=seed, depth=depth, dataset=dataset))
-    metrics = {"test_err": 8.0 + seed / 10, "val_err": 9.0, "train_err": 1.0, "steps": 64000}
+    network = model or PAPERS_NETWORK % depth
+    (run / ".hydra" / "config.yaml").write_text(CONFIG.format(seed=seed, model=network, dataset=dataset))
+    if choice is not None:
+        (run / ".hydra" / "hydra.yaml").write_text(f"hydra:\n  runtime:\n    choices:\n      model: {choice}\n")
+    recorded = {"test_err": 8.0 + seed / 10, "val_err": 9.0, "train_err": 1.0, "steps": 64000, **metrics}
     if environment is not None:
-        metrics["environment"] = environment
-    (run / "metrics.json").write_text(json.dumps(metrics))
+        recorded["environment"] = environment
+    (run / "metrics.json").write_text(json.dumps(recorded))
     return run

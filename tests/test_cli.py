@@ -27,6 +27,7 @@ from fake_cifar import write_image_folder
 from resnet_cifar.cli import exit_on_usage_error
 from resnet_cifar.errors import ConfigError, UsageError
 from resnet_cifar.evaluate import compose_evaluation, evaluate
+from resnet_cifar.train import compose_config
 from tiny_runs import TINY_IMAGE_FOLDER_RUN, TINY_SYNTHETIC_RUN, run_training
 
 USAGE_ERROR = 2
@@ -347,7 +348,8 @@ def failed_resume(
 ) -> tuple[subprocess.CompletedProcess, dict[str, str], dict[str, str]]:
     """A finished run's command rerun in (a copy of) its directory with another depth.
 
-    It finds the run's last.ckpt, resumes it and must stop. A command, not a call: what Hydra
+    It finds the run of another config there and must stop before anything there changes (the
+    checkpoint, of another depth too, is not even read). A command, not a call: what Hydra
     writes into the run directory before the training function starts (its log, and its copy of
     the config unless ``hydra.output_subdir`` is null) happens only there. Returns the process and
     the files before and after (relative path -> hash).
@@ -362,7 +364,7 @@ def failed_resume(
 
 def test_failed_resume_keeps_a_finished_runs_results(failed_resume) -> None:
     completed, before, after = failed_resume
-    assert_usage_error(completed, "checkpoints/last.ckpt", "depth=8", "depth=14")
+    assert_usage_error(completed, "copy holds the run of another config (model.depth: 8 there, 14 here)")
     for name in ("metrics.json", "checkpoints/last.ckpt", "checkpoints/best.ckpt"):
         assert after[name] == before[name], f"{name} changed"
     event_files = lambda files: {name for name in files if name.startswith("events.")}  # noqa: E731
@@ -372,6 +374,30 @@ def test_failed_resume_keeps_a_finished_runs_results(failed_resume) -> None:
 def test_failed_resume_keeps_a_finished_runs_config(failed_resume) -> None:
     _, before, after = failed_resume
     assert after[".hydra/config.yaml"] == before[".hydra/config.yaml"]
+
+
+def test_a_finished_runs_folder_answers_only_for_its_own_config(tmp_path: Path, finished_run: Path) -> None:
+    """Rerun there with other hyper-parameters, the folder neither returns its results for them nor
+    changes; more steps or another data folder are a resume of the same run."""
+    run_dir = tmp_path / "copy"
+    shutil.copytree(finished_run, run_dir)
+    before = files_of(run_dir)
+    message = refusal(tmp_path, "seed=5", "optimizer.lr=0.02", run_dir=run_dir)
+    assert message.startswith(
+        f"{run_dir} holds the run of another config (data.seed: 0 there, 5 here, optimizer.lr: 0.1 there, 0.02 here, "
+        "seed: 0 there, 5 here); nothing there was changed."
+    )
+    assert "choose another folder (leave out hydra.run.dir, or hydra.run.dir=<a new folder>)" in message
+    assert files_of(run_dir) == before
+    assert run_training(run_dir, *TWO_STEPS, "trainer.max_steps=3", "data.root=elsewhere")["resumed_from"] == 2
+
+
+def test_configs_composed_from_python_get_folders_of_their_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    first, second = (Path(compose_config(TWO_STEPS).paths.output_dir) for _ in range(2))
+    assert first != second and first.parent == second.parent == tmp_path / "outputs" / "runs"
+    named = compose_config(TWO_STEPS, output_dir=tmp_path / "mine").paths.output_dir
+    assert named == str(tmp_path / "mine")  # a folder given is the folder used
 
 
 def test_a_run_folder_holding_links_is_refused_and_nothing_outside_changes(tmp_path: Path, finished_run: Path) -> None:

@@ -9,6 +9,7 @@ few steps, a few hundred images) and shared between tests through module-scoped 
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from commands import assert_ok, command_environment, describe, run_command
 from resnet_cifar.errors import TrainingDiverged
 from resnet_cifar.provenance import SHORT_FORM_KEYS
+from resnet_cifar.report.runs import read_run
 from resnet_cifar.training.hparams import RECIPE_KEYS
 from run_outputs import logged_input_grids, read_json, summaries
 from tiny_runs import TINY_IMAGE_FOLDER_RUN, TINY_SYNTHETIC_RUN, captured_log, run_training
@@ -128,6 +130,19 @@ def test_tensorboard_gets_every_scalar(smoke: Run) -> None:
     test_err = events.Scalars("test/err")
     assert test_err[-1].value == pytest.approx(smoke.metrics["test_err"], abs=1e-4)
     assert [event.value for event in events.Scalars("lr")][0] == pytest.approx(0.1)
+
+
+def test_tensorboard_the_log_and_the_report_count_steps_alike(smoke: Run) -> None:
+    """Optimizer steps done: the validation after the last step is at that step in all three."""
+    validated = [int(step) for step in re.findall(r"validation at step (\d+)", smoke.log)]
+    events = EventAccumulator(str(smoke.dir), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [event.step for event in events.Scalars("val/err")] == validated
+    assert validated == [smoke.metrics["steps"]] == [SMOKE_STEPS]
+    assert [step for step, _ in read_run(smoke.dir).curves["val/err"]] == validated
+    assert [event.step for event in events.Scalars("train/err")] == validated  # each epoch's, at its end
+    # log_every_n_steps=2: the losses of steps 2, 4 and 6.
+    assert [event.step for event in events.Scalars("train/loss")] == list(range(2, SMOKE_STEPS + 1, 2))
 
 
 def test_hparams_tab_gets_the_recipe_and_every_override(smoke: Run) -> None:

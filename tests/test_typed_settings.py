@@ -7,7 +7,7 @@ from typing import Literal
 import pytest
 from omegaconf import OmegaConf
 
-from resnet_cifar.typed_settings import BadSetting, keyword_arguments, plain_value, resolve_references
+from resnet_cifar.typed_settings import AS_WRITTEN, BadSetting, keyword_arguments, plain_value, resolve_references
 
 
 def network(depth: int, shortcut: Literal["A", "B"] = "A", width: float = 1.0, sizes: tuple[int, int] = (1, 2)):
@@ -56,10 +56,13 @@ def test_references_resolve_without_running_a_resolver(monkeypatch: pytest.Monke
         "nested": "${${oc.env:A_SECRET}}",
         "built": "a/${seed}/b",
         "loop": "${loop}",
+        "nowhere": "${no.such.key}",
+        "container": "${data}",
     }
     resolved = resolve_references(config, unresolved="?")
     assert resolved["data"]["seed"] == 3 and resolved["model"] == {"num_classes": 10, "chain": 10}
-    assert [resolved[key] for key in ("secret", "called", "nested", "built", "loop")] == ["?"] * 5
+    unresolvable = ("secret", "called", "nested", "built", "loop", "nowhere", "container")
+    assert [resolved[key] for key in unresolvable] == ["?"] * len(unresolvable)
     assert "hunter2" not in str(resolved) and not calls
 
 
@@ -67,3 +70,13 @@ def test_string_references_cannot_multiply() -> None:
     """Each level doubling the previous one's text would take 2**60 characters to build."""
     config = {"l0": "x"} | {f"l{n}": f"${{l{n - 1}}}${{l{n - 1}}}" for n in range(1, 61)}
     assert resolve_references(config)["l60"] is None
+
+
+def test_what_cannot_be_resolved_can_stay_as_written() -> None:
+    config = {"a": "${b}", "b": 1, "c": "${oc.env:HOME}", "d": "${nowhere}"}
+    assert resolve_references(config, unresolved=AS_WRITTEN) == {
+        "a": 1,
+        "b": 1,
+        "c": "${oc.env:HOME}",
+        "d": "${nowhere}",
+    }

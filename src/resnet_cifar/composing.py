@@ -15,18 +15,34 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from resnet_cifar import CONFIG_DIR
 from resnet_cifar.resolvers import register_resolvers
 
+# The run folders that compose_command gave out in this process: two configs composed in the same
+# second (hydra.run.dir names folders after the second) still get a folder each.
+HANDED_OUT: set[Path] = set()
+
+
+def folder_of_its_own(folder: Path) -> Path:
+    """``folder``, or ``<folder>_2``, ``_3``... where it exists or was given out already."""
+    candidate, number = folder, 1
+    while candidate.exists() or candidate in HANDED_OUT:
+        number += 1
+        candidate = folder.with_name(f"{folder.name}_{number}")
+    HANDED_OUT.add(candidate)
+    return candidate
+
 
 def compose_command(
-    config_name: str, overrides: Sequence[str] = (), output_dir: str | Path | None = None
+    config_name: str, overrides: Sequence[str] = (), output_dir: str | Path | None = None, new_folder: bool = False
 ) -> DictConfig:
     """conf/<config_name>.yaml composed with ``overrides``; the run writes to ``output_dir`` (by
-    default ``hydra.run.dir``). Hydra's settings of the run (its output directory, its overrides,
-    the config choices) become the process's current Hydra config, as in a command."""
+    default ``hydra.run.dir``, made a folder of its own with ``new_folder``). Hydra's settings of
+    the run (its output directory, its overrides, the config choices) become the process's current
+    Hydra config, as in a command."""
     register_resolvers()
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3", job_name=config_name):
         cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
+    folder = Path(output_dir or cfg.hydra.run.dir).absolute()
     with read_write(cfg.hydra.runtime):
-        cfg.hydra.runtime.output_dir = str(Path(output_dir or cfg.hydra.run.dir).absolute())
+        cfg.hydra.runtime.output_dir = str(folder_of_its_own(folder) if new_folder and not output_dir else folder)
     HydraConfig.instance().set_config(cfg)
     with read_write(cfg), open_dict(cfg):
         del cfg["hydra"]

@@ -69,6 +69,8 @@ def check_model_settings(trained: Trained, cfg: DictConfig) -> None:
     """Refuse model settings given here that the checkpoint's network does not have: evaluate takes
     the network from the checkpoint, and would otherwise test another one than the user asked for."""
     keys = keys_set_here("model")
+    if not keys:
+        return
     own = OmegaConf.to_container(cfg.model, resolve=True)
     recorded = network_settings(trained)
     differing = [key for key in (own if "*" in keys else keys) if own.get(key) != recorded.get(key)]

@@ -20,7 +20,6 @@ import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from resnet_cifar import CONFIG_DIR
@@ -40,6 +39,12 @@ from resnet_cifar.training.checkpoints import check_same_network, read_trained
 from resnet_cifar.training.hparams import run_hparams
 from resnet_cifar.training.lightning_compat import relaunches_the_command
 from resnet_cifar.training.quiet import silence_known_noise
+from resnet_cifar.training.run_folder import (
+    check_same_config,
+    checkpoint_to_resume,
+    finished_run_metrics,
+    save_composed_config,
+)
 from resnet_cifar.training.trackers import (
     check_trackers_installed,
     finishing_trackers,
@@ -63,14 +68,6 @@ NUMERIC_RESULTS = (
 )
 # Those that a run without a validation split (data.val_size=0) leaves empty.
 NEED_VALIDATION = ("val_err", "val_loss", "test_err_best_val")
-
-
-def checkpoint_to_resume(cfg: DictConfig) -> str | None:
-    """``ckpt_path`` if given, else this run directory's last.ckpt if an earlier attempt left one."""
-    if cfg.ckpt_path:
-        return str(cfg.ckpt_path)
-    last = Path(cfg.paths.last_checkpoint)
-    return str(last) if last.is_file() else None
 
 
 def required_callback(trainer: L.Trainer, kind: type[L.Callback], name: str, why: str) -> Any:
@@ -117,48 +114,16 @@ def check_optimized_metric(cfg: DictConfig) -> None:
         )
 
 
-def finished_run_metrics(output_dir: Path, checkpoint_step: int, max_steps: int) -> dict[str, Any] | None:
-    """This directory's results if its checkpoint shows its run reached ``max_steps``, else None.
-
-    Rerunning a finished run's command (say a whole sweep after one job crashed) must keep its
-    results: a fit of zero steps would overwrite metrics.json with empty training metrics.
-    """
-    metrics_path = output_dir / METRICS_FILE
-    if not metrics_path.is_file() or not 0 < max_steps <= checkpoint_step:
-        return None
-    log.info("this run finished already (%d steps); its results are in %s", checkpoint_step, metrics_path)
-    return json.loads(metrics_path.read_text())
-
-
-@rank_zero_only
-def save_composed_config(cfg: DictConfig, output_dir: Path) -> None:
-    """Write .hydra/ as Hydra would, but only once the run is accepted.
-
-    Hydra's own copy (hydra.output_subdir, off in train.yaml) is written before the task
-    starts, so a command refused here would overwrite the config of the finished run beside it.
-    """
-    hydra = HydraConfig.get()
-    config_dir = output_dir / ".hydra"
-    config_dir.mkdir(parents=True, exist_ok=True)
-    saved = cfg.copy()
-    with open_dict(saved):
-        # The precision this run trains in, not the resolver that chose it: read on another
-        # machine (the report on a CPU), ${default_precision:...} would answer for that machine.
-        saved.trainer.precision = cfg.trainer.precision
-    OmegaConf.save(saved, config_dir / "config.yaml")
-    OmegaConf.save(hydra, config_dir / "hydra.yaml")
-    OmegaConf.save(list(hydra.overrides.task), config_dir / "overrides.yaml")
-
-
 def compose_config(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> DictConfig:
     """conf/train.yaml composed with ``overrides`` as ``python -m resnet_cifar.train`` composes it,
-    for :func:`train` called from Python. The run writes to ``output_dir`` (by default
-    ``hydra.run.dir``: ``outputs/runs/<date_time>`` under the working directory).
+    for :func:`train` called from Python. The run writes to ``output_dir``; by default to a new
+    folder ``outputs/runs/<date_time>`` under the working directory (``<date_time>_2`` and so on
+    where that exists or an earlier call was given it).
 
     Hydra's settings of the run (its output directory, its overrides) become the process's
     current Hydra config, as in a command: compose the next run's config after this one trained.
     """
-    return compose_command("train", current_names(overrides), output_dir)
+    return compose_command("train", current_names(overrides), output_dir, new_folder=True)
 
 
 @raises_usage_errors
@@ -181,6 +146,7 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
     check_trackers_installed(cfg.get("logger"))
     output_dir = Path(cfg.paths.output_dir)
     refuse_links_in(output_dir)  # a run folder from elsewhere: nothing is read or written through a link
+    check_same_config(cfg, output_dir)  # a run folder answers only for its own config
     resume_from = checkpoint_to_resume(cfg)
     checkpoint_step = None
     if resume_from:
@@ -239,6 +205,7 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
         "train_err": metric(after_fit, "train/err"),
         "train_loss": metric(after_fit, "train/loss"),
         "steps": trainer.global_step,
+        "parameters": sum(parameter.numel() for parameter in module.net.parameters()),  # the network's
         "resumed_from": checkpoint_step,
         # Over all attempts: up to the checkpoint resumed from, then this one.
         "wall_s": round(clock.fit_seconds, 3),

@@ -130,31 +130,40 @@ def qualified_name(function: Callable[..., Any]) -> str:
     return f"{getattr(function, '__module__', '?')}.{getattr(function, '__qualname__', '?')}"
 
 
+# resolve_references(..., unresolved=AS_WRITTEN) keeps a string it cannot resolve as it is.
+AS_WRITTEN = object()
+
+
 def resolve_references(config: Any, unresolved: Any = None, max_hops: int = 8) -> Any:
     """A copy of a plain config in which every string that is exactly one node interpolation
     (``seed: ${seed}``, ``num_classes: ${data.num_classes}``, as Hydra saves a run's config) is
     replaced by the value it names, following at most ``max_hops`` references; any other string
-    holding ``${`` (a resolver call, text built around a reference) becomes ``unresolved``. A reference to a
-    container gives that container as saved. No resolver runs and no string is built from others,
-    so the work is bounded by the file's size."""
+    holding ``${`` (a resolver call, text built around a reference, a reference to a container)
+    becomes ``unresolved`` (or stays as written with AS_WRITTEN). No resolver runs, no string is
+    built from others and no container is copied, so the work is bounded by the file's size."""
+
+    missing = object()
 
     def lookup(path: str) -> Any:
         node = config
         for part in path.split("."):
             if not isinstance(node, dict) or part not in node:
-                return unresolved
+                return missing
             node = node[part]
         return node
 
     def followed(value: Any) -> Any:
+        written = value
         for _ in range(max_hops + 1):
             if not isinstance(value, str) or "${" not in value:
                 return value
             reference = value[2:-1] if value.startswith("${") and value.endswith("}") else ""
             if not reference or not all(part.isidentifier() for part in reference.split(".")):
-                return unresolved
+                break
             value = lookup(reference)
-        return unresolved
+            if value is missing or isinstance(value, (dict, list)):  # a container is not copied in
+                break
+        return written if unresolved is AS_WRITTEN else unresolved
 
     def resolved(node: Any) -> Any:
         if isinstance(node, dict):

@@ -6,6 +6,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from resnet_cifar.report.networks import Network
 from resnet_cifar.report.plotting import pyplot, save_figure
 from resnet_cifar.report.recipes import Recipe, recipe_labels
 from resnet_cifar.report.runs import Run
@@ -26,51 +27,62 @@ def averaged_curve(runs: list[Run], tag: str) -> tuple[list[int], list[float]]:
     return steps, values
 
 
+def data_names(runs: list[Run]) -> str:
+    """The data sets a figure shows, as its runs' configs name them (``cifar10``, ``synthetic``)."""
+    return ", ".join(sorted({run.dataset for run in runs})) or "?"
+
+
 def plot_training_curves(root: Path, runs: list[Run]) -> str | None:
-    """Paper Fig. 6: per variant and recipe one panel, per depth one colour; train err thin, val err bold."""
+    """Paper Fig. 6: per variant and recipe one panel, per network one colour; train err thin,
+    val err bold; steps as the run's log and TensorBoard number them (optimizer steps done)."""
     plt = pyplot()
 
-    panels: dict[tuple[str, Recipe], dict[int, list[Run]]] = defaultdict(lambda: defaultdict(list))
+    panels: dict[tuple[str, Recipe], dict[Network, list[Run]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
-        if run.depth is not None and run.curves:
-            panels[(run.variant, run.recipe)][run.depth].append(run)
+        if run.network.target is not None and run.curves:
+            panels[(run.variant, run.recipe)][run.network].append(run)
     if not panels:
         return None
     keys = sorted(panels, key=lambda key: (key[1], key[0] != "plain", key[0]))  # plain left, as in the paper
     labels = recipe_labels({recipe for _, recipe in keys})
-    depths = sorted({d for panel in panels.values() for d in panel})
-    colours = {d: plt.cm.viridis(i / max(1, len(depths) - 1) * 0.9) for i, d in enumerate(depths)}
+    networks = sorted({network for panel in panels.values() for network in panel}, key=line_order)
+    colours = {n: plt.cm.viridis(i / max(1, len(networks) - 1) * 0.9) for i, n in enumerate(networks)}
+    shown = [run for panel in panels.values() for group in panel.values() for run in group]
     fig, axes = plt.subplots(1, len(keys), figsize=(6 * len(keys), 4.5), sharey=True, squeeze=False)
     for ax, (variant, recipe) in zip(axes[0], keys):
-        for depth in sorted(panels[(variant, recipe)]):
-            group = panels[(variant, recipe)][depth]
-            name = f"{'plain' if variant == 'plain' else 'ResNet'}-{depth}"
-            for tag, width, label in (("train/err", 0.8, None), ("val/err", 2.2, name)):
+        for network in sorted(panels[(variant, recipe)], key=line_order):
+            group = panels[(variant, recipe)][network]
+            for tag, width, label in (("train/err", 0.8, None), ("val/err", 2.2, network.title)):
                 steps, values = averaged_curve(group, tag)
                 if steps:  # markers where a curve has few points (short runs) and a line shows little
                     marker = "o" if len(steps) < 10 else None
                     ax.plot(
                         steps,
                         values,
-                        color=colours[depth],
+                        color=colours[network],
                         linewidth=width,
                         label=label,
                         marker=marker,
                         markersize=2 * width + 1,
                     )
         ax.set_title(variant + labels[recipe])
-        ax.set_xlabel("iterations")
+        ax.set_xlabel("iterations (optimizer steps done)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="upper right")
     axes[0][0].set_ylabel("error (%)   thin: train, bold: val")
-    fig.suptitle("Training on CIFAR-10 (mean over seeds)")
+    fig.suptitle(f"Training on {data_names(shown)} (mean over seeds)")
     fig.tight_layout()
     return save_figure(fig, root / CURVES_FILE)
+
+
+def line_order(network: Network) -> tuple:
+    return (not network.papers, network.depth or 0, network.variant)
 
 
 def plot_error_vs_depth(root: Path, groups: list[Group]) -> str | None:
     plt = pyplot()
 
+    groups = [g for g in groups if g.depth is not None]  # a network without a depth has no place here
     if not groups:
         return None
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
@@ -97,7 +109,7 @@ def plot_error_vs_depth(root: Path, groups: list[Group]) -> str | None:
     ax.minorticks_off()
     ax.set_xlabel("depth (layers)")
     ax.set_ylabel("test error (%)")
-    ax.set_title("CIFAR-10 test error vs depth")
+    ax.set_title(f"Test error on {data_names([run for g in groups for run in g.runs])} vs depth")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -75,7 +75,7 @@ def model_card(
         steps = f" after {result[1]:,} training steps" if is_number(result[1]) else ""
         tested = f"{result[0]:.2f} % on the test images of the run's {dataset} data{steps}"
     split = f"{data.get('val_size', '?')} training images held out for validation (split seed {data.get('split_seed')})"
-    recipe = describe_recipe(run.recipe) if run is not None and run.variant != "?" else "not recorded"
+    recipe = describe_recipe(run.recipe) if run is not None and run.network.target is not None else "not recorded"
     environment = run.environment if run is not None and isinstance(run.environment, dict) else None
     trained_with = (
         "; ".join(f"{label} {value(environment, key)}" for key, label in ENVIRONMENT) if environment else "not recorded"

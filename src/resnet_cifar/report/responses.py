@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from resnet_cifar.received_files import UnreadableFile
+from resnet_cifar.report.figures import data_names, line_order
+from resnet_cifar.report.networks import Network
 from resnet_cifar.report.plotting import pyplot, save_figure
 from resnet_cifar.report.recipes import Recipe, recipe_labels
 from resnet_cifar.report.runs import Run, read_only_data, relative
@@ -93,20 +95,22 @@ def plot_layer_responses(root: Path, runs: list[Run]) -> str | None:
     """Paper Fig. 7: per layer, and sorted by magnitude; plain dashed, ResNets solid."""
     plt = pyplot()
 
-    groups: dict[tuple[str, int, Recipe], list[list[float]]] = defaultdict(list)
+    groups: dict[tuple[Network, Recipe], list[list[float]]] = defaultdict(list)
     for run in runs:
         if run.responses:  # runs trained differently are not averaged together
-            groups[(run.variant, run.depth, run.recipe)].append(run.responses)
+            groups[(run.network, run.recipe)].append(run.responses)
     if not groups:
         return None
-    depths = sorted({depth for _, depth, _ in groups})
-    labels = recipe_labels({recipe for _, _, recipe in groups})
+    depths = sorted({network.depth or 0 for network, _ in groups})
+    labels = recipe_labels({recipe for _, recipe in groups})
     colours = {d: plt.cm.viridis(i / max(1, len(depths) - 1) * 0.9) for i, d in enumerate(depths)}
     fig, (by_layer, by_size) = plt.subplots(2, 1, figsize=(8, 7))
-    for (variant, depth, recipe), series in sorted(groups.items(), key=lambda item: (item[0][0] != "plain", item[0])):
+    order = lambda item: (item[0][0].variant != "plain", line_order(item[0][0]), item[0][1])  # noqa: E731
+    for (network, recipe), series in sorted(groups.items(), key=order):
         mean = [statistics.fmean(values) for values in zip(*series)]
-        style = "--" if variant == "plain" else "-"
-        label = f"{'plain' if variant == 'plain' else variant.replace('resnet', 'ResNet')}-{depth}{labels[recipe]}"
+        style = "--" if network.variant == "plain" else "-"
+        label = f"{network.title}{labels[recipe]}"
+        depth = network.depth or 0
         layers = range(1, len(mean) + 1)
         by_layer.plot(layers, mean, style, color=colours[depth], label=label, linewidth=1.5)
         by_size.plot(layers, sorted(mean, reverse=True), style, color=colours[depth], label=label, linewidth=1.5)
@@ -116,6 +120,7 @@ def plot_layer_responses(root: Path, runs: list[Run]) -> str | None:
         ax.set_ylabel("std")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, ncol=2)
-    by_layer.set_title("Std of 3x3 layer responses (after BN, before addition/ReLU), final weights")
+    shown = data_names([run for run in runs if run.responses])
+    by_layer.set_title(f"Std of 3x3 layer responses on {shown} (after BN, before addition/ReLU), final weights")
     fig.tight_layout()
     return save_figure(fig, root / RESPONSES_FILE)

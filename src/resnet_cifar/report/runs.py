@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from resnet_cifar.received_files import UnreadableFile, read_json, read_yaml, walk_folder
+from resnet_cifar.report.networks import Network, network_of
 from resnet_cifar.report.recipes import NOT_RECORDED, Recipe, lookup, recipe_of
 from resnet_cifar.search.pruned import describe_pruned, read_pruned
 from resnet_cifar.typed_settings import resolve_references, shown
@@ -27,12 +28,9 @@ class ReportError(Exception):
 @dataclass
 class Run:
     path: Path
-    variant: str = "?"
-    depth: int | None = None
-    shortcut: str = "A"
-    residual: bool = True
-    num_classes: int = 10
+    network: Network = Network(None)
     seed: Any = None
+    dataset: str = "?"  # data.dataset, which the figures name
     recipe: Recipe = ()  # how it was trained unlike the paper (recipes.py)
     metrics: dict[str, Any] | None = None
     problem: str | None = None  # why the run is not in the tables
@@ -44,12 +42,13 @@ class Run:
     def finished(self) -> bool:
         return self.problem is None
 
+    @property
+    def variant(self) -> str:
+        return self.network.variant
 
-def variant_name(residual: bool, shortcut: str) -> str:
-    """ "resnet" (option A), "resnet-B" (projections), or "plain" (no shortcuts at all)."""
-    if not residual:
-        return "plain"
-    return "resnet" if shortcut == "A" else f"resnet-{shortcut}"
+    @property
+    def depth(self) -> int | None:
+        return self.network.depth
 
 
 def find_run_dirs(root: Path) -> list[Path]:
@@ -80,18 +79,28 @@ def read_config(run: Run) -> dict[str, Any] | None:
         config = resolve_references(read_yaml(run.path / ".hydra" / "config.yaml"), unresolved=NOT_RECORDED)
         if not isinstance(config, dict):
             raise UnreadableFile("it is not a mapping")
-        run.depth = typed(config, "model.depth", int)
-        run.shortcut = typed(config, "model.shortcut", str, default="A")
-        run.residual = typed(config, "model.residual", bool, default=True)
-        run.num_classes = typed(config, "model.num_classes", int)
+        typed(config, "model._target_", str)
+        model = {key: None if value is NOT_RECORDED else value for key, value in config["model"].items()}
+        run.network = network_of(model, model_choice(run.path))
+        if run.network.papers:  # the report's tables and figures place the paper's networks by depth
+            typed(config, "model.depth", int)
         seed = lookup(config, "seed")
-        run.seed = seed if isinstance(seed, (int, str)) else None
+        run.seed = seed if isinstance(seed, (int, str)) and not isinstance(seed, bool) else None
+        run.dataset = typed(config, "data.dataset", str, default="?")
     except UnreadableFile as error:
         run.problem = f".hydra/config.yaml cannot be read ({error})"
         return None
-    run.variant = variant_name(run.residual, run.shortcut)
     run.recipe = recipe_of(config, run.depth)
     return config
+
+
+def model_choice(run_path: Path) -> str | None:
+    """The model config the run chose (``model=wide``), from its .hydra/hydra.yaml, if recorded."""
+    try:
+        choice = read_yaml(run_path / ".hydra" / "hydra.yaml")["hydra"]["runtime"]["choices"]["model"]
+    except (UnreadableFile, KeyError, TypeError):
+        return None
+    return choice if isinstance(choice, str) else None
 
 
 def read_metrics(run: Run) -> None:
@@ -154,7 +163,7 @@ def read_run(path: Path) -> Run:
     read_config(run)
     if run.problem is None:
         read_metrics(run)
-    if run.depth is not None:
+    if run.network.target is not None:
         read_curves(run)
     if run.problem and run.curves:
         last = max(step for points in run.curves.values() for step, _ in points)

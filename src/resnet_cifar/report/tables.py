@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 
 from resnet_cifar.files import atomic_write
 from resnet_cifar.report.environments import Environment, cell, environment_section, mixed, row_cell
+from resnet_cifar.report.networks import Network, parameter_count
 from resnet_cifar.report.recipes import Recipe, comparable, describe_recipe, recipe_labels
 from resnet_cifar.report.runs import Run, relative
 
@@ -17,24 +17,30 @@ REPORT_FILE = "report.md"
 PAPER_TEST_ERR = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}
 
 
-@cache
-def parameter_count(depth: int, shortcut: str, residual: bool, num_classes: int) -> int:
-    from resnet_cifar.models import cifar_resnet
-
-    net = cifar_resnet(depth=depth, shortcut=shortcut, residual=residual, num_classes=num_classes)
-    return sum(p.numel() for p in net.parameters())
-
-
 @dataclass
 class Group:
-    variant: str
-    depth: int
-    shortcut: str
-    residual: bool
-    num_classes: int
+    """The finished runs of one network and recipe, one per seed (``repeats``: other runs of a seed)."""
+
+    network: Network
     recipe: Recipe
-    errors: list[float]
-    environments: list[Environment | None] = field(default_factory=list)
+    runs: list[Run] = field(default_factory=list)
+    repeats: list[Run] = field(default_factory=list)
+
+    @property
+    def variant(self) -> str:
+        return self.network.variant
+
+    @property
+    def depth(self) -> int | None:
+        return self.network.depth
+
+    @property
+    def errors(self) -> list[float]:
+        return [float(run.metrics["test_err"]) for run in self.runs]
+
+    @property
+    def environments(self) -> list[Environment | None]:
+        return [run.environment for run in self.runs]
 
     @property
     def mean(self) -> float:
@@ -46,13 +52,15 @@ class Group:
         return statistics.stdev(self.errors) if len(self.errors) > 1 else None
 
     @property
-    def params(self) -> int:
-        return parameter_count(self.depth, self.shortcut, self.residual, self.num_classes)
+    def params(self) -> int | None:
+        return parameter_count(self.network, [run.metrics.get("parameters") for run in self.runs])
 
     @property
     def paper(self) -> float | None:
         """The paper's test error for this network, if it has one (option A ResNets, CIFAR-10)."""
-        return PAPER_TEST_ERR.get(self.depth) if self.variant == "resnet" and self.num_classes == 10 else None
+        if not self.network.papers or self.variant != "resnet" or self.network.setting("num_classes") != 10:
+            return None
+        return PAPER_TEST_ERR.get(self.depth)
 
     @property
     def mixed(self) -> str | None:
@@ -65,22 +73,30 @@ class Group:
         return comparable(self.recipe)
 
 
+def finished_at(run: Run) -> str:
+    found = run.metrics.get("finished_at") if run.metrics else None
+    return found if isinstance(found, str) else ""
+
+
 def group_runs(runs: list[Run]) -> list[Group]:
-    """Finished runs by network and recipe: runs trained differently are never averaged together."""
+    """Finished runs by network and recipe: runs trained differently are never averaged together,
+    and a seed run twice (the same configuration in two sweeps) counts once, the latest run."""
     groups: dict[tuple, Group] = {}
-    for run in runs:
-        if not run.finished:
-            continue
-        key = (run.variant, run.depth, run.num_classes, run.recipe)
-        if key not in groups:
-            groups[key] = Group(run.variant, run.depth, run.shortcut, run.residual, run.num_classes, run.recipe, [])
-        groups[key].errors.append(float(run.metrics["test_err"]))
-        groups[key].environments.append(run.environment)
-    return sorted(groups.values(), key=lambda g: (g.recipe, g.variant != "resnet", g.variant, g.num_classes, g.depth))
+    for run in sorted((run for run in runs if run.finished), key=lambda run: (finished_at(run), str(run.path))):
+        group = groups.setdefault((run.network, run.recipe), Group(run.network, run.recipe))
+        earlier = [other for other in group.runs if run.seed is not None and other.seed == run.seed]
+        for other in earlier:  # the later run of a seed is counted; the earlier is listed as a repeat
+            group.runs.remove(other)
+            group.repeats.append(other)
+        group.runs.append(run)
+    return sorted(
+        groups.values(),
+        key=lambda g: (g.recipe, not g.network.papers, g.variant != "resnet", g.variant, g.depth or 0),
+    )
 
 
-def format_params(count: int) -> str:
-    return f"{count / 1e6:.2f}M ({count:,})"
+def format_params(count: int | None) -> str:
+    return "not recorded" if count is None else f"{count / 1e6:.2f}M ({count:,})"
 
 
 def error_table(groups: list[Group], with_paper: bool) -> list[str]:
@@ -98,9 +114,10 @@ def error_table(groups: list[Group], with_paper: bool) -> list[str]:
     lines = [header, rule]
     for g in groups:
         std = "—" if g.std is None else f"{g.std:.2f}"
+        repeated = f" (+{len(g.repeats)} repeated)" if g.repeats else ""
         row = (
-            f"| {g.variant} | {g.depth} | {format_params(g.params)} | {len(g.errors)} "
-            f"| {g.mean:.2f} ± {std} | {min(g.errors):.2f} |"
+            f"| {cell(g.variant)} | {'—' if g.depth is None else g.depth} | {format_params(g.params)} "
+            f"| {len(g.errors)}{repeated} | {g.mean:.2f} ± {std} | {min(g.errors):.2f} |"
         )
         if with_paper:
             row += f" {paper_cell(g)} |"
@@ -131,8 +148,9 @@ def write_markdown(
 ) -> Path:
     finished = [run for run in runs if run.finished]
     failed = [run for run in runs if not run.finished]
-    residual = [g for g in groups if g.variant != "plain"]
-    plain = [g for g in groups if g.variant == "plain"]
+    residual = [g for g in groups if g.network.papers and g.variant != "plain"]
+    plain = [g for g in groups if g.network.papers and g.variant == "plain"]
+    others = [g for g in groups if not g.network.papers]
     lines = [
         f"# CIFAR ResNets: {root.name or root}",
         "",
@@ -149,6 +167,8 @@ def write_markdown(
         lines += recipe_sections("ResNets", residual, labels, with_paper=True)
     if plain:
         lines += recipe_sections("Plain nets", plain, labels, with_paper=False)
+    if others:
+        lines += recipe_sections("Other networks", others, labels, with_paper=False)
     if not groups:
         lines += ["No run has finished yet.", ""]
     else:
@@ -160,6 +180,18 @@ def write_markdown(
     if response_problems:
         lines += ["Layer responses (Fig. 7) not computed for:", ""]
         lines += [f"- {problem}" for problem in response_problems]
+        lines += [""]
+    repeats = [(g, run) for g in groups for run in g.repeats]
+    if repeats:
+        lines += ["## Repeated seeds", "", "Runs of a configuration and seed that a later run of both repeats; the"]
+        lines += ["tables count the later one only (the same seed run again is no new sample).", ""]
+        lines += ["| run | network | seed | counted instead |", "| --- | --- | --- | --- |"]
+        for group, run in repeats:
+            counted = next(other for other in group.runs if other.seed == run.seed)
+            lines.append(
+                f"| {cell(relative(run.path, root))} | {cell(group.network.title)}{labels[group.recipe]} "
+                f"| {cell(run.seed)} | {cell(relative(counted.path, root))} |"
+            )
         lines += [""]
     if failed:
         lines += ["## Failed or unfinished runs", "", "| run | why |", "| --- | --- |"]

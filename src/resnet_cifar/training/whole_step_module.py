@@ -141,6 +141,7 @@ class WholeStepClassifier(ImageClassifier):
         self.epoch_images += images
         if self._written_this_step():
             self.log("train/loss", result.loss, batch_size=images)
+            self.log_steps_done(self.trainer.global_step + 1, images)
         return {"loss": result.loss, "err": result.error}
 
     def _written_this_step(self) -> bool:
@@ -156,6 +157,7 @@ class WholeStepClassifier(ImageClassifier):
         self.epoch_images = 0
 
     def on_train_epoch_end(self) -> None:
+        super().on_train_epoch_end()
         # ImageClassifier's train/err: the epoch's batch errors weighted by their batch sizes.
         if self.epoch_images:
             self.log(
