@@ -222,6 +222,13 @@ def test_the_smoke_experiment_works_with_every_scheduler(scheduler, tmp_path):
         assert "milestones" not in cfg.scheduler and configured["interval"] == "epoch"
 
 
+def test_the_smoke_experiment_runs_where_the_command_line_says(tmp_path):
+    """On the CPU by default, but a trainer chosen on the command line is not overridden unseen."""
+    assert compose_config(["experiment=smoke"], output_dir=tmp_path).trainer.accelerator == "cpu"
+    for order in (["experiment=smoke", "trainer=gpu"], ["trainer=gpu", "experiment=smoke"]):
+        assert compose_config(order, output_dir=tmp_path).trainer.accelerator == "gpu"
+
+
 def test_every_part_of_a_run_is_in_the_config(tmp_path):
     from resnet_cifar.training.callbacks import FinishAtMaxSteps, StopOnNonFiniteLoss, TrainingClock
     from resnet_cifar.training.checkpoint_io import RunCheckpointIO
