@@ -1,6 +1,8 @@
 """Errors the user can fix. Entry points print their message alone, without a traceback."""
 
 import pickle
+import sys
+from collections.abc import Callable
 
 
 class UsageError(Exception):
@@ -41,3 +43,18 @@ def unpickler_reason(error: pickle.UnpicklingError) -> str:
     ]
     reason = reasons[-1] if reasons else lines[0] if lines else type(error).__name__
     return reason.split(" Please use `torch.serialization")[0]
+
+
+def exit_status(action: Callable[[], str], output: str) -> int:
+    """Run a plain command's ``action`` (the report, the export) and print the line it returns;
+    a UsageError, or an OSError while writing ``output``, is printed as one ``error:`` line
+    instead. Returns the command's exit status: 0, or 2."""
+    try:
+        print(action())
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"error: cannot write {output}: {error.strerror or error}", file=sys.stderr)
+        return 2
+    return 0

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from resnet_cifar.allowed_networks import project_networks
-from resnet_cifar.errors import UsageError
+from resnet_cifar.errors import exit_status
 from resnet_cifar.models.pretrained import PAPER_ARCHITECTURE, save_pretrained
 from resnet_cifar.report.model_card import model_card, run_of
 from resnet_cifar.training.checkpoints import Trained, data_arguments, network_settings, read_trained
@@ -69,16 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         help="where the run's data is, for a checkpoint that does not record its mean image (older runs)",
     )
     args = parser.parse_args(argv)
-    try:
-        folder = export(args.ckpt, args.dir, args.data_root)
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        print(f"error: cannot write {args.dir}: {error.strerror or error}", file=sys.stderr)
-        return 2
-    print(f"exported: {folder}")
-    return 0
+    return exit_status(lambda: f"exported: {export(args.ckpt, args.dir, args.data_root)}", args.dir)
 
 
 if __name__ == "__main__":

@@ -28,39 +28,34 @@ def build(implementation: str, params: dict[str, Any]) -> Any:
         exit_with_usage_error(error)
 
 
-class DeferredLauncher(Launcher):
-    """A launcher whose ``IMPLEMENTATION`` (``module:Class``, a Hydra launcher) is built from the
-    config's keys when Hydra sets it up."""
+class Deferred:
+    """A plugin whose ``IMPLEMENTATION`` (``module:Class``, a Hydra plugin of the same kind) is
+    built from the config's keys when Hydra sets it up; it then does what that one does."""
 
     IMPLEMENTATION: ClassVar[str]
 
     def __init__(self, **params: Any) -> None:
         self.params = params
-        self.launcher: Launcher | None = None
+        self.built: Any = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        self.launcher = build(self.IMPLEMENTATION, self.params)
-        self.launcher.setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        self.built = build(self.IMPLEMENTATION, self.params)
+        self.built.setup(hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def implementation(self) -> Any:
+        assert self.built is not None, "Hydra sets a plugin up before it uses it"
+        return self.built
+
+
+class DeferredLauncher(Deferred, Launcher):
+    """A launcher built when Hydra sets it up (see :class:`Deferred`)."""
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        assert self.launcher is not None, "Hydra sets a launcher up before it launches jobs"
-        return self.launcher.launch(job_overrides, initial_job_idx)
+        return self.implementation().launch(job_overrides, initial_job_idx)
 
 
-class DeferredSweeper(Sweeper):
-    """A sweeper whose ``IMPLEMENTATION`` (``module:Class``, a Hydra sweeper) is built from the
-    config's keys when Hydra sets it up."""
-
-    IMPLEMENTATION: ClassVar[str]
-
-    def __init__(self, **params: Any) -> None:
-        self.params = params
-        self.sweeper: Sweeper | None = None
-
-    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        self.sweeper = build(self.IMPLEMENTATION, self.params)
-        self.sweeper.setup(hydra_context=hydra_context, task_function=task_function, config=config)
+class DeferredSweeper(Deferred, Sweeper):
+    """A sweeper built when Hydra sets it up (see :class:`Deferred`)."""
 
     def sweep(self, arguments: list[str]) -> Any:
-        assert self.sweeper is not None, "Hydra sets a sweeper up before it sweeps"
-        return self.sweeper.sweep(arguments)
+        return self.implementation().sweep(arguments)

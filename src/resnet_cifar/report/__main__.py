@@ -11,7 +11,8 @@ Every directory below DIR with a ``.hydra/config.yaml`` is a run. Finished runs 
 import argparse
 import sys
 
-from resnet_cifar.report import ReportError, write_report
+from resnet_cifar.errors import exit_status
+from resnet_cifar.report import write_report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,16 +27,9 @@ def main(argv: list[str] | None = None) -> int:
         help="skip Fig. 7 (layer responses), which loads every final checkpoint and the validation data",
     )
     args = parser.parse_args(argv)
-    try:
-        path = write_report(args.dir, responses=not args.no_responses)
-    except ReportError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        print(f"error: cannot write the report into {args.dir}: {error.strerror or error}", file=sys.stderr)
-        return 2
-    print(f"report: {path}")
-    return 0
+    return exit_status(
+        lambda: f"report: {write_report(args.dir, responses=not args.no_responses)}", f"the report into {args.dir}"
+    )
 
 
 if __name__ == "__main__":

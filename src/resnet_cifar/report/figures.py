@@ -40,7 +40,7 @@ def plot_training_curves(root: Path, runs: list[Run]) -> str | None:
     panels: dict[tuple[str, Recipe], dict[Network, list[Run]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
         if run.network.target is not None and run.curves:
-            panels[(run.variant, run.recipe)][run.network].append(run)
+            panels[(run.network.variant, run.recipe)][run.network].append(run)
     if not panels:
         return None
     keys = sorted(panels, key=lambda key: (key[1], key[0] != "plain", key[0]))  # plain left, as in the paper

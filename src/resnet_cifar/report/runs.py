@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from resnet_cifar.errors import UsageError
 from resnet_cifar.received_files import UnreadableFile, read_json, read_yaml, walk_folder
 from resnet_cifar.report.networks import Network, network_of
 from resnet_cifar.report.recipes import NOT_RECORDED, Recipe, lookup, recipe_of
@@ -21,7 +22,7 @@ from resnet_cifar.typed_settings import resolve_references, shown
 CURVE_TAGS = ("train/err", "val/err")
 
 
-class ReportError(Exception):
+class ReportError(UsageError):
     """Nothing to report on; the message says why."""
 
 
@@ -41,14 +42,6 @@ class Run:
     @property
     def finished(self) -> bool:
         return self.problem is None
-
-    @property
-    def variant(self) -> str:
-        return self.network.variant
-
-    @property
-    def depth(self) -> int | None:
-        return self.network.depth
 
 
 def find_run_dirs(root: Path) -> list[Path]:
@@ -90,7 +83,7 @@ def read_config(run: Run) -> dict[str, Any] | None:
     except UnreadableFile as error:
         run.problem = f".hydra/config.yaml cannot be read ({error})"
         return None
-    run.recipe = recipe_of(config, run.depth)
+    run.recipe = recipe_of(config, run.network.depth)
     return config
 
 
