@@ -148,6 +148,7 @@ def test_lightnings_own_checkpoint_io_would_act_on_those_paths(
     the test above would see them."""
     address, seen = requests_seen
     run_dir, folder = crafted_resume(two_steps, tmp_path, attack, address)
+    shutil.rmtree(run_dir / ".hydra")  # the folder answers for this other config too
     plain_io = "trainer.plugins=[{_target_:lightning.pytorch.plugins.io.TorchCheckpointIO}]"
     metrics = run_training(run_dir, *RUN, "trainer.max_steps=4", plain_io)
     if attack == "delete":

@@ -123,8 +123,9 @@ def test_the_whole_step_logs_what_the_classifier_logs(monkeypatch, tmp_path):
     whole_step_logged = logged(WholeStepClassifier, tmp_path / "whole_step")
     assert whole_step_logged == classifier_logged
     rows = classifier_logged[0]
-    assert [row["step"] for row in rows if "train/loss" in row] == ["1", "3", "5", "7"]
-    assert [row["epoch"] for row in rows if "train/err" in row] == ["0", "1"]
+    # Steps as the run's log counts them, optimizer steps done: log_every_n_steps=2 writes 2, 4, ...
+    assert [row["step"] for row in rows if "train/loss" in row] == ["2", "4", "6", "8"]
+    assert [row["epoch"] for row in rows if "train/err" in row] == ["0.0", "1.0"]
 
 
 def test_log_every_n_steps_0_writes_no_step_same_final_values(monkeypatch, tmp_path):
@@ -136,7 +137,7 @@ def test_log_every_n_steps_0_writes_no_step_same_final_values(monkeypatch, tmp_p
     assert whole_step_logged == classifier_logged
     rows = classifier_logged[0]
     assert not [row for row in rows if "train/loss" in row]
-    assert [row["epoch"] for row in rows if "train/err" in row] == ["0", "1"]
+    assert [row["epoch"] for row in rows if "train/err" in row] == ["0.0", "1.0"]
 
 
 @pytest.mark.parametrize("kind", [ImageClassifier, WholeStepClassifier])

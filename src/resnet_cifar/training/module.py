@@ -143,15 +143,20 @@ class ImageClassifier(L.LightningModule):
         self.log("train/err", error, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(labels))
         return {"loss": loss, "err": error}
 
-    def log_steps_done(self, steps: int, batch_size: int, **epoch: bool) -> None:
+    def log_steps_done(self, steps: int, batch_size: int, per_epoch: bool = False) -> None:
         """The step at which the trackers record this hook's values: the optimizer steps done,
         counting the one this training step makes, as the run's log and metrics.json count them.
         (Lightning's own count lags one behind: it would put a run's final validation, after step
-        N, at step N - 1.) Lightning takes a logged ``step`` as that step."""
-        self.log("step", float(steps), batch_size=batch_size, **epoch)
+        N, at step N - 1.) Lightning takes a logged ``step`` as that step, and then leaves out the
+        ``epoch`` it adds otherwise, which is logged here too. Once an epoch or a validation, both
+        are the largest over its batches and processes (all the same), reduced by one all-reduce,
+        as Lightning asks of what is logged once an epoch under DDP."""
+        when = {"on_step": False, "on_epoch": True, "sync_dist": True, "reduce_fx": "max"} if per_epoch else {}
+        self.log("step", steps, batch_size=batch_size, **when)
+        self.log("epoch", self.current_epoch, batch_size=batch_size, **when)
 
     def on_train_epoch_end(self) -> None:
-        self.log_steps_done(self.global_step, 1, on_step=False, on_epoch=True)  # the epoch's train/err
+        self.log_steps_done(self.global_step, 1, per_epoch=True)  # the epoch's train/err
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val", self.val_err)
@@ -167,7 +172,7 @@ class ImageClassifier(L.LightningModule):
         self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(labels))
         self.log(f"{stage}/err", error, on_epoch=True, batch_size=len(labels))
         if stage == "val":
-            self.log_steps_done(self.global_step, len(labels), on_step=False, on_epoch=True)
+            self.log_steps_done(self.global_step, len(labels), per_epoch=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = instantiate(self.hparams.optimizer)(self.net.parameters())
