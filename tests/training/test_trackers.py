@@ -423,12 +423,12 @@ def test_runs_without_mlflow_or_wandb_do_not_import_them(tmp_path: Path) -> None
 
 
 def test_a_runs_group_is_the_folder_that_holds_it() -> None:
-    cwd = "/home/me/project"
-    assert run_group("/home/me/project/outputs/runs/2026-11-30_10-00-00", cwd) == "runs"
-    assert run_group("/home/me/project/outputs/multirun/2026-11-30_10-00-00/seed=0", cwd) == "multirun/2026-11-30_10-00-00"
+    cwd = "/home/me/lab"
+    assert run_group("/home/me/lab/outputs/runs/2026-11-30_10-00-00", cwd) == "runs"
+    assert run_group("/home/me/lab/outputs/multirun/2026-11-30_10-00-00/seed=0", cwd) == "multirun/2026-11-30_10-00-00"
     assert (
-        run_group("/home/me/project/outputs/study/2026-11-30_10-00-00/model.depth=20,seed=0", cwd)
+        run_group("/home/me/lab/outputs/study/2026-11-30_10-00-00/model.depth=20,seed=0", cwd)
         == "study/2026-11-30_10-00-00"
     )
-    assert run_group("/home/me/project/sweeps/depth/seed=0", cwd) == "sweeps/depth"
+    assert run_group("/home/me/lab/sweeps/depth/seed=0", cwd) == "sweeps/depth"
     assert run_group("/scratch/me/depth/seed=0", cwd) == "/scratch/me/depth"
