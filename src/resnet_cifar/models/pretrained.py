@@ -73,15 +73,15 @@ def save_pretrained(
 ) -> Path:
     """Write a network's ``weights`` (its state dict), the ``mean_image`` it subtracts from its
     inputs and the ``settings`` that ``architecture`` builds it with to ``folder``, each file whole."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {f"network.{key}": value for key, value in weights.items()} | {"mean_image": mean_image}
     tensors = {key: value.detach().cpu().contiguous() for key, value in tensors.items()}
     config = {"format": FORMAT, "architecture": architecture, "network": dict(settings), "data": dict(data or {})}
-    with atomic_write(folder / WEIGHTS_FILE) as temporary:
-        save_file(tensors, str(temporary), metadata={"format": "pt"})
+    with atomic_write(folder / WEIGHTS_FILE) as temporary:  # written by Python: the user's umask applies
+        temporary.write_bytes(save(tensors, metadata={"format": "pt"}))
     with atomic_write(folder / CONFIG_FILE) as temporary:
         temporary.write_text(json.dumps(config, indent=2) + "\n")
     if card is not None:

@@ -74,7 +74,9 @@ def model_card(
     else:
         steps = f" after {result[1]:,} training steps" if is_number(result[1]) else ""
         tested = f"{result[0]:.2f} % on the test images of the run's {dataset} data{steps}"
-    split = f"{data.get('val_size', '?')} training images held out for validation (split seed {data.get('split_seed')})"
+    held_out = data.get("val_size")
+    held_out = f"{held_out:,}" if is_number(held_out) else "?"
+    split = f"{held_out} training images held out for validation (split seed {data.get('split_seed')})"
     recipe = describe_recipe(run.recipe) if run is not None and run.network.target is not None else "not recorded"
     environment = run.environment if run is not None and isinstance(run.environment, dict) else None
     trained_with = (
