@@ -392,6 +392,13 @@ def test_a_finished_runs_folder_answers_only_for_its_own_config(tmp_path: Path, 
     assert run_training(run_dir, *TWO_STEPS, "trainer.max_steps=3", "data.root=elsewhere")["resumed_from"] == 2
 
 
+def test_a_run_without_validation_resumes_in_its_folder(tmp_path: Path) -> None:
+    """Its config leaves out the best checkpoint (nothing to pick it with): so does its rerun's."""
+    first = run_training(tmp_path / "run", *TWO_STEPS, "data.val_size=0")
+    assert first["val_err"] is None
+    assert run_training(tmp_path / "run", *TWO_STEPS, "data.val_size=0", "trainer.max_steps=3")["resumed_from"] == 2
+
+
 def test_configs_composed_from_python_get_folders_of_their_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     first, second = (Path(compose_config(TWO_STEPS).paths.output_dir) for _ in range(2))

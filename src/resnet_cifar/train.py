@@ -144,6 +144,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
     check_optimized_metric(cfg)
     check_trackers_installed(cfg.get("logger"))
+    if cfg.data.val_size == 0 and "best_checkpoint" in cfg.callbacks:  # nothing to pick the best with
+        with open_dict(cfg):
+            del cfg.callbacks.best_checkpoint
     output_dir = Path(cfg.paths.output_dir)
     refuse_links_in(output_dir)  # a run folder from elsewhere: nothing is read or written through a link
     check_same_config(cfg, output_dir)  # a run folder answers only for its own config
@@ -158,9 +161,6 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
         finished = finished_run_metrics(output_dir, checkpoint_step, cfg.trainer.max_steps)
         if finished is not None:
             return finished
-    if cfg.data.val_size == 0 and "best_checkpoint" in cfg.callbacks:  # nothing to pick the best with
-        with open_dict(cfg):
-            del cfg.callbacks.best_checkpoint
 
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)

@@ -92,12 +92,17 @@ def check_same_config(cfg: DictConfig, output_dir: Path) -> None:
         ) from None
     # Compared as values: a reference (${data.num_classes}) equals the value it names.
     new = flattened(resolve_references(config_to_save(cfg), unresolved=AS_WRITTEN))
-    differing = [key for key in sorted(set(saved) | set(new)) if saved.get(key) != new.get(key) and not resumable(key)]
+    absent = object()
+    differing = [
+        key
+        for key in sorted(set(saved) | set(new))
+        if saved.get(key, absent) != new.get(key, absent) and not resumable(key)
+    ]
     if not differing:
         return
+    value = lambda config, key: "not set" if key not in config else shown(config[key], 40)  # noqa: E731
     shown_keys = ", ".join(
-        f"{key}: {shown(saved.get(key), 40)} there, {shown(new.get(key), 40)} here"
-        for key in differing[:SHOWN_DIFFERENCES]
+        f"{key}: {value(saved, key)} there, {value(new, key)} here" for key in differing[:SHOWN_DIFFERENCES]
     )
     more = f" and {len(differing) - SHOWN_DIFFERENCES} more" if len(differing) > SHOWN_DIFFERENCES else ""
     raise ConfigError(
