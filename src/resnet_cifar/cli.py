@@ -10,7 +10,7 @@ from typing import Any, NoReturn, TypeVar
 from hydra.errors import InstantiationException
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-from resnet_cifar.errors import UsageError
+from resnet_cifar.errors import UsageError, error_line
 
 Task = TypeVar("Task", bound=Callable[..., Any])
 USAGE_ERROR_EXIT_CODE = 2
@@ -60,10 +60,6 @@ def raises_usage_errors(function: Task) -> Task:
             raise error from exception  # made here from Lightning's or the system's, which is its cause
 
     return wrapper  # type: ignore[return-value]
-
-
-def error_line(error: UsageError) -> str:
-    return f"error: {error}"
 
 
 def log_to_run_files(message: str) -> None:

@@ -45,6 +45,11 @@ def unpickler_reason(error: pickle.UnpicklingError) -> str:
     return reason.split(" Please use `torch.serialization")[0]
 
 
+def error_line(error: UsageError) -> str:
+    """What a command prints for ``error``: ``error: <what is wrong and how to fix it>``."""
+    return f"error: {error}"
+
+
 def exit_status(action: Callable[[], str], output: str) -> int:
     """Run a plain command's ``action`` (the report, the export) and print the line it returns;
     a UsageError, or an OSError while writing ``output``, is printed as one ``error:`` line
@@ -52,7 +57,7 @@ def exit_status(action: Callable[[], str], output: str) -> int:
     try:
         print(action())
     except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(error_line(error), file=sys.stderr)
         return 2
     except OSError as error:
         print(f"error: cannot write {output}: {error.strerror or error}", file=sys.stderr)
