@@ -96,10 +96,14 @@ def test_the_commit_is_that_of_the_checkout_holding_the_package(
     monkeypatch.setattr(provenance, "PACKAGE_DIR", package)
     commit, modified = code_commit()
     assert len(commit) == 40 and modified is False
+    provenance.running_code.cache_clear()
+    assert provenance.running_code() == (commit, False)  # as the process started: a command asks at once
     (checkout / "untracked.txt").write_text("not code")
     assert code_commit() == (commit, False)
     (package / "__init__.py").write_text("changed = True\n")
     assert code_commit() == (commit, True)
+    assert provenance.running_code() == (commit, False)  # what this process imported is not the change
+    provenance.running_code.cache_clear()
     # An installed copy inside some other checkout (a virtual environment in a repository) has none.
     installed = checkout / "venv" / "pkg"
     installed.mkdir(parents=True)

@@ -29,7 +29,7 @@ from resnet_cifar.composing import compose_command, compose_option
 from resnet_cifar.data import CIFARDataModule
 from resnet_cifar.errors import CheckpointError, ConfigError
 from resnet_cifar.files import write_json_atomically
-from resnet_cifar.provenance import run_environment
+from resnet_cifar.provenance import run_environment, running_code
 from resnet_cifar.resolvers import register_resolvers
 from resnet_cifar.training.build import build_module, build_trainer, metric
 from resnet_cifar.training.checkpoints import Trained, data_arguments, network_settings, read_trained
@@ -152,6 +152,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 
 register_resolvers()
+running_code()  # the commit of the code this process imported, before a run can change the checkout
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="evaluate")

@@ -7,6 +7,7 @@ runs on different machines or code can be told apart where they are compared.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import subprocess
@@ -50,6 +51,14 @@ def code_commit() -> tuple[str | None, bool | None]:
     commit = git("rev-parse", "HEAD")
     status = git("status", "--porcelain", "--untracked-files=no")
     return commit, (None if status is None else bool(status))
+
+
+@functools.cache
+def running_code() -> tuple[str | None, bool | None]:
+    """:func:`code_commit` as it was when this process first asked (the commands ask when they
+    start): a process runs the code it imported, also where the checkout changes while it runs,
+    as under a sweep's later jobs."""
+    return code_commit()
 
 
 def cpu_model() -> str:
@@ -109,7 +118,7 @@ def run_environment(trainer: L.Trainer) -> dict[str, Any]:
 
     import resnet_cifar
 
-    commit, modified = code_commit()
+    commit, modified = running_code()
     device = trainer.strategy.root_device
     cuda, cudnn = device_libraries(device)
     return {

@@ -28,7 +28,7 @@ from resnet_cifar.composing import compose_command
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.files import refuse_links_in, write_json_atomically
 from resnet_cifar.launch.ddp import ddp_job, run_ddp_processes
-from resnet_cifar.provenance import run_environment, short_form
+from resnet_cifar.provenance import run_environment, running_code, short_form
 from resnet_cifar.renamed_configs import current_names
 from resnet_cifar.resolvers import register_resolvers
 from resnet_cifar.search import chosen_on_test_set
@@ -226,6 +226,7 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
 
 
 register_resolvers()
+running_code()  # the commit of the code this process imported, before a run can change the checkout
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
