@@ -23,11 +23,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from resnet_cifar import CONFIG_DIR
-from resnet_cifar.cli import exit_on_usage_error, raises_usage_errors
+from resnet_cifar.cli import exit_on_usage_error, exit_with_usage_error, raises_usage_errors
 from resnet_cifar.composing import compose_command
-from resnet_cifar.errors import ConfigError
+from resnet_cifar.errors import ConfigError, UsageError
 from resnet_cifar.files import refuse_links_in, write_json_atomically
 from resnet_cifar.launch.ddp import ddp_job, run_ddp_processes
+from resnet_cifar.overrides import refuse_null_groups
 from resnet_cifar.provenance import run_environment, running_code, short_form
 from resnet_cifar.renamed_configs import current_names
 from resnet_cifar.resolvers import register_resolvers
@@ -123,6 +124,7 @@ def compose_config(overrides: Sequence[str] = (), output_dir: str | Path | None 
     Hydra's settings of the run (its output directory, its overrides) become the process's
     current Hydra config, as in a command: compose the next run's config after this one trained.
     """
+    refuse_null_groups(overrides)
     return compose_command("train", current_names(overrides), output_dir, new_folder=True)
 
 
@@ -244,6 +246,10 @@ def train_command(cfg: DictConfig) -> float | None:
 def main() -> None:
     """``python -m resnet_cifar.train`` and ``resnet-cifar-train``: a config name that was renamed
     still works, with a line naming the new one (resnet_cifar.renamed_configs)."""
+    try:
+        refuse_null_groups(sys.argv[1:])
+    except UsageError as error:
+        exit_with_usage_error(error)
     sys.argv[1:] = current_names(sys.argv[1:])
     train_command()
 
