@@ -11,6 +11,8 @@ from typing import Any
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
+# The exit status of a command refused with one ``error:`` line (resnet_cifar.cli).
+USAGE_ERROR = 2
 
 
 def command_environment(**extra: str) -> dict[str, str]:
@@ -74,3 +76,15 @@ def assert_ok(completed: subprocess.CompletedProcess) -> subprocess.CompletedPro
     assert completed.returncode == 0, describe(completed)
     assert "Traceback" not in completed.output, describe(completed)
     return completed
+
+
+def assert_usage_error(completed: subprocess.CompletedProcess, *phrases: str) -> str:
+    """Exit status 2, exactly one ``error:`` line holding every phrase, and no traceback."""
+    assert completed.returncode == USAGE_ERROR, describe(completed)
+    assert "Traceback" not in completed.output, describe(completed)
+    errors = [line for line in completed.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, describe(completed)
+    assert errors[0] not in completed.stdout, "printed once, on stderr: " + describe(completed)
+    for phrase in phrases:
+        assert phrase in errors[0], f"{phrase!r} not in {errors[0]!r}"
+    return errors[0]

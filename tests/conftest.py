@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny trained run, a small fake image folder, the environment of trusted
+"""Shared fixtures: tiny trained runs, a small fake image folder, the environment of trusted
 targets, and the local SLURM and Ray clusters. Plain helpers are modules of this folder
 (commands.py, tiny_runs.py, run_outputs.py, fake_cifar.py, ...), importable because
 pyproject.toml puts this folder on pytest's ``pythonpath``."""
@@ -17,7 +17,7 @@ import pytest
 
 from commands import REPO
 from fake_cifar import write_image_folder
-from tiny_runs import TINY_SYNTHETIC_RUN, run_training
+from tiny_runs import TINY_SYNTHETIC_RUN, Run, run_training, tiny_run
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +26,20 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("run")
     run_training(run_dir, *TINY_SYNTHETIC_RUN, "trainer.max_steps=2")
     return run_dir / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="module")
+def finished_run(trained: Path) -> Path:
+    """The folder of ``trained``'s run: a finished two-step run of depth 8."""
+    run_dir = trained.parent.parent
+    assert (run_dir / "metrics.json").is_file()
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """A tiny synthetic run of the smoke experiment (tiny_runs.tiny_run, SMOKE_STEPS steps)."""
+    return tiny_run(tmp_path_factory.mktemp("train"), "smoke")
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ Pixel content is seeded noise, so a test can regenerate what was written with
 
 torchvision checks its files against MD5 sums hard-coded on ``CIFAR10``/``CIFAR100``; use
 :func:`trust_torchvision_files` to make it accept the fake files, and :func:`serve_downloads`
-to stand in for the network.
+to stand in for the network. :func:`chw`, :func:`assert_form` and :func:`assert_same` check
+what the sources read back.
 """
 
 from __future__ import annotations
@@ -26,8 +27,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import torchvision
 from PIL import Image
+
+from resnet_cifar.data.sources import CifarArrays
 
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -145,6 +149,25 @@ def serve_downloads(monkeypatch: pytest.MonkeyPatch, served: Path | None) -> lis
     monkeypatch.setattr(torchvision.datasets.utils, "_get_redirect_url", lambda url, max_hops=3: url)
     monkeypatch.setattr(torchvision.datasets.utils, "_urlretrieve", fake_urlretrieve)
     return requested
+
+
+def chw(images_nhwc: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images_nhwc).permute(0, 3, 1, 2)
+
+
+def assert_form(arrays: CifarArrays, num_train: int, num_test: int) -> None:
+    for images, labels, n in (
+        (arrays.train_images, arrays.train_labels, num_train),
+        (arrays.test_images, arrays.test_labels, num_test),
+    ):
+        assert images.dtype == torch.uint8 and images.shape == (n, 3, 32, 32) and images.is_contiguous()
+        assert labels.dtype == torch.int64 and labels.shape == (n,)
+
+
+def assert_same(a: CifarArrays, b: CifarArrays) -> None:
+    assert a.classes == b.classes
+    for field in ("train_images", "train_labels", "test_images", "test_labels"):
+        assert torch.equal(getattr(a, field), getattr(b, field)), field
 
 
 def _batch(images: np.ndarray, labels: np.ndarray, label_key: str, batch_label: str) -> dict:

@@ -37,7 +37,7 @@ def test_submitits_requeue_handler_is_recognised() -> None:
 def test_sigterm_to_a_ddp_job_saves_its_step_and_resumes(tmp_path: Path, monkeypatch) -> None:
     """SIGTERM to the job's process, which passes it on to its 2 DDP processes: they agree on it at
     the next check (a step here), save, and stop; the rerun resumes from that step (that a resume
-    is bit for bit is proven in tests/test_reliability.py; a single process is tested on SLURM)."""
+    is bit for bit is proven in tests/test_train_determinism_and_resume.py; a single process is tested on SLURM)."""
     # A periodic checkpoint at step 6 falls after the signal: the resumed run must write it to the
     # same last.ckpt that the signal's save wrote (no last-v1.ckpt beside it).
     args = (
