@@ -169,3 +169,33 @@ def test_a_copied_run_folder_resumes_with_its_own_checkpoints(tmp_path: Path) ->
         metrics = run_training(copy, *TINY_SYNTHETIC_RUN, "trainer.max_steps=12")
     assert metrics["resumed_from"] == 10 and not [m for m in messages if "left out of the restored state" in m]
     assert sorted(path.name for path in (copy / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+
+
+def test_a_finished_run_extended_keeps_its_one_best_checkpoint(tmp_path: Path) -> None:
+    """The final checkpoint is saved at the last step, before the final validation; that
+    validation's best must still be in its state. Here it is the run's only validation: extended
+    to more steps, the run keeps tracking best.ckpt (no best-v1.ckpt beside it), and the best
+    it tests is that of both attempts."""
+    run_training(tmp_path, *TINY_SYNTHETIC_RUN, "trainer.max_steps=4")
+    best_state = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=True)["callbacks"][BEST]
+    last_state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"][BEST]
+    assert last_state["best_model_path"] == str(tmp_path / "checkpoints" / "best.ckpt")
+    assert last_state["best_model_score"] == best_state["best_model_score"]
+    metrics = run_training(tmp_path, *TINY_SYNTHETIC_RUN, "trainer.max_steps=6")
+    assert metrics["resumed_from"] == 4
+    assert sorted(path.name for path in (tmp_path / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+
+
+def test_another_runs_checkpoint_starts_the_checkpoint_callbacks_afresh(two_steps: Path, tmp_path: Path) -> None:
+    """``ckpt_path=`` of another run: its ModelCheckpoint state names that run's files, so a run in
+    a new folder restores none of it (no best score without its file) and tracks its own best;
+    the training state is restored whole. In its own folder the state is restored as saved."""
+    last = two_steps / "checkpoints" / "last.ckpt"
+    own = RunCheckpointIO(two_steps / "checkpoints").load_checkpoint(last)
+    assert own["callbacks"][BEST]["best_model_path"] == str(two_steps / "checkpoints" / "best.ckpt")
+    with captured_log() as messages:
+        other = RunCheckpointIO(tmp_path / "new" / "checkpoints").load_checkpoint(last)
+    assert BEST not in other["callbacks"] and other["callbacks"]["TrainingClock"] == own["callbacks"]["TrainingClock"]
+    assert other["loops"] == own["loops"] and other["global_step"] == own["global_step"] == 2
+    (warning,) = [message for message in messages if "left out of the restored state" in message]
+    assert f"dirpath='{two_steps / 'checkpoints'}'" in warning and "starts afresh" in warning

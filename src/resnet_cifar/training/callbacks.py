@@ -21,15 +21,38 @@ class FinishAtMaxSteps(L.Callback):
     validate before it exits. The checkpoint is written here, inside the loop, so that it
     records the data position as a periodic one does: a later run with more steps continues
     from it exactly as an uninterrupted run would.
+
+    That final validation comes after the save, so when training ends the checkpoint callbacks'
+    state in the file is brought up to date: a later run with more steps knows the best
+    checkpoint that validation saved, instead of versioning a second one beside it
+    (best-v1.ckpt) or replacing it with weights that validated worse.
     """
 
     def __init__(self, last_checkpoint: str | Path) -> None:
         self.last_checkpoint = Path(last_checkpoint)
+        self.saving_final = False
+        self.final_checkpoint: dict[str, Any] | None = None  # as saved, to write again when training ends
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         if trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps:
+            self.saving_final = True
             trainer.save_checkpoint(self.last_checkpoint, weights_only=False)  # all state, to resume from
+            self.saving_final = False
             trainer.should_stop = True
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        if self.saving_final:
+            self.final_checkpoint = checkpoint
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.final_checkpoint is None:
+            return
+        # Validation changes neither weights nor optimizer: only the checkpoint callbacks' state is new.
+        for callback in trainer.checkpoint_callbacks:
+            self.final_checkpoint["callbacks"][callback.state_key] = callback.state_dict()
+        trainer.strategy.save_checkpoint(self.final_checkpoint, self.last_checkpoint)
+        trainer.strategy.barrier("final checkpoint brought up to date")
+        self.final_checkpoint = None
 
 
 class LrWarmupUntilTrainError(L.Callback):

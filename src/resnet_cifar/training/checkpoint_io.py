@@ -10,8 +10,10 @@ Reading (a resume, ``trainer.test(ckpt_path=...)``) loads tensors and plain cont
 callbacks' and loops' state from the file and acts on the paths in it: ModelCheckpoint deletes the
 checkpoints it no longer keeps and names the best one, which the run tests. Every such path must
 be a plain local path inside this run's checkpoint folder; any other is dropped, with a warning,
-before Lightning sees it, and nothing outside that folder is ever removed. (Paths in the folder the
-checkpoint was saved in count as this folder's: a run folder copied elsewhere resumes as it was.) So a resume never
+before Lightning sees it (with the whole state of the callback that named it, which starts afresh),
+and nothing outside that folder is ever removed. (Paths in the folder the
+checkpoint was saved in count as this folder's when the checkpoint is read from this folder: a run
+folder copied elsewhere resumes as it was.) So a resume never
 deletes, downloads or reads anything outside its run, whoever wrote the checkpoint.
 """
 
@@ -64,12 +66,18 @@ def relocated(path: Any, recorded_folder: Any, folder: Path) -> Any:
 
 
 def kept_inside(
-    state: Any, folder: Path, dropped: Callable[[str, Any], None], key: str = "", recorded_folder: Any = None
+    state: Any,
+    folder: Path,
+    dropped: Callable[[str, Any], None],
+    key: str = "",
+    recorded_folder: Any = None,
+    relocate: bool = True,
 ) -> Any:
     """``state`` without the paths that lie outside ``folder`` (each dropped one is passed to
-    ``dropped``), those of the folder it was saved in (its ``dirpath``) moved into ``folder``."""
+    ``dropped``); where ``relocate``, those of the folder it was saved in (its ``dirpath``) are
+    moved into ``folder`` first."""
     if isinstance(state, dict):
-        recorded_folder = state.get("dirpath", recorded_folder)
+        recorded_folder = state.get("dirpath", recorded_folder) if relocate else None
         kept = {}
         for name, value in state.items():
             where = f"{key}.{name}" if key else str(name)
@@ -87,13 +95,23 @@ def kept_inside(
                     if name != "dirpath":  # without it Lightning takes the callback's own folder
                         kept[name] = ""
             else:
-                kept[name] = kept_inside(value, folder, dropped, where, recorded_folder)
+                kept[name] = kept_inside(value, folder, dropped, where, recorded_folder, relocate)
         return kept
     if isinstance(state, list):
         return [
-            kept_inside(value, folder, dropped, f"{key}[{index}]", recorded_folder) for index, value in enumerate(state)
+            kept_inside(value, folder, dropped, f"{key}[{index}]", recorded_folder, relocate)
+            for index, value in enumerate(state)
         ]
     return state
+
+
+def paths_kept_inside(state: Any, folder: Path, owner: str, relocate: bool) -> tuple[Any, list[str]]:
+    """:func:`kept_inside` of ``state``, with the dropped paths as ``<where>=<path>`` lines."""
+    dropped: list[str] = []
+    kept = kept_inside(
+        state, folder, lambda where, value: dropped.append(f"{where}={shown(value, 200)}"), owner, relocate=relocate
+    )
+    return kept, dropped
 
 
 class RunCheckpointIO(TorchCheckpointIO):
@@ -112,19 +130,25 @@ class RunCheckpointIO(TorchCheckpointIO):
         checkpoint = read_checkpoint(str(path), io.BytesIO(checkpoint_contents(path)))
         if self.checkpoint_dir is None:
             return checkpoint
+        # The state of a checkpoint in this folder is this run's, wherever the folder was when it
+        # was saved. One from elsewhere (ckpt_path= of another run) names that run's files.
+        relocate = Path(path).resolve().parent == self.checkpoint_dir
         dropped: list[str] = []
         for part in RESTORED_STATE:
-            for name, state in (checkpoint.get(part) or {}).items():
+            for name, state in list((checkpoint.get(part) or {}).items()):
                 owner = str(name).split("{")[0]  # ModelCheckpoint{'monitor': ...}: the callback's class
-                checkpoint[part][name] = kept_inside(
-                    state,
-                    self.checkpoint_dir,
-                    lambda where, value: dropped.append(f"{where}={shown(value, 200)}"),
-                    owner,
-                )
+                kept, dropped_here = paths_kept_inside(state, self.checkpoint_dir, owner, relocate)
+                dropped += dropped_here
+                if dropped_here and part == "callbacks":
+                    # A callback's state is one whole: a best score kept without its file would be
+                    # compared with every new result. The callback starts afresh instead.
+                    del checkpoint[part][name]
+                else:
+                    checkpoint[part][name] = kept
         if dropped:
             log.warning(
-                "checkpoint %s: left out of the restored state, as they lie outside this run's %s: %s",
+                "checkpoint %s: left out of the restored state, as they lie outside this run's %s: %s "
+                "(a callback whose state named one starts afresh)",
                 path,
                 self.checkpoint_dir,
                 "; ".join(dropped),
