@@ -13,8 +13,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import HydraException
+from resnet_cifar.overrides import parsed
 
 # Groups renamed as a whole: each option keeps its name.
 RENAMED_GROUPS = {
@@ -31,12 +30,9 @@ RENAMED_OPTIONS = {
 def current_name(argument: str) -> str:
     """``argument`` (a command-line override) with a renamed group or option under its new name;
     anything else, Hydra's options and what Hydra cannot parse included, as it is."""
-    if argument.startswith("-"):
+    override = parsed(argument)
+    if override is None:
         return argument
-    try:
-        (override,) = OverridesParser.create().parse_overrides([argument])
-    except HydraException:
-        return argument  # Hydra's own error will say what is wrong with it
     group = override.key_or_group
     prefix = argument[: argument.index(group)]  # "", "+", "++" or "~"
     if group in RENAMED_GROUPS:

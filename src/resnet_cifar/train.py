@@ -115,6 +115,14 @@ def check_optimized_metric(cfg: DictConfig) -> None:
         )
 
 
+def command_line(overrides: Sequence[str]) -> list[str]:
+    """``overrides`` as the command takes them: a config group set to null refused
+    (resnet_cifar.overrides), a config name that was renamed replaced by its new name, with a
+    line naming it (resnet_cifar.renamed_configs)."""
+    refuse_null_groups(overrides)
+    return current_names(overrides)
+
+
 def compose_config(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> DictConfig:
     """conf/train.yaml composed with ``overrides`` as ``python -m resnet_cifar.train`` composes it,
     for :func:`train` called from Python. The run writes to ``output_dir``; by default to a new
@@ -124,8 +132,7 @@ def compose_config(overrides: Sequence[str] = (), output_dir: str | Path | None 
     Hydra's settings of the run (its output directory, its overrides) become the process's
     current Hydra config, as in a command: compose the next run's config after this one trained.
     """
-    refuse_null_groups(overrides)
-    return compose_command("train", current_names(overrides), output_dir, new_folder=True)
+    return compose_command("train", command_line(overrides), output_dir, new_folder=True)
 
 
 @raises_usage_errors
@@ -244,13 +251,12 @@ def train_command(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
-    """``python -m resnet_cifar.train`` and ``resnet-cifar-train``: a config name that was renamed
-    still works, with a line naming the new one (resnet_cifar.renamed_configs)."""
+    """``python -m resnet_cifar.train`` and ``resnet-cifar-train``, with the command line checked
+    and renamed config names replaced first (:func:`command_line`)."""
     try:
-        refuse_null_groups(sys.argv[1:])
+        sys.argv[1:] = command_line(sys.argv[1:])
     except UsageError as error:
         exit_with_usage_error(error)
-    sys.argv[1:] = current_names(sys.argv[1:])
     train_command()
 
 

@@ -92,8 +92,7 @@ def kept_inside(
                     kept[name] = value
                 else:
                     dropped(where, value)
-                    if name != "dirpath":  # without it Lightning takes the callback's own folder
-                        kept[name] = ""
+                    kept[name] = ""
             else:
                 kept[name] = kept_inside(value, folder, dropped, where, recorded_folder, relocate)
         return kept
